@@ -1,0 +1,48 @@
+# Patron — `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
+RUN_DB := sqlite:///./var/patron.db
+
+.PHONY: setup run test test-sqlite test-postgres lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: setup
+	@mkdir -p var
+	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron db upgrade
+	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron demo --if-empty
+	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron serve
+
+# The suite runs on SQLite, then on PostgreSQL when PATRON_TEST_DATABASE_URL is set or in CI
+# (where the PostgreSQL run is mandatory: an unreachable server fails the run).
+test: setup
+	$(MAKE) --no-print-directory test-sqlite
+	@if [ -n "$$PATRON_TEST_DATABASE_URL" ] || [ "$$CI" = "true" ]; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	else echo "PostgreSQL run skipped: set PATRON_TEST_DATABASE_URL or CI=true"; fi
+
+test-sqlite: setup
+	env -u PATRON_TEST_DATABASE_URL $(BIN)/python -m pytest
+
+test-postgres: setup
+	PATRON_TEST_DATABASE_URL=$${PATRON_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
+		PATRON_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

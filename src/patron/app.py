@@ -1,0 +1,164 @@
+"""create_app(): routers, middleware and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from patron import __version__
+from patron.config import Settings, get_settings
+from patron.db import Database
+from patron.errors import PatronError, PayloadTooLarge
+from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
+
+log = logging.getLogger("patron")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+def problem_response(status: int, code: str, title: str, detail: str,
+                     **extra: Any) -> JSONResponse:
+    body = {"type": f"https://patron.dev/problems/{code}", "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                        headers=headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit, by Content-Length or while streaming."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(f"the body is over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(413, PayloadTooLarge.code, PayloadTooLarge.title,
+                                    f"the body is over {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for error in exc.errors():
+        loc = [part for part in error.get("loc", ()) if isinstance(part, str | int)]
+        errors.append(FieldError(loc=loc, msg=str(error.get("msg", "")),
+                                 type=str(error.get("type", ""))).model_dump())
+    if any(error["type"] == "json_invalid" for error in errors):
+        return problem_response(400, "malformed_json", "Malformed JSON",
+                                "the request body is not valid JSON", errors=errors)
+    if errors and all(e["type"] == "missing" and e["loc"] == ["body"] for e in errors):
+        return problem_response(422, "body_required", "Request body required",
+                                "send a JSON object as the request body", errors=errors)
+    summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+    return problem_response(422, "validation_failed", "Invalid input", summary or "invalid",
+                            errors=errors)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PatronError)
+    async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
+        return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_problem(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return problem_response(500, "internal_error", "Internal error",
+                                "something went wrong on our side; it has been logged")
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description=app.description)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        components["Problem"].pop("$defs", None)
+        components["FieldError"] = FieldError.model_json_schema()
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Patron",
+        version=__version__,
+        description="Open-source customer loyalty and customer-management platform. "
+                    "Every error is `application/problem+json` with a stable `code`.",
+    )
+    app.state.settings = settings
+    app.state.database = database or Database(settings.database_url)
+    _install_error_handlers(app)
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    def health() -> Health:
+        return Health(status="ok", version=__version__)
+
+    from patron.identity.endpoints import router as identity_router
+    from patron.identity.telephony import router as telephony_router
+    from patron.members.endpoints import router as members_router
+    from patron.tenancy.endpoints import router as tenancy_router
+
+    for router in (tenancy_router, members_router, identity_router, telephony_router):
+        app.include_router(router)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,134 @@
+"""The `patron` command."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from patron.config import get_settings
+from patron.db import Database
+from patron.tenancy.models import Role
+
+app = typer.Typer(help="Patron loyalty platform", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+
+def _migrations_dir() -> Path:
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (base / "migrations" / "env.py").exists():
+            return base / "migrations"
+    raise typer.BadParameter("cannot find the migrations folder")
+
+
+def upgrade_database(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    config.attributes["database_url"] = url
+    command.upgrade(config, "head")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to PATRON_DATABASE_URL."""
+    url = get_settings().database_url
+    upgrade_database(url)
+    console.print(f"[green]database is at the latest schema[/] ({url.split('@')[-1]})")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="operator, merchant, terminal or sales_rep")],
+    merchant_id: Annotated[str | None, typer.Option(help="Merchant the key acts for")] = None,
+    merchant_number: Annotated[int | None, typer.Option(help="…or its 5-digit number")] = None,
+    terminal_id: Annotated[str | None, typer.Option(help="Terminal (terminal keys)")] = None,
+    label: Annotated[str | None, typer.Option(help="A note to recognise the key")] = None,
+) -> None:
+    """Create an API key; the key is printed alone on the last line (shown only once)."""
+    from sqlalchemy import select
+
+    from patron.tenancy.models import Merchant
+    from patron.tenancy.service import ensure_operator, issue_key
+
+    database = Database(get_settings().database_url)
+    try:
+        with database.session_scope() as session:
+            ensure_operator(session)
+            merchant_uuid = _uuid(merchant_id, "merchant-id")
+            if merchant_number is not None:
+                merchant_uuid = session.scalar(
+                    select(Merchant.id).where(Merchant.number == merchant_number))
+                if merchant_uuid is None:
+                    raise typer.BadParameter(f"no merchant number {merchant_number:05d}")
+            api_key, secret = issue_key(session, role=role, merchant_id=merchant_uuid,
+                                        terminal_id=_uuid(terminal_id, "terminal-id"),
+                                        label=label)
+            console.print(f"created {role.value} key {api_key.prefix}… (id {api_key.id}); "
+                          "it is shown once:")
+    except Exception as exc:
+        from patron.errors import PatronError
+
+        if isinstance(exc, PatronError):
+            console.print(f"[red]{exc.detail}[/]")
+            raise typer.Exit(2) from exc
+        raise
+    finally:
+        database.dispose()
+    print(secret)
+
+
+def _uuid(value: str | None, name: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--{name} must be a UUID") from exc
+
+
+@app.command()
+def demo(
+    members: Annotated[int, typer.Option(min=0, max=100_000)] = 2000,
+    if_empty: Annotated[bool, typer.Option(help="Do nothing if merchants exist")] = False,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Fill the database with a demo coalition and print its URLs and keys."""
+    from patron.cli.demo import build_demo
+
+    database = Database(get_settings().database_url)
+    try:
+        build_demo(database, members=members, if_empty=if_empty, seed=seed, console=console)
+    finally:
+        database.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run("patron.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""Settings, read from the environment with the ``PATRON_`` prefix."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only for a local demo; `patron serve` warns when it is still in use.
+DEV_SECRET_KEY = "patron-development-secret-key-change-me"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PATRON_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./var/patron.db"
+    secret_key: str = DEV_SECRET_KEY
+    # 32 bytes, base64; derived from secret_key when not given so a dev setup needs one secret.
+    pii_encryption_key: str | None = None
+    telephony_webhook_secret: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    qr_step_seconds: int = Field(default=30, ge=5)
+    pin_max_failures: int = 5
+    pin_lock_minutes: int = 15
+    caller_id_wait_seconds: int = 120
+    default_region: str = "US"
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose, derived from the secret key (domain-separated)."""
+        return hashlib.sha256(f"patron:{purpose}:{self.secret_key}".encode()).digest()
+
+    @property
+    def encryption_key(self) -> bytes:
+        if self.pii_encryption_key:
+            key = base64.b64decode(self.pii_encryption_key)
+            if len(key) != 32:
+                raise ValueError("PATRON_PII_ENCRYPTION_KEY must be 32 bytes, base64-encoded")
+            return key
+        return self.derived_key("pii-encryption")
+
+    @property
+    def lookup_key(self) -> bytes:
+        return self.derived_key("pii-lookup")
+
+    @property
+    def qr_key(self) -> bytes:
+        return self.derived_key("qr-token")
+
+    @property
+    def telephony_secret(self) -> str:
+        return self.telephony_webhook_secret or self.derived_key("telephony").hex()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,95 @@
+"""Shared HTTP plumbing for every area's endpoints: the session, the caller, error docs.
+
+Only endpoint modules and ``app.py`` import this; the domain never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from patron.db import Database
+from patron.tenancy.service import Principal, authenticate
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with Patron's stable machine-readable ``code``."""
+
+    type: str = Field(examples=["https://patron.dev/problems/not_found"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable error code to branch on")
+    errors: list[FieldError] | None = Field(default=None,
+                                            description="Per-field validation errors")
+    field: str | None = Field(default=None, description="The request field at fault")
+
+    model_config = {"extra": "allow"}
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (e.g. the body is not valid JSON)",
+    401: "Missing, invalid or revoked API key (or bad webhook signature)",
+    403: "The key's role may not do this, or a verification step failed",
+    404: "Not found, or not visible to this key's tenant",
+    409: "Conflicts with the current state",
+    410: "Gone: expired code, withdrawn or erased member",
+    413: "Request body over the size limit",
+    415: "Unsupported request content type",
+    422: "Validation failed; `errors` or `field` says what to fix",
+    423: "Locked (too many wrong PINs)",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses (plus those any request can get)."""
+    every = {400, 413, 415, 422, *statuses}
+    return {
+        status: {"description": _DESCRIPTIONS[status],
+                 "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref":
+                                                             "#/components/schemas/Problem"}}}}
+        for status in sorted(every)
+    }
+
+
+AUTHED = (401, 403, 404)
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with database.session_scope() as session:
+        yield session
+
+
+# scope="function": the commit happens when the endpoint returns, before the response is
+# sent, so a failed commit becomes an error response instead of a lost write.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
+
+
+def get_principal(
+    session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return authenticate(session, key=credentials.credentials if credentials else None)
+
+
+Caller = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,348 @@
+"""Every way to identify a member, cards, rotating QR tokens and caller ID."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from patron.config import get_settings
+from patron.errors import NotFound
+from patron.identity import qr as qr_tokens
+from patron.identity.errors import (
+    CardAlreadyBlocked,
+    CardBlocked,
+    CardNotFound,
+    CheckDigitMismatch,
+    InvalidImage,
+    MalformedCode,
+    MemberErased,
+    MemberNotFound,
+    MemberWithdrawn,
+    NoCallNumber,
+    NoCodeInImage,
+    PinIncorrect,
+    PinLocked,
+    PinNotSet,
+    PinRequired,
+    QrExpired,
+    QrInvalid,
+)
+from patron.identity.images import ImageDecodeError, decode_image_base64
+from patron.identity.models import CallerIdWait, Card, CardStatus, WaitStatus
+from patron.identity.numbers import CheckDigitError, NumberFormatError, clean, parse_member_number
+from patron.identity.schemas import IdentifyRequest, IdentifyResult, Method, QrTokenRead
+from patron.kit.clock import utcnow
+from patron.members.errors import CardTaken
+from patron.members.models import Member, MemberStatus
+from patron.members.pins import pin_matches
+from patron.members.service import (
+    card_lookup,
+    get_member,
+    is_member_of,
+    parse_card_uid,
+    parse_phone,
+    phone_lookup,
+    region_for,
+)
+from patron.tenancy.models import Role, Terminal
+from patron.tenancy.service import Principal
+
+# --- resolving one identifier to a member ----------------------------------------------
+
+def _by_member_number(session: Session, text: str) -> Member:
+    try:
+        parse_member_number(text)
+    except CheckDigitError as exc:
+        raise CheckDigitMismatch(field="barcode") from exc
+    except NumberFormatError as exc:
+        raise MalformedCode(f"{exc}", field="barcode") from exc
+    member = session.scalars(select(Member).where(Member.member_number == clean(text))).first()
+    if member is None:
+        raise MemberNotFound("no member has this number")
+    return member
+
+
+def _by_qr(session: Session, token: str) -> Member:
+    settings = get_settings()
+    step = qr_tokens.time_step(utcnow(), settings.qr_step_seconds)
+    try:
+        verified = qr_tokens.verify_token(settings.qr_key, token, step)
+    except qr_tokens.TokenFormatError as exc:
+        raise MalformedCode(str(exc), field="qr") from exc
+    except qr_tokens.TokenSignatureError as exc:
+        raise QrInvalid(field="qr") from exc
+    except qr_tokens.TokenExpiredError as exc:
+        raise QrExpired(field="qr") from exc
+    member = session.scalars(
+        select(Member).where(Member.member_number == verified.member_number)).first()
+    if member is None:
+        raise MemberNotFound("no member has this QR code")
+    return member
+
+
+def _by_card(session: Session, text: str) -> Member:
+    uid = parse_card_uid(text)
+    row = session.execute(select(Card, Member).join(Member, Member.id == Card.member_id)
+                          .where(Card.uid_hash == card_lookup(uid))).first()
+    if row is None:
+        raise CardNotFound()
+    card, member = row
+    if card.status != CardStatus.active.value:
+        raise CardBlocked("this card is blocked; use the member's new card or another way "
+                          "to identify", card_id=str(card.id))
+    return member
+
+
+def member_by_phone(session: Session, e164: str) -> Member | None:
+    candidates = list(session.scalars(select(Member).where(Member.phone_hash ==
+                                                           phone_lookup(e164))))
+    # Prefer the active member: a withdrawn one may share the number with a re-enrolment.
+    candidates.sort(key=lambda m: m.status != MemberStatus.active.value)
+    return candidates[0] if candidates else None
+
+
+def _by_phone(session: Session, actor: Principal, text: str) -> Member:
+    e164 = parse_phone(text, region_for(session, actor))
+    member = member_by_phone(session, e164)
+    if member is None:
+        raise MemberNotFound("no member has this phone number")
+    return member
+
+
+def _by_image(session: Session, data: str) -> Member:
+    try:
+        codes = decode_image_base64(data)
+    except ImageDecodeError as exc:
+        raise InvalidImage(str(exc), field="image") from exc
+    if not codes:
+        raise NoCodeInImage(field="image")
+    # Several codes in one photo: the first one that is a member code wins; if none
+    # is, report the error of the first.
+    first_error: Exception | None = None
+    for code in codes:
+        try:
+            if code.format == "qr":
+                return _by_qr(session, code.text)
+            return _by_member_number(session, code.text)
+        except (MalformedCode, MemberNotFound, CheckDigitMismatch, QrInvalid,
+                QrExpired) as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _check_status(member: Member) -> None:
+    if member.status == MemberStatus.withdrawn.value:
+        raise MemberWithdrawn()
+    if member.status == MemberStatus.erased.value:
+        raise MemberErased()
+
+
+# --- PIN step-up ----------------------------------------------------------------------
+
+def _verify_pin(session: Session, member: Member, pin: str | None, required: bool) -> bool:
+    if pin is None and not required:
+        return False
+    settings = get_settings()
+    now = utcnow()
+    if member.pin_locked_until is not None:
+        if member.pin_locked_until > now:
+            raise PinLocked(locked_until=member.pin_locked_until.isoformat())
+        # The lock has run out: start counting afresh (only one request wins the reset).
+        session.execute(update(Member).where(Member.id == member.id,
+                                             Member.pin_locked_until <= now)
+                        .values(pin_failures=0, pin_locked_until=None))
+    if member.pin_hash is None:
+        raise PinNotSet()
+    if pin is None:
+        raise PinRequired("ask the member for their PIN and send it as 'pin'")
+    if pin_matches(member.pin_hash, pin):
+        if member.pin_failures:
+            session.execute(update(Member).where(Member.id == member.id)
+                            .values(pin_failures=0))
+        return True
+    locked_until = now + timedelta(minutes=settings.pin_lock_minutes)
+    failures = session.execute(
+        update(Member).where(Member.id == member.id)
+        .values(pin_failures=Member.pin_failures + 1)
+        .returning(Member.pin_failures)).scalar_one()
+    if failures >= settings.pin_max_failures:
+        session.execute(update(Member).where(Member.id == member.id)
+                        .values(pin_locked_until=locked_until))
+        raise PinLocked(f"{failures} wrong PINs; the PIN is locked until "
+                        f"{locked_until.isoformat()}", locked_until=locked_until.isoformat())
+    raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)
+
+
+def identify(session: Session, *, actor: Principal, request: IdentifyRequest) -> IdentifyResult:
+    actor.require(Role.operator, Role.merchant, Role.terminal)
+    method = request.method
+    if method == Method.barcode:
+        member = _by_member_number(session, request.barcode or "")
+    elif method == Method.qr:
+        member = _by_qr(session, request.qr or "")
+    elif method == Method.card_uid:
+        member = _by_card(session, request.card_uid or "")
+    elif method == Method.phone:
+        member = _by_phone(session, actor, request.phone or "")
+    else:
+        member = _by_image(session, request.image or "")
+    return _result(session, actor, member, method, request.pin)
+
+
+def _result(session: Session, actor: Principal, member: Member, method: Method,
+            pin: str | None) -> IdentifyResult:
+    _check_status(member)
+    verified = _verify_pin(session, member, pin, actor.require_pin)
+    known_here = actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
+        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
+    return IdentifyResult(member_id=member.id, member_number=member.member_number,
+                          merchant_id=member.merchant_id, method=method,
+                          known_here=known_here, pin_verified=verified)
+
+
+# --- rotating QR ----------------------------------------------------------------------
+
+def current_qr_token(member: Member) -> QrTokenRead:
+    settings = get_settings()
+    now = utcnow()
+    step = qr_tokens.time_step(now, settings.qr_step_seconds)
+    # Accepted until the end of the next step (one step of skew either side).
+    expires = (step + 2) * settings.qr_step_seconds
+    return QrTokenRead(token=qr_tokens.make_token(settings.qr_key, member.member_number, step),
+                       expires_at=now.fromtimestamp(expires, tz=now.tzinfo),
+                       refresh_seconds=settings.qr_step_seconds)
+
+
+def active_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    member = get_member(session, actor=actor, member_id=member_id)
+    _check_status(member)
+    return member
+
+
+# --- cards ----------------------------------------------------------------------------
+
+def _new_card(session: Session, member: Member, uid_text: str, merchant_id: uuid.UUID) -> Card:
+    uid = parse_card_uid(uid_text)
+    uid_hash = card_lookup(uid)
+    if session.scalars(select(Card.id).where(Card.uid_hash == uid_hash)).first() is not None:
+        raise CardTaken(field="uid")
+    card = Card(member_id=member.id, merchant_id=merchant_id, uid_hash=uid_hash,
+                uid_last4=uid[-4:], status=CardStatus.active.value, created_at=utcnow())
+    session.add(card)
+    session.flush()
+    return card
+
+
+def add_card(session: Session, *, actor: Principal, member_id: uuid.UUID, uid: str) -> Card:
+    member = active_member(session, actor=actor, member_id=member_id)
+    return _new_card(session, member, uid, actor.merchant_id or member.merchant_id)
+
+
+def list_cards(session: Session, *, actor: Principal, member_id: uuid.UUID) -> list[Card]:
+    member = get_member(session, actor=actor, member_id=member_id)
+    return list(session.scalars(select(Card).where(Card.member_id == member.id)
+                                .order_by(Card.created_at)))
+
+
+def _member_card(session: Session, member: Member, card_id: uuid.UUID) -> Card:
+    card = session.get(Card, card_id)
+    if card is None or card.member_id != member.id:
+        raise NotFound("no such card")
+    return card
+
+
+def block_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
+               card_id: uuid.UUID, reason: str | None) -> Card:
+    member = get_member(session, actor=actor, member_id=member_id)
+    card = _member_card(session, member, card_id)
+    blocked = session.execute(
+        update(Card).where(Card.id == card.id, Card.status == CardStatus.active.value)
+        .values(status=CardStatus.blocked.value, blocked_at=utcnow(),
+                block_reason=reason or "blocked")).rowcount
+    if not blocked:
+        raise CardAlreadyBlocked()
+    session.refresh(card)
+    return card
+
+
+def replace_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
+                 card_id: uuid.UUID, uid: str, reason: str | None) -> Card:
+    member = active_member(session, actor=actor, member_id=member_id)
+    old = _member_card(session, member, card_id)
+    if old.status == CardStatus.active.value:
+        block_card(session, actor=actor, member_id=member_id, card_id=card_id,
+                   reason=reason or "replaced")
+    new = _new_card(session, member, uid, actor.merchant_id or member.merchant_id)
+    old.replaced_by_id = new.id
+    session.flush()
+    return new
+
+
+# --- caller ID ------------------------------------------------------------------------
+
+def start_caller_id_wait(session: Session, *, actor: Principal) -> CallerIdWait:
+    actor.require(Role.terminal)
+    terminal = session.get(Terminal, actor.terminal_id)
+    assert terminal is not None and actor.merchant_id is not None
+    if not terminal.call_number:
+        raise NoCallNumber("set the terminal's call_number before using caller ID")
+    now = utcnow()
+    session.execute(update(CallerIdWait).where(CallerIdWait.terminal_id == terminal.id,
+                                               CallerIdWait.status == WaitStatus.waiting.value)
+                    .values(status=WaitStatus.cancelled.value, resolved_at=now))
+    wait = CallerIdWait(terminal_id=terminal.id, merchant_id=actor.merchant_id,
+                        call_number=terminal.call_number, status=WaitStatus.waiting.value,
+                        created_at=now, expires_at=now + timedelta(
+                            seconds=get_settings().caller_id_wait_seconds))
+    session.add(wait)
+    session.flush()
+    return wait
+
+
+def get_caller_id_wait(session: Session, *, actor: Principal,
+                       wait_id: uuid.UUID) -> CallerIdWait:
+    actor.require(Role.terminal, Role.merchant, Role.operator)
+    wait = session.get(CallerIdWait, wait_id)
+    if wait is None or not actor.sees_merchant(wait.merchant_id) or (
+            actor.role == Role.terminal and wait.terminal_id != actor.terminal_id):
+        raise NotFound("no such caller-ID wait")
+    if wait.status == WaitStatus.waiting.value and wait.expires_at <= utcnow():
+        wait.status = WaitStatus.expired.value
+    return wait
+
+
+def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait | None:
+    """A call reached a register's number: attach the caller to the oldest waiting register."""
+    settings = get_settings()
+    try:
+        called_e164 = parse_phone(called, settings.default_region)
+    except Exception:
+        return None
+    now = utcnow()
+    waits = session.scalars(
+        select(CallerIdWait).where(CallerIdWait.call_number == called_e164,
+                                   CallerIdWait.status == WaitStatus.waiting.value,
+                                   CallerIdWait.expires_at > now)
+        .order_by(CallerIdWait.created_at)).all()
+    for wait in waits:
+        member: Member | None = None
+        try:
+            e164 = parse_phone(caller, settings.default_region)
+            member = member_by_phone(session, e164)
+        except Exception:
+            member = None
+        found = member is not None and member.status == MemberStatus.active.value
+        status = WaitStatus.matched if found else WaitStatus.unknown_caller
+        claimed = session.execute(
+            update(CallerIdWait).where(CallerIdWait.id == wait.id,
+                                       CallerIdWait.status == WaitStatus.waiting.value)
+            .values(status=status.value, member_id=member.id if found and member else None,
+                    resolved_at=now)).rowcount
+        if claimed:
+            session.refresh(wait)
+            return wait
+    return None

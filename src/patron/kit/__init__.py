@@ -1,0 +1,1 @@
+"""Helpers without business rules: clock, ids, crypto, money, pagination."""

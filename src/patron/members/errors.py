@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from patron.errors import Conflict, Forbidden, InvalidInput, PatronError
+
+
+class MerchantRequired(InvalidInput):
+    code = "merchant_id_required"
+    title = "An operator key must name merchant_id"
+
+
+class InvalidPhone(InvalidInput):
+    code = "invalid_phone"
+    title = "Not a valid phone number"
+
+
+class InvalidCardUid(InvalidInput):
+    code = "invalid_card_uid"
+    title = "Not a valid card UID"
+
+
+class PhoneTaken(Conflict):
+    code = "phone_already_registered"
+    title = "Another member already uses this phone number"
+
+
+class EmailTaken(Conflict):
+    code = "email_already_registered"
+    title = "Another member already uses this e-mail address"
+
+
+class CardTaken(Conflict):
+    code = "card_already_registered"
+    title = "This card is already registered"
+
+
+class CustomerNumbersExhausted(Conflict):
+    code = "customer_numbers_exhausted"
+    title = "This merchant has used all 9,999,999 customer numbers"
+
+
+class MemberNotActive(Conflict):
+    code = "member_not_active"
+    title = "The member has withdrawn or been erased"
+
+
+class NotHomeMerchant(Forbidden):
+    code = "not_home_merchant"
+    title = "Only the enrolling merchant or the operator may do this"
+
+
+class MemberGone(PatronError):
+    status: ClassVar[int] = 410
+    code = "member_gone"
+    title = "Member withdrawn"

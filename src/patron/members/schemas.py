@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from patron.kit.validation import language_tag
+from patron.tenancy.schemas import Read, Strict
+
+Language = Annotated[str, Field(min_length=2, max_length=16, examples=["ja"]),
+                     AfterValidator(language_tag)]
+Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                             examples=["hana@example.com"])]
+Pin = Annotated[str, Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits")]
+PhoneText = Annotated[str, Field(min_length=3, max_length=32, examples=["090-1234-5678"],
+                                 description="Any common national or international format")]
+CardUid = Annotated[str, Field(min_length=4, max_length=64, examples=["04:A2:24:6A:B3:5C:80"],
+                               description="Card UID in hex; separators and case ignored")]
+Source = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$",
+                              examples=["pos"])]
+
+
+class Gender(StrEnum):
+    female = "female"
+    male = "male"
+    other = "other"
+    undisclosed = "undisclosed"
+
+
+class Consents(Strict):
+    sms: bool | None = None
+    email: bool | None = None
+    push: bool | None = None
+
+
+class MemberCreate(Strict):
+    merchant_id: uuid.UUID | None = Field(
+        default=None, description="Required with an operator key; implied by other keys")
+    phone: PhoneText | None = None
+    email: Email | None = None
+    card_uid: CardUid | None = None
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    gender: Gender | None = None
+    postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
+    region: str | None = Field(default=None, max_length=64)
+    language: Language | None = None
+    consents: Consents | None = None
+    pin: Pin | None = None
+    source: Source = "api"
+
+
+class MemberUpdate(Strict):
+    phone: PhoneText | None = None
+    email: Email | None = None
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    gender: Gender | None = None
+    postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
+    region: str | None = Field(default=None, max_length=64)
+    language: Language | None = None
+
+
+class ConsentState(BaseModel):
+    sms: bool
+    email: bool
+    push: bool
+
+
+class MemberRead(BaseModel):
+    id: uuid.UUID
+    member_number: str
+    merchant_id: uuid.UUID
+    status: str
+    phone_masked: str | None
+    email_masked: str | None
+    birth_year: int | None
+    gender: str | None
+    postcode: str | None
+    region: str | None
+    language: str | None
+    consents: ConsentState
+    has_pin: bool
+    created_at: datetime
+    withdrawn_at: datetime | None
+    erased_at: datetime | None
+
+
+class ConsentChange(Strict):
+    sms: bool | None = None
+    email: bool | None = None
+    push: bool | None = None
+    source: Source = "api"
+
+
+class ConsentEventRead(Read):
+    channel: str
+    granted: bool
+    source: str
+    merchant_id: uuid.UUID
+    occurred_at: datetime
+
+
+class ConsentHistory(BaseModel):
+    current: ConsentState
+    history: list[ConsentEventRead]
+
+
+class PinSet(Strict):
+    pin: Pin | None = Field(description="The new PIN, or null to remove it")
+
+
+class WithdrawRequest(Strict):
+    reason: str | None = Field(default=None, max_length=200)

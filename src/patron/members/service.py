@@ -1,0 +1,390 @@
+"""Enrolment, profile, consents, withdrawal, erasure and export of members."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from patron.config import get_settings
+from patron.db import flush_or_raise
+from patron.errors import NotFound
+from patron.identity.models import Card, CardStatus
+from patron.identity.numbers import MAX_CUSTOMER_NO, format_member_number
+from patron.identity.phone import PhoneFormatError, normalise_card_uid, normalise_phone
+from patron.kit.clock import utcnow
+from patron.kit.crypto import decrypt, encrypt, lookup_hash
+from patron.members.errors import (
+    CardTaken,
+    CustomerNumbersExhausted,
+    EmailTaken,
+    InvalidCardUid,
+    InvalidPhone,
+    MemberNotActive,
+    MerchantRequired,
+    NotHomeMerchant,
+    PhoneTaken,
+)
+from patron.members.models import Channel, ConsentEvent, Member, Membership, MemberStatus
+from patron.members.pins import hash_pin
+from patron.members.schemas import (
+    ConsentChange,
+    ConsentEventRead,
+    ConsentHistory,
+    Consents,
+    ConsentState,
+    MemberCreate,
+    MemberRead,
+    MemberUpdate,
+)
+from patron.tenancy.models import Merchant, Role
+from patron.tenancy.service import Principal, get_merchant
+
+PHONE = "member.phone"
+EMAIL = "member.email"
+CARD = "card.uid"
+
+
+# --- personal identifiers -------------------------------------------------------------
+
+def phone_lookup(e164: str) -> str:
+    return lookup_hash(get_settings().lookup_key, PHONE, e164)
+
+
+def email_lookup(email: str) -> str:
+    return lookup_hash(get_settings().lookup_key, EMAIL, email.strip().lower())
+
+
+def card_lookup(uid: str) -> str:
+    return lookup_hash(get_settings().lookup_key, CARD, uid)
+
+
+def parse_phone(text: str, region: str) -> str:
+    try:
+        return normalise_phone(text, region)
+    except PhoneFormatError as exc:
+        raise InvalidPhone(f"{exc}: give it with its country code (+81 …) or in the national "
+                           f"format of {region}", field="phone") from exc
+
+
+def parse_card_uid(text: str) -> str:
+    try:
+        return normalise_card_uid(text)
+    except ValueError as exc:
+        raise InvalidCardUid(str(exc), field="card_uid") from exc
+
+
+def _mask_phone(e164: str) -> str:
+    return e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
+
+
+def _mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def decrypt_phone(member: Member) -> str | None:
+    if member.phone_enc is None:
+        return None
+    return decrypt(get_settings().encryption_key, member.phone_enc, context=PHONE)
+
+
+def decrypt_email(member: Member) -> str | None:
+    if member.email_enc is None:
+        return None
+    return decrypt(get_settings().encryption_key, member.email_enc, context=EMAIL)
+
+
+def _set_phone(member: Member, e164: str | None) -> None:
+    key = get_settings().encryption_key
+    member.phone_hash = phone_lookup(e164) if e164 else None
+    member.phone_enc = encrypt(key, e164, context=PHONE) if e164 else None
+
+
+def _set_email(member: Member, email: str | None) -> None:
+    key = get_settings().encryption_key
+    normalised = email.strip().lower() if email else None
+    member.email_hash = email_lookup(normalised) if normalised else None
+    member.email_enc = encrypt(key, normalised, context=EMAIL) if normalised else None
+
+
+def _ensure_free(session: Session, *, phone_hash: str | None, email_hash: str | None,
+                 except_member: uuid.UUID | None = None) -> None:
+    active = Member.status == MemberStatus.active.value
+    not_self = Member.id != except_member if except_member else True
+    if phone_hash and session.scalar(
+            select(exists().where(Member.phone_hash == phone_hash, active, not_self))):
+        raise PhoneTaken(field="phone")
+    if email_hash and session.scalar(
+            select(exists().where(Member.email_hash == email_hash, active, not_self))):
+        raise EmailTaken(field="email")
+
+
+# --- visibility -----------------------------------------------------------------------
+
+def region_for(session: Session, actor: Principal) -> str:
+    if actor.merchant_id is not None:
+        country = session.scalar(select(Merchant.country).where(Merchant.id == actor.merchant_id))
+        if country:
+            return country
+    return get_settings().default_region
+
+
+def is_member_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID) -> bool:
+    return bool(session.scalar(select(exists().where(
+        Membership.member_id == member_id, Membership.merchant_id == merchant_id))))
+
+
+def get_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    """A member the caller may see: the operator sees all, a merchant its own members."""
+    actor.require(Role.operator, Role.merchant, Role.terminal)
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("no such member")
+    if actor.role != Role.operator:
+        assert actor.merchant_id is not None
+        if not is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id):
+            raise NotFound("no such member")
+    return member
+
+
+def _require_home(actor: Principal, member: Member) -> None:
+    if actor.role != Role.operator and actor.merchant_id != member.merchant_id:
+        raise NotHomeMerchant()
+
+
+def _require_active(member: Member) -> None:
+    if member.status != MemberStatus.active.value:
+        raise MemberNotActive(f"the member is {member.status}")
+
+
+# --- enrolment ------------------------------------------------------------------------
+
+def _allocate_customer_no(session: Session, merchant_id: uuid.UUID) -> int:
+    # One atomic increment inside the enrolling transaction: the row lock serialises
+    # concurrent enrolments, and a rollback gives the number back, so there are no gaps.
+    new_next = session.execute(
+        update(Merchant).where(Merchant.id == merchant_id)
+        .values(next_customer_no=Merchant.next_customer_no + 1)
+        .returning(Merchant.next_customer_no)
+    ).scalar_one()
+    customer_no = int(new_next) - 1
+    if customer_no > MAX_CUSTOMER_NO:
+        raise CustomerNumbersExhausted()
+    return customer_no
+
+
+def _record_consents(session: Session, member: Member, consents: Consents | ConsentChange,
+                     *, merchant_id: uuid.UUID, source: str, only_changes: bool) -> None:
+    for channel in Channel:
+        granted = getattr(consents, channel.value)
+        if granted is None:
+            continue
+        attribute = f"consent_{channel.value}"
+        if only_changes and getattr(member, attribute) == granted:
+            continue
+        setattr(member, attribute, granted)
+        session.add(ConsentEvent(member_id=member.id, merchant_id=merchant_id,
+                                 channel=channel.value, granted=granted, source=source,
+                                 occurred_at=utcnow()))
+
+
+def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
+    actor.require(Role.operator, Role.merchant, Role.terminal)
+    if actor.role == Role.operator:
+        if data.merchant_id is None:
+            raise MerchantRequired(field="merchant_id")
+        merchant_id = data.merchant_id
+    else:
+        assert actor.merchant_id is not None
+        if data.merchant_id not in (None, actor.merchant_id):
+            raise NotFound("no such merchant")
+        merchant_id = actor.merchant_id
+    merchant = get_merchant(session, actor=actor, merchant_id=merchant_id)
+
+    phone = parse_phone(data.phone, merchant.country) if data.phone else None
+    card_uid = parse_card_uid(data.card_uid) if data.card_uid else None
+    now = utcnow()
+    member = Member(id=uuid.uuid4(), merchant_id=merchant.id, enrolled_store_id=actor.store_id,
+                    status=MemberStatus.active.value, birth_year=data.birth_year,
+                    gender=data.gender.value if data.gender else None, postcode=data.postcode,
+                    region=data.region, language=data.language, created_at=now,
+                    updated_at=now, pin_failures=0, consent_sms=False, consent_email=False,
+                    consent_push=False)
+    _set_phone(member, phone)
+    _set_email(member, data.email)
+    _ensure_free(session, phone_hash=member.phone_hash, email_hash=member.email_hash)
+    card_hash = card_lookup(card_uid) if card_uid else None
+    if card_hash and session.scalar(select(exists().where(Card.uid_hash == card_hash))):
+        raise CardTaken(field="card_uid")
+    if data.pin:
+        member.pin_hash = hash_pin(data.pin)
+
+    member.customer_no = _allocate_customer_no(session, merchant.id)
+    member.member_number = format_member_number(merchant.number, member.customer_no)
+    session.add(member)
+    # A concurrent enrolment may take the same phone or e-mail between check and insert;
+    # the partial unique indexes catch it.
+    flush_or_raise(session, PhoneTaken("another member was just enrolled with the same phone "
+                                  "or e-mail"))
+    session.add(Membership(member_id=member.id, merchant_id=merchant.id, joined_at=now,
+                           source=data.source))
+    if card_uid and card_hash:
+        session.add(Card(member_id=member.id, merchant_id=merchant.id, uid_hash=card_hash,
+                         uid_last4=card_uid[-4:], status=CardStatus.active.value))
+        flush_or_raise(session, CardTaken(field="card_uid"))
+    if data.consents:
+        _record_consents(session, member, data.consents, merchant_id=merchant.id,
+                         source=data.source, only_changes=False)
+    session.flush()
+    return member
+
+
+def to_read(member: Member) -> MemberRead:
+    phone = decrypt_phone(member)
+    email = decrypt_email(member)
+    return MemberRead(
+        id=member.id, member_number=member.member_number, merchant_id=member.merchant_id,
+        status=member.status, phone_masked=_mask_phone(phone) if phone else None,
+        email_masked=_mask_email(email) if email else None, birth_year=member.birth_year,
+        gender=member.gender, postcode=member.postcode, region=member.region,
+        language=member.language,
+        consents=ConsentState(sms=member.consent_sms, email=member.consent_email,
+                              push=member.consent_push),
+        has_pin=member.pin_hash is not None, created_at=member.created_at,
+        withdrawn_at=member.withdrawn_at, erased_at=member.erased_at)
+
+
+def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
+                  data: MemberUpdate) -> Member:
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_active(member)
+    changes = data.model_dump(exclude_unset=True)
+    if "phone" in changes:
+        region = session.scalar(select(Merchant.country).where(Merchant.id == member.merchant_id))
+        _set_phone(member, parse_phone(data.phone, region or "US") if data.phone else None)
+    if "email" in changes:
+        _set_email(member, data.email)
+    _ensure_free(session, phone_hash=member.phone_hash if "phone" in changes else None,
+                 email_hash=member.email_hash if "email" in changes else None,
+                 except_member=member.id)
+    for field in ("birth_year", "postcode", "region", "language"):
+        if field in changes:
+            setattr(member, field, changes[field])
+    if "gender" in changes:
+        member.gender = data.gender.value if data.gender else None
+    member.updated_at = utcnow()
+    flush_or_raise(session, PhoneTaken("another member was just enrolled with the same phone or "
+                                  "e-mail"))
+    return member
+
+
+def change_consents(session: Session, *, actor: Principal, member_id: uuid.UUID,
+                    data: ConsentChange) -> Member:
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_active(member)
+    merchant_id = actor.merchant_id or member.merchant_id
+    _record_consents(session, member, data, merchant_id=merchant_id, source=data.source,
+                     only_changes=True)
+    member.updated_at = utcnow()
+    session.flush()
+    return member
+
+
+def consent_history(session: Session, *, actor: Principal, member_id: uuid.UUID
+                    ) -> ConsentHistory:
+    member = get_member(session, actor=actor, member_id=member_id)
+    events = session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member.id)
+                             .order_by(ConsentEvent.id))
+    return ConsentHistory(
+        current=ConsentState(sms=member.consent_sms, email=member.consent_email,
+                             push=member.consent_push),
+        history=[ConsentEventRead.model_validate(event) for event in events])
+
+
+def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
+            pin: str | None) -> Member:
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_active(member)
+    member.pin_hash = hash_pin(pin) if pin else None
+    member.pin_failures = 0
+    member.pin_locked_until = None
+    member.updated_at = utcnow()
+    session.flush()
+    return member
+
+
+def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    """The member leaves: identifiers stop working, history stays."""
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_home(actor, member)
+    if member.status == MemberStatus.active.value:
+        member.status = MemberStatus.withdrawn.value
+        member.withdrawn_at = utcnow()
+        member.updated_at = member.withdrawn_at
+        session.flush()
+    return member
+
+
+def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    """Remove every piece of personal data; the member's history stays, anonymously."""
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_home(actor, member)
+    now = utcnow()
+    if member.status == MemberStatus.active.value:
+        member.withdrawn_at = now
+    member.status = MemberStatus.erased.value
+    member.erased_at = now
+    member.updated_at = now
+    _set_phone(member, None)
+    _set_email(member, None)
+    member.birth_year = member.gender = member.postcode = member.region = None
+    member.language = member.pin_hash = None
+    member.pin_locked_until = None
+    member.consent_sms = member.consent_email = member.consent_push = False
+    for card in session.scalars(select(Card).where(Card.member_id == member.id)):
+        # The UID hash would let a reader re-identify the card; replace it with a tombstone.
+        card.uid_hash = f"erased-{card.id.hex}"
+        card.uid_last4 = ""
+        card.status = CardStatus.blocked.value
+        card.block_reason = "member erased"
+        card.blocked_at = card.blocked_at or now
+    session.flush()
+    return member
+
+
+def export(session: Session, *, actor: Principal, member_id: uuid.UUID) -> dict[str, Any]:
+    """Everything Patron holds about one member, decrypted, as JSON-ready data."""
+    member = get_member(session, actor=actor, member_id=member_id)
+    memberships = session.execute(
+        select(Membership, Merchant.number, Merchant.name)
+        .join(Merchant, Merchant.id == Membership.merchant_id)
+        .where(Membership.member_id == member.id).order_by(Membership.joined_at)).all()
+    cards = session.scalars(select(Card).where(Card.member_id == member.id)
+                            .order_by(Card.created_at))
+    history = consent_history(session, actor=actor, member_id=member_id)
+    return {
+        "member": {
+            "id": str(member.id), "member_number": member.member_number,
+            "status": member.status, "phone": decrypt_phone(member),
+            "email": decrypt_email(member), "birth_year": member.birth_year,
+            "gender": member.gender, "postcode": member.postcode, "region": member.region,
+            "language": member.language, "has_pin": member.pin_hash is not None,
+            "created_at": member.created_at.isoformat(),
+            "withdrawn_at": member.withdrawn_at.isoformat() if member.withdrawn_at else None,
+            "erased_at": member.erased_at.isoformat() if member.erased_at else None,
+        },
+        "memberships": [
+            {"merchant_number": f"{number:05d}", "merchant_name": name,
+             "joined_at": ms.joined_at.isoformat(), "source": ms.source}
+            for ms, number, name in memberships],
+        "cards": [
+            {"id": str(card.id), "uid_last4": card.uid_last4, "status": card.status,
+             "created_at": card.created_at.isoformat(),
+             "blocked_at": card.blocked_at.isoformat() if card.blocked_at else None}
+            for card in cards],
+        "consents": history.model_dump(mode="json"),
+        "exported_at": utcnow().isoformat(),
+    }

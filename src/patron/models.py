@@ -1,0 +1,10 @@
+"""Imports every area's tables so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from patron.db import Base
+from patron.identity import models as identity_models
+from patron.members import models as members_models
+from patron.tenancy import models as tenancy_models
+
+metadata = Base.metadata
+
+__all__ = ["identity_models", "members_models", "metadata", "tenancy_models"]

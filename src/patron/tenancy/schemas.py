@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from patron.kit.validation import country_code, currency_code, timezone_name
+from patron.tenancy.models import Role, StoreKind, TerminalKind
+
+Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["JPY"]),
+                     AfterValidator(currency_code)]
+Country = Annotated[str, Field(min_length=2, max_length=2, examples=["JP"]),
+                    AfterValidator(country_code)]
+TimeZone = Annotated[str, Field(min_length=1, max_length=64, examples=["Asia/Tokyo"]),
+                     AfterValidator(timezone_name)]
+Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+81312345678"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class MerchantCreate(Strict):
+    number: int = Field(ge=0, le=99999, description="Unique 5-digit merchant number")
+    name: Name
+    currency: Currency
+    timezone: TimeZone
+    country: Country
+
+
+class MerchantRead(Read):
+    id: uuid.UUID
+    number: int
+    name: str
+    currency: str
+    timezone: str
+    country: str
+    created_at: datetime
+
+
+class StoreCreate(Strict):
+    code: Code
+    name: Name
+    address: str | None = Field(default=None, max_length=500)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    timezone: TimeZone | None = Field(default=None,
+                                      description="Defaults to the merchant's time zone")
+    kind: StoreKind = StoreKind.shop
+
+
+class StoreRead(Read):
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    code: str
+    name: str
+    address: str | None
+    latitude: float | None
+    longitude: float | None
+    timezone: str
+    kind: StoreKind
+    created_at: datetime
+
+
+class TerminalCreate(Strict):
+    code: Code
+    kind: TerminalKind = TerminalKind.pos
+    points_per_tap: int = Field(default=0, ge=0, le=1_000_000)
+    require_pin: bool = False
+    call_number: E164 | None = Field(default=None,
+                                     description="Number customers call to identify here")
+
+
+class TerminalUpdate(Strict):
+    active: bool | None = None
+    points_per_tap: int | None = Field(default=None, ge=0, le=1_000_000)
+    require_pin: bool | None = None
+    call_number: E164 | None = None
+
+
+class TerminalRead(Read):
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    store_id: uuid.UUID
+    code: str
+    kind: TerminalKind
+    points_per_tap: int
+    active: bool
+    require_pin: bool
+    call_number: str | None
+    created_at: datetime
+
+
+class TerminalCreated(TerminalRead):
+    api_key: str = Field(description="The terminal's API key; shown once, store it now")
+
+
+class ApiKeyCreate(Strict):
+    role: Role
+    merchant_id: uuid.UUID | None = None
+    terminal_id: uuid.UUID | None = None
+    label: str | None = Field(default=None, max_length=200)
+
+
+class ApiKeyRead(Read):
+    id: uuid.UUID
+    prefix: str
+    role: Role
+    merchant_id: uuid.UUID | None
+    terminal_id: uuid.UUID | None
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The secret key; shown once, store it now")

@@ -1,0 +1,256 @@
+"""Tenancy rules: who a key acts for, and the creation of merchants, stores and terminals."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from patron.db import flush_or_raise
+from patron.errors import Forbidden, NotFound, Unauthenticated
+from patron.kit.clock import utcnow
+from patron.kit.crypto import token_hash
+from patron.tenancy.errors import (
+    InvalidKeyScope,
+    MerchantNumberTaken,
+    StoreCodeTaken,
+    TerminalCodeTaken,
+    TerminalInactive,
+)
+from patron.tenancy.models import ApiKey, Merchant, Operator, Role, Store, Terminal
+from patron.tenancy.schemas import (
+    ApiKeyCreate,
+    MerchantCreate,
+    StoreCreate,
+    TerminalCreate,
+    TerminalUpdate,
+)
+
+KEY_PREFIX = "ptn_"
+_KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the role of the key and the tenant it is bound to."""
+
+    key_id: uuid.UUID | None
+    role: Role
+    merchant_id: uuid.UUID | None = None
+    terminal_id: uuid.UUID | None = None
+    store_id: uuid.UUID | None = None
+    require_pin: bool = False
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise Forbidden(f"this needs a key with one of the roles: {allowed}")
+
+    def sees_merchant(self, merchant_id: uuid.UUID) -> bool:
+        if self.role == Role.operator:
+            return True
+        if self.role == Role.sales_rep and self.merchant_id is None:
+            return True
+        return self.merchant_id == merchant_id
+
+
+SYSTEM = Principal(key_id=None, role=Role.operator)
+
+
+def new_secret_key() -> str:
+    # 32 characters of a 32-letter alphabet = 160 random bits.
+    return KEY_PREFIX + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(32))
+
+
+def authenticate(session: Session, *, key: str | None) -> Principal:
+    if not key:
+        raise Unauthenticated("send the API key as 'Authorization: Bearer <key>'")
+    row = session.execute(
+        select(ApiKey, Terminal)
+        .outerjoin(Terminal, Terminal.id == ApiKey.terminal_id)
+        .where(ApiKey.key_hash == token_hash(key))
+    ).first()
+    if row is None or row[0].revoked_at is not None:
+        raise Unauthenticated("the API key is unknown or revoked")
+    api_key, terminal = row
+    if terminal is not None and not terminal.active:
+        raise TerminalInactive("this terminal is deactivated; ask the merchant to reactivate it")
+    return Principal(
+        key_id=api_key.id,
+        role=Role(api_key.role),
+        merchant_id=api_key.merchant_id,
+        terminal_id=api_key.terminal_id,
+        store_id=terminal.store_id if terminal is not None else None,
+        require_pin=bool(terminal is not None and terminal.require_pin),
+    )
+
+
+def ensure_operator(session: Session, *, name: str = "Patron coalition") -> Operator:
+    operator = session.scalars(select(Operator).limit(1)).first()
+    if operator is None:
+        operator = Operator(name=name)
+        session.add(operator)
+        session.flush()
+    return operator
+
+
+def create_merchant(session: Session, *, actor: Principal, data: MerchantCreate) -> Merchant:
+    actor.require(Role.operator)
+    ensure_operator(session)
+    merchant = Merchant(**data.model_dump(), next_customer_no=1)
+    session.add(merchant)
+    flush_or_raise(session, MerchantNumberTaken(f"merchant number {data.number:05d} is taken"))
+    return merchant
+
+
+def list_merchants(session: Session, *, actor: Principal) -> list[Merchant]:
+    query = select(Merchant).order_by(Merchant.number)
+    if actor.role != Role.operator and not (actor.role == Role.sales_rep
+                                            and actor.merchant_id is None):
+        query = query.where(Merchant.id == actor.merchant_id)
+    return list(session.scalars(query))
+
+
+def get_merchant(session: Session, *, actor: Principal, merchant_id: uuid.UUID) -> Merchant:
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None or not actor.sees_merchant(merchant.id):
+        raise NotFound("no such merchant")
+    return merchant
+
+
+def create_store(session: Session, *, actor: Principal, merchant_id: uuid.UUID,
+                 data: StoreCreate) -> Store:
+    merchant = get_merchant(session, actor=actor, merchant_id=merchant_id)
+    actor.require(Role.operator, Role.merchant)
+    values = data.model_dump()
+    values["timezone"] = data.timezone or merchant.timezone
+    values["kind"] = data.kind.value
+    store = Store(merchant_id=merchant.id, **values)
+    session.add(store)
+    flush_or_raise(session, StoreCodeTaken(f"store code {data.code!r} is taken"))
+    return store
+
+
+def list_stores(session: Session, *, actor: Principal, merchant_id: uuid.UUID) -> list[Store]:
+    get_merchant(session, actor=actor, merchant_id=merchant_id)
+    return list(session.scalars(
+        select(Store).where(Store.merchant_id == merchant_id).order_by(Store.code)))
+
+
+def get_store(session: Session, *, actor: Principal, store_id: uuid.UUID) -> Store:
+    store = session.get(Store, store_id)
+    if store is None or not actor.sees_merchant(store.merchant_id):
+        raise NotFound("no such store")
+    if actor.role == Role.terminal and actor.store_id != store.id:
+        raise NotFound("no such store")
+    return store
+
+
+def create_terminal(session: Session, *, actor: Principal, store_id: uuid.UUID,
+                    data: TerminalCreate) -> tuple[Terminal, str]:
+    store = get_store(session, actor=actor, store_id=store_id)
+    actor.require(Role.operator, Role.merchant)
+    values = data.model_dump()
+    values["kind"] = data.kind.value
+    terminal = Terminal(merchant_id=store.merchant_id, store_id=store.id, **values)
+    session.add(terminal)
+    flush_or_raise(session, TerminalCodeTaken(f"terminal code {data.code!r} is taken"))
+    _, secret = issue_key(session, role=Role.terminal, merchant_id=store.merchant_id,
+                          terminal_id=terminal.id, label=f"terminal {store.code}/{data.code}")
+    return terminal, secret
+
+
+def list_terminals(session: Session, *, actor: Principal, store_id: uuid.UUID) -> list[Terminal]:
+    get_store(session, actor=actor, store_id=store_id)
+    return list(session.scalars(
+        select(Terminal).where(Terminal.store_id == store_id).order_by(Terminal.code)))
+
+
+def get_terminal(session: Session, *, actor: Principal, terminal_id: uuid.UUID) -> Terminal:
+    terminal = session.get(Terminal, terminal_id)
+    if terminal is None or not actor.sees_merchant(terminal.merchant_id):
+        raise NotFound("no such terminal")
+    if actor.role == Role.terminal and actor.terminal_id != terminal.id:
+        raise NotFound("no such terminal")
+    return terminal
+
+
+def update_terminal(session: Session, *, actor: Principal, terminal_id: uuid.UUID,
+                    data: TerminalUpdate) -> Terminal:
+    terminal = get_terminal(session, actor=actor, terminal_id=terminal_id)
+    actor.require(Role.operator, Role.merchant)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if value is None and field != "call_number":
+            continue
+        setattr(terminal, field, value)
+    session.flush()
+    return terminal
+
+
+def issue_key(session: Session, *, role: Role, merchant_id: uuid.UUID | None = None,
+              terminal_id: uuid.UUID | None = None,
+              label: str | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored."""
+    if role == Role.operator and (merchant_id or terminal_id):
+        raise InvalidKeyScope("an operator key is bound to no merchant or terminal")
+    if role == Role.merchant and (merchant_id is None or terminal_id is not None):
+        raise InvalidKeyScope("a merchant key needs merchant_id and no terminal_id")
+    if role == Role.terminal and terminal_id is None:
+        raise InvalidKeyScope("a terminal key needs terminal_id")
+    if role == Role.sales_rep and terminal_id is not None:
+        raise InvalidKeyScope("a sales rep key is bound to the coalition or one merchant")
+    if terminal_id is not None:
+        terminal = session.get(Terminal, terminal_id)
+        if terminal is None:
+            raise InvalidKeyScope("no such terminal")
+        if merchant_id is not None and merchant_id != terminal.merchant_id:
+            raise InvalidKeyScope("the terminal belongs to another merchant")
+        merchant_id = terminal.merchant_id
+    if merchant_id is not None and session.get(Merchant, merchant_id) is None:
+        raise InvalidKeyScope("no such merchant")
+    secret = new_secret_key()
+    api_key = ApiKey(key_hash=token_hash(secret), prefix=secret[: len(KEY_PREFIX) + 8],
+                     role=role.value, merchant_id=merchant_id, terminal_id=terminal_id,
+                     label=label)
+    session.add(api_key)
+    session.flush()
+    return api_key, secret
+
+
+def create_key(session: Session, *, actor: Principal, data: ApiKeyCreate) -> tuple[ApiKey, str]:
+    actor.require(Role.operator, Role.merchant)
+    if actor.role == Role.merchant:
+        if data.role not in (Role.merchant, Role.terminal):
+            raise Forbidden("a merchant key may only create merchant and terminal keys")
+        if data.terminal_id is not None:
+            get_terminal(session, actor=actor, terminal_id=data.terminal_id)
+        if data.merchant_id not in (None, actor.merchant_id):
+            raise NotFound("no such merchant")
+        merchant_id = actor.merchant_id if data.role == Role.merchant else data.merchant_id
+    else:
+        merchant_id = data.merchant_id
+    return issue_key(session, role=data.role, merchant_id=merchant_id,
+                     terminal_id=data.terminal_id, label=data.label)
+
+
+def list_keys(session: Session, *, actor: Principal) -> list[ApiKey]:
+    actor.require(Role.operator, Role.merchant)
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if actor.role == Role.merchant:
+        query = query.where(ApiKey.merchant_id == actor.merchant_id)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, *, actor: Principal, key_id: uuid.UUID) -> ApiKey:
+    actor.require(Role.operator, Role.merchant)
+    api_key = session.get(ApiKey, key_id)
+    if api_key is None or (actor.role == Role.merchant
+                           and api_key.merchant_id != actor.merchant_id):
+        raise NotFound("no such key")
+    session.execute(update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    session.refresh(api_key)
+    return api_key

@@ -1,0 +1,159 @@
+"""Test set-up: one database per run (SQLite file, or PostgreSQL when
+PATRON_TEST_DATABASE_URL is set), migrated with Alembic, emptied between tests."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+_TMP = tempfile.mkdtemp(prefix="patron-test-")
+TEST_DATABASE_URL = os.environ.get("PATRON_TEST_DATABASE_URL") or f"sqlite:///{_TMP}/test.db"
+os.environ["PATRON_DATABASE_URL"] = TEST_DATABASE_URL
+os.environ.setdefault("PATRON_SECRET_KEY", "test-secret-key-for-the-suite-only")
+os.environ.setdefault("PATRON_TELEPHONY_WEBHOOK_SECRET", "telephony-test-secret")
+
+import pytest  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from patron.app import create_app  # noqa: E402
+from patron.cli.main import upgrade_database  # noqa: E402
+from patron.config import get_settings  # noqa: E402
+from patron.db import Database  # noqa: E402
+from patron.kit.clock import clock  # noqa: E402
+from patron.models import metadata  # noqa: E402
+
+IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL pass")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _reset_postgres_schema(url: str) -> None:
+    database = Database(url)
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except Exception as exc:  # pragma: no cover - only when the server is missing
+        if os.environ.get("PATRON_REQUIRE_POSTGRES"):
+            pytest.exit(f"PostgreSQL is required for this run but unreachable: {exc}", 3)
+        raise
+    finally:
+        database.dispose()
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[Database]:
+    if IS_POSTGRES:
+        _reset_postgres_schema(TEST_DATABASE_URL)
+    upgrade_database(TEST_DATABASE_URL)
+    db = Database(TEST_DATABASE_URL)
+    yield db
+    db.dispose()
+
+
+def empty_all_tables(db: Database) -> None:
+    with db.engine.begin() as conn:
+        if IS_POSTGRES:
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture(autouse=True)
+def _clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    clock.unfreeze()
+    if "database" in request.fixturenames:
+        empty_all_tables(request.getfixturevalue("database"))
+
+
+@pytest.fixture
+def app(database: Database) -> Any:
+    return create_app(get_settings(), database)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class Tenant:
+    merchant_id: str
+    number: int
+    merchant_key: str
+    store_id: str
+    pos_id: str
+    pos_key: str
+    reader_id: str
+    reader_key: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    operator_key: str
+    a: Tenant
+    b: Tenant
+
+
+def operator_key(database: Database) -> str:
+    from patron.tenancy.models import Role
+    from patron.tenancy.service import ensure_operator, issue_key
+
+    with database.session_scope() as session:
+        ensure_operator(session)
+        _, secret = issue_key(session, role=Role.operator, label="tests")
+    return secret
+
+
+def make_tenant(client: TestClient, op_key: str, *, number: int, country: str, currency: str,
+                timezone: str, call_number: str | None = None) -> Tenant:
+    merchant = client.post("/v1/merchants", headers=auth(op_key), json={
+        "number": number, "name": f"Merchant {number}", "currency": currency,
+        "timezone": timezone, "country": country})
+    assert merchant.status_code == 201, merchant.text
+    merchant_id = merchant.json()["id"]
+    key = client.post("/v1/keys", headers=auth(op_key),
+                      json={"role": "merchant", "merchant_id": merchant_id})
+    assert key.status_code == 201, key.text
+    store = client.post(f"/v1/merchants/{merchant_id}/stores", headers=auth(op_key), json={
+        "code": "main", "name": "Main store", "latitude": 35.6, "longitude": 139.7})
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    pos = client.post(f"/v1/stores/{store_id}/terminals", headers=auth(op_key),
+                      json={"code": "pos-1", "kind": "pos", "call_number": call_number})
+    reader = client.post(f"/v1/stores/{store_id}/terminals", headers=auth(op_key),
+                         json={"code": "reader-1", "kind": "reader", "points_per_tap": 5})
+    assert pos.status_code == 201 and reader.status_code == 201, (pos.text, reader.text)
+    return Tenant(merchant_id=merchant_id, number=number, merchant_key=key.json()["key"],
+                  store_id=store_id, pos_id=pos.json()["id"], pos_key=pos.json()["api_key"],
+                  reader_id=reader.json()["id"], reader_key=reader.json()["api_key"])
+
+
+@pytest.fixture
+def world(client: TestClient, database: Database) -> World:
+    op = operator_key(database)
+    a = make_tenant(client, op, number=12345, country="JP", currency="JPY",
+                    timezone="Asia/Tokyo", call_number="+81356781234")
+    b = make_tenant(client, op, number=54321, country="US", currency="USD",
+                    timezone="America/New_York")
+    return World(operator_key=op, a=a, b=b)
