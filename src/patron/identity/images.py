@@ -8,9 +8,10 @@ import io
 from dataclasses import dataclass
 
 import barcode
+import numpy as np
 import segno
 import zxingcpp
-from barcode.writer import ImageWriter, SVGWriter
+from barcode.writer import SVGWriter
 from PIL import Image, UnidentifiedImageError
 
 # A 1280x720 screenshot is ~1 MP; 40 MP is far beyond any phone camera and guards memory.
@@ -29,9 +30,11 @@ def barcode_svg(number: str) -> bytes:
 
 
 def barcode_png(number: str) -> bytes:
+    # Drawn by zxing-cpp in whole-pixel modules: python-barcode's ImageWriter put bars at
+    # fractional pixels (1.575 px at 200 dpi), and zxing-cpp could not read them back.
+    symbol = zxingcpp.create_barcode(number, zxingcpp.BarcodeFormat.Code128)
     out = io.BytesIO()
-    options = {**_BARCODE_OPTIONS, "dpi": 200}
-    barcode.Code128(number, writer=ImageWriter(format="PNG")).write(out, options=options)
+    Image.fromarray(np.asarray(symbol.to_image(scale=2, add_hrt=True))).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -74,7 +77,7 @@ def decode_image_bytes(raw: bytes) -> list[DecodedCode]:
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError("image could not be read as PNG or JPEG") from exc
-    formats = zxingcpp.BarcodeFormat.QRCode | zxingcpp.BarcodeFormat.Code128
+    formats = [zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Code128]
     results = zxingcpp.read_barcodes(gray, formats=formats)
     decoded = []
     for result in results:

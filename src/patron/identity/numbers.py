@@ -30,10 +30,10 @@ def mod97_remainder(digits: str) -> int:
 
 
 def check_digits(payload: str) -> str:
-    """The two ISO 7064 MOD 97-10 check digits that make ``payload + cd`` ≡ 1 (mod 97)."""
+    """The two ISO 7064 MOD 97-10 check digits (02..98) that make ``payload + cd`` ≡ 1 (mod 97)."""
     if not payload.isdigit():
         raise NumberFormatError("check digits are computed over digits only")
-    return f"{(98 - mod97_remainder(payload + '00')) % 97:02d}"
+    return f"{98 - mod97_remainder(payload + '00'):02d}"
 
 
 def is_valid(number: str) -> bool:
