@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from patron import __version__
 from patron.config import Settings, get_settings
 from patron.db import Database
-from patron.errors import PatronError, PayloadTooLarge
+from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
 from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
 
 log = logging.getLogger("patron")
@@ -97,20 +97,42 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
                             errors=errors)
 
 
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/")
+                                                 and media_type.endswith("+json"))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(PatronError)
-    async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
+    def _problem(exc: PatronError) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
+    @app.exception_handler(PatronError)
+    async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
+        return _problem(exc)
+
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI hands a body it does not parse as JSON to the model as bytes; say what
+        # is wrong (the media type), not "body: Input should be a valid dictionary".
+        body_refused = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
+                           for e in exc.errors())
+        if body_refused and not _is_json(request.headers.get("content-type")):
+            return _problem(UnsupportedMediaType("send the body as application/json"))
         return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, PatronError):
+            # FastAPI wraps errors raised while it reads the body (the body limit on a
+            # stream without Content-Length) in a 400 "error parsing the body".
+            return _problem(exc.__cause__)
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
-        return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
+        response = problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
+        # e.g. the `Allow` header that RFC 9110 requires on a 405
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

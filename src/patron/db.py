@@ -80,8 +80,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                                **kwargs)
         _configure_sqlite(engine)
         return engine
+    # Up to 50 connections: more than the 40 worker threads that can each hold one, so a
+    # thread never waits for a connection (see patron.http).
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("max_overflow", 40)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 

@@ -62,6 +62,17 @@ class InvalidInput(PatronError):
     title = "Invalid input"
 
 
+class BodyNotAllowed(InvalidInput):
+    code = "body_not_allowed"
+    title = "This endpoint takes no request body"
+
+
+class UnsupportedMediaType(PatronError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 class PayloadTooLarge(PatronError):
     status = 413
     code = "payload_too_large"

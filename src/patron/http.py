@@ -5,15 +5,14 @@ Only endpoint modules and ``app.py`` import this; the domain never does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from patron.db import Database
+from patron.errors import BodyNotAllowed
 from patron.tenancy.service import Principal, authenticate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -73,23 +72,30 @@ def get_database(request: Request) -> Database:
     return database
 
 
-def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
-    with database.session_scope() as session:
-        yield session
-
-
-# scope="function": the commit happens when the endpoint returns, before the response is
-# sent, so a failed commit becomes an error response instead of a lost write.
-DbSession = Annotated[Session, Depends(get_session, scope="function")]
+# Endpoints open their unit of work themselves (`with db.session_scope() as session:`), so a
+# database connection is only ever held inside one worker thread. A yield-dependency would
+# hold it while the request waits for the next thread, and under load every thread could
+# end up waiting for a connection that a thread-less request holds (a pool deadlock).
+Db = Annotated[Database, Depends(get_database)]
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
 def get_principal(
-    session: DbSession,
+    database: Db,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return authenticate(session, key=credentials.credentials if credentials else None)
+    with database.session_scope() as session:
+        return authenticate(session, key=credentials.credentials if credentials else None)
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def _refuse_body(request: Request) -> None:
+    if await request.body():
+        raise BodyNotAllowed("this endpoint takes no request body; send none")
+
+
+# For POST endpoints that take no body: a body sent anyway is refused, not ignored.
+NoBody = Depends(_refuse_body)

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from patron.http import AUTHED, Caller, DbSession, problems
+from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.identity import images, service
 from patron.identity.schemas import (
     CallerIdWaitRead,
@@ -28,7 +28,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 @router.post("/identify", response_model=IdentifyResult,
              responses=problems(*AUTHED, 410, 423))
-def identify(data: IdentifyRequest, session: DbSession, caller: Caller) -> IdentifyResult:
+def identify(data: IdentifyRequest, db: Db, caller: Caller) -> IdentifyResult:
     """Identify a member by exactly one of: member number (`barcode`), rotating `qr` token,
     contactless `card_uid`, `phone` in any common format, or `image` (a photo or screenshot
     of their barcode or QR, base64). Send `pin` where the terminal requires it.
@@ -37,94 +37,106 @@ def identify(data: IdentifyRequest, session: DbSession, caller: Caller) -> Ident
     `qr_expired`, `member_not_found`, `card_not_found`, `card_blocked`, `member_withdrawn`,
     `member_erased`, `pin_required`, `pin_incorrect`, `pin_locked`, `no_code_in_image`.
     """
-    return service.identify(session, actor=caller, request=data)
+    with db.session_scope() as session:
+        return service.identify(session, actor=caller, request=data)
 
 
 @router.get("/members/{member_id}/barcode.svg", response_class=Response,
             responses={**_SVG, **problems(*AUTHED, 410)})
-def barcode_svg(member_id: uuid.UUID, session: DbSession, caller: Caller) -> Response:
+def barcode_svg(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
     """The member number as a Code 128 barcode."""
-    member = service.active_member(session, actor=caller, member_id=member_id)
-    return Response(images.barcode_svg(member.member_number), media_type="image/svg+xml")
+    with db.session_scope() as session:
+        member = service.active_member(session, actor=caller, member_id=member_id)
+        return Response(images.barcode_svg(member.member_number), media_type="image/svg+xml")
 
 
 @router.get("/members/{member_id}/barcode.png", response_class=Response,
             responses={**_PNG, **problems(*AUTHED, 410)})
-def barcode_png(member_id: uuid.UUID, session: DbSession, caller: Caller) -> Response:
-    member = service.active_member(session, actor=caller, member_id=member_id)
-    return Response(images.barcode_png(member.member_number), media_type="image/png")
+def barcode_png(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
+    with db.session_scope() as session:
+        member = service.active_member(session, actor=caller, member_id=member_id)
+        return Response(images.barcode_png(member.member_number), media_type="image/png")
 
 
 @router.get("/members/{member_id}/qr-token", response_model=QrTokenRead,
             responses=problems(*AUTHED, 410))
-def qr_token(member_id: uuid.UUID, session: DbSession, caller: Caller) -> QrTokenRead:
+def qr_token(member_id: uuid.UUID, db: Db, caller: Caller) -> QrTokenRead:
     """The current rotating QR token; it stops working about a minute later."""
-    member = service.active_member(session, actor=caller, member_id=member_id)
-    return service.current_qr_token(member)
+    with db.session_scope() as session:
+        member = service.active_member(session, actor=caller, member_id=member_id)
+        return service.current_qr_token(member)
 
 
 @router.get("/members/{member_id}/qr.svg", response_class=Response,
             responses={**_SVG, **problems(*AUTHED, 410)})
-def qr_svg(member_id: uuid.UUID, session: DbSession, caller: Caller) -> Response:
+def qr_svg(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
     """The current rotating QR code (short-lived: refresh it every 30 seconds)."""
-    member = service.active_member(session, actor=caller, member_id=member_id)
-    token = service.current_qr_token(member).token
-    return Response(images.qr_svg(token), media_type="image/svg+xml", headers=_NO_STORE)
+    with db.session_scope() as session:
+        member = service.active_member(session, actor=caller, member_id=member_id)
+        token = service.current_qr_token(member).token
+        return Response(images.qr_svg(token), media_type="image/svg+xml", headers=_NO_STORE)
 
 
 @router.get("/members/{member_id}/qr.png", response_class=Response,
             responses={**_PNG, **problems(*AUTHED, 410)})
-def qr_png(member_id: uuid.UUID, session: DbSession, caller: Caller) -> Response:
-    member = service.active_member(session, actor=caller, member_id=member_id)
-    token = service.current_qr_token(member).token
-    return Response(images.qr_png(token), media_type="image/png", headers=_NO_STORE)
+def qr_png(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
+    with db.session_scope() as session:
+        member = service.active_member(session, actor=caller, member_id=member_id)
+        token = service.current_qr_token(member).token
+        return Response(images.qr_png(token), media_type="image/png", headers=_NO_STORE)
 
 
 @router.get("/members/{member_id}/cards", response_model=list[CardRead],
             responses=problems(*AUTHED))
-def list_cards(member_id: uuid.UUID, session: DbSession, caller: Caller) -> list[CardRead]:
-    return [CardRead.model_validate(card)
-            for card in service.list_cards(session, actor=caller, member_id=member_id)]
+def list_cards(member_id: uuid.UUID, db: Db, caller: Caller) -> list[CardRead]:
+    with db.session_scope() as session:
+        return [CardRead.model_validate(card)
+                for card in service.list_cards(session, actor=caller, member_id=member_id)]
 
 
 @router.post("/members/{member_id}/cards", status_code=201, response_model=CardRead,
              responses=problems(*AUTHED, 409, 410))
-def add_card(member_id: uuid.UUID, data: CardAdd, session: DbSession,
+def add_card(member_id: uuid.UUID, data: CardAdd, db: Db,
              caller: Caller) -> CardRead:
     """Register another contactless card for the member."""
-    return CardRead.model_validate(
-        service.add_card(session, actor=caller, member_id=member_id, uid=data.uid))
+    with db.session_scope() as session:
+        return CardRead.model_validate(
+            service.add_card(session, actor=caller, member_id=member_id, uid=data.uid))
 
 
 @router.post("/members/{member_id}/cards/{card_id}/block", response_model=CardRead,
              responses=problems(*AUTHED, 409))
-def block_card(member_id: uuid.UUID, card_id: uuid.UUID, data: CardBlock, session: DbSession,
+def block_card(member_id: uuid.UUID, card_id: uuid.UUID, data: CardBlock, db: Db,
                caller: Caller) -> CardRead:
     """Block a lost or stolen card; it stops identifying the member at once."""
-    return CardRead.model_validate(service.block_card(
-        session, actor=caller, member_id=member_id, card_id=card_id, reason=data.reason))
+    with db.session_scope() as session:
+        return CardRead.model_validate(service.block_card(
+            session, actor=caller, member_id=member_id, card_id=card_id, reason=data.reason))
 
 
 @router.post("/members/{member_id}/cards/{card_id}/replace", status_code=201,
              response_model=CardRead, responses=problems(*AUTHED, 409, 410))
 def replace_card(member_id: uuid.UUID, card_id: uuid.UUID, data: CardReplace,
-                 session: DbSession, caller: Caller) -> CardRead:
+                 db: Db, caller: Caller) -> CardRead:
     """Block a card and register its replacement in one step; answers the new card."""
-    return CardRead.model_validate(service.replace_card(
-        session, actor=caller, member_id=member_id, card_id=card_id, uid=data.uid,
-        reason=data.reason))
+    with db.session_scope() as session:
+        return CardRead.model_validate(service.replace_card(
+            session, actor=caller, member_id=member_id, card_id=card_id, uid=data.uid,
+            reason=data.reason))
 
 
 @router.post("/identify/caller-id", status_code=201, response_model=CallerIdWaitRead,
-             responses=problems(*AUTHED, 409))
-def start_caller_id(session: DbSession, caller: Caller) -> CallerIdWaitRead:
+             responses=problems(*AUTHED, 409), dependencies=[NoBody])
+def start_caller_id(db: Db, caller: Caller) -> CallerIdWaitRead:
     """A register waits for the customer to call its number (terminal key); poll the wait
     until it is `matched` (with `member_id`), `unknown_caller` or `expired`."""
-    return CallerIdWaitRead.model_validate(service.start_caller_id_wait(session, actor=caller))
+    with db.session_scope() as session:
+        return CallerIdWaitRead.model_validate(service.start_caller_id_wait(session, actor=caller))
 
 
 @router.get("/identify/caller-id/{wait_id}", response_model=CallerIdWaitRead,
             responses=problems(*AUTHED))
-def get_caller_id(wait_id: uuid.UUID, session: DbSession, caller: Caller) -> CallerIdWaitRead:
-    return CallerIdWaitRead.model_validate(
-        service.get_caller_id_wait(session, actor=caller, wait_id=wait_id))
+def get_caller_id(wait_id: uuid.UUID, db: Db, caller: Caller) -> CallerIdWaitRead:
+    with db.session_scope() as session:
+        return CallerIdWaitRead.model_validate(
+            service.get_caller_id_wait(session, actor=caller, wait_id=wait_id))

@@ -7,16 +7,13 @@ import binascii
 import io
 from dataclasses import dataclass
 
-import barcode
 import numpy as np
 import segno
 import zxingcpp
-from barcode.writer import SVGWriter
 from PIL import Image, UnidentifiedImageError
 
 # A 1280x720 screenshot is ~1 MP; 40 MP is far beyond any phone camera and guards memory.
 MAX_IMAGE_PIXELS = 40_000_000
-_BARCODE_OPTIONS = {"module_height": 15.0, "quiet_zone": 6.5, "font_size": 10, "text_distance": 4}
 
 
 class ImageDecodeError(ValueError):
@@ -24,9 +21,9 @@ class ImageDecodeError(ValueError):
 
 
 def barcode_svg(number: str) -> bytes:
-    out = io.BytesIO()
-    barcode.Code128(number, writer=SVGWriter()).write(out, options=_BARCODE_OPTIONS)
-    return out.getvalue()
+    # zxing-cpp draws it too (python-barcode drops a leading "99" from Code 128 data).
+    symbol = zxingcpp.create_barcode(number, zxingcpp.BarcodeFormat.Code128)
+    return symbol.to_svg(add_hrt=True).encode()
 
 
 def barcode_png(number: str) -> bytes:

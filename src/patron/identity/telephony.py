@@ -15,9 +15,10 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from patron.config import get_settings
-from patron.http import DbSession, problems
+from patron.http import Db, problems
 from patron.identity import service
 from patron.identity.errors import BadSignature
 from patron.identity.models import WaitStatus
@@ -34,12 +35,13 @@ _XML = {200: {"content": {"application/xml": {"schema": {"type": "string"}}},
 
 
 def _verify(body: bytes, signature: str | None, token: str | None) -> None:
-    secret = get_settings().telephony_secret
+    secret = get_settings().telephony_secret.encode()
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
     if signature:
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(signature.strip().lower(), expected):
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+        if hmac.compare_digest(signature.strip().lower().encode(), expected):
             return
-    elif token and hmac.compare_digest(token, secret):
+    elif token and hmac.compare_digest(token.encode(), secret):
         return
     raise BadSignature("sign the body with X-Patron-Signature or pass ?token=")
 
@@ -54,7 +56,7 @@ def _say(text: str) -> Response:
              responses={**_XML, **problems(401)})
 async def inbound_call(
     request: Request,
-    session: DbSession,
+    db: Db,
     x_patron_signature: Annotated[str | None, Header()] = None,
     token: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
@@ -65,10 +67,17 @@ async def inbound_call(
     form = parse_qs(body.decode("utf-8", errors="replace"))
     caller = (form.get("From") or [""])[0]
     called = (form.get("To") or [""])[0]
-    wait = service.inbound_call(session, caller=caller, called=called) if caller and called \
-        else None
-    if wait is None:
+    if not caller or not called:
         return _say("No register is waiting for your call. Please ask the cashier.")
-    if wait.status == WaitStatus.matched.value:
+
+    def attach() -> WaitStatus | None:
+        with db.session_scope() as session:
+            wait = service.inbound_call(session, caller=caller, called=called)
+            return WaitStatus(wait.status) if wait is not None else None
+
+    status = await run_in_threadpool(attach)
+    if status is None:
+        return _say("No register is waiting for your call. Please ask the cashier.")
+    if status == WaitStatus.matched:
         return _say("Thank you. You are identified at the register.")
     return _say("We could not find your membership. Please ask the cashier.")

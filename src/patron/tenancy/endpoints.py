@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from patron.http import AUTHED, Caller, DbSession, problems
+from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.tenancy import service
 from patron.tenancy.schemas import (
     ApiKeyCreate,
@@ -25,98 +25,112 @@ router = APIRouter(prefix="/v1", tags=["tenancy"])
 
 @router.post("/merchants", status_code=201, response_model=MerchantRead,
              responses=problems(*AUTHED, 409))
-def create_merchant(data: MerchantCreate, session: DbSession, caller: Caller) -> MerchantRead:
+def create_merchant(data: MerchantCreate, db: Db, caller: Caller) -> MerchantRead:
     """Add a merchant to the coalition (operator key)."""
-    merchant = service.create_merchant(session, actor=caller, data=data)
-    return MerchantRead.model_validate(merchant)
+    with db.session_scope() as session:
+        merchant = service.create_merchant(session, actor=caller, data=data)
+        return MerchantRead.model_validate(merchant)
 
 
 @router.get("/merchants", response_model=list[MerchantRead], responses=problems(*AUTHED))
-def list_merchants(session: DbSession, caller: Caller) -> list[MerchantRead]:
+def list_merchants(db: Db, caller: Caller) -> list[MerchantRead]:
     """The merchants this key may see."""
-    return [MerchantRead.model_validate(m)
-            for m in service.list_merchants(session, actor=caller)]
+    with db.session_scope() as session:
+        return [MerchantRead.model_validate(m)
+                for m in service.list_merchants(session, actor=caller)]
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantRead,
             responses=problems(*AUTHED))
-def get_merchant(merchant_id: uuid.UUID, session: DbSession, caller: Caller) -> MerchantRead:
-    return MerchantRead.model_validate(
-        service.get_merchant(session, actor=caller, merchant_id=merchant_id))
+def get_merchant(merchant_id: uuid.UUID, db: Db, caller: Caller) -> MerchantRead:
+    with db.session_scope() as session:
+        return MerchantRead.model_validate(
+            service.get_merchant(session, actor=caller, merchant_id=merchant_id))
 
 
 @router.post("/merchants/{merchant_id}/stores", status_code=201, response_model=StoreRead,
              responses=problems(*AUTHED, 409))
-def create_store(merchant_id: uuid.UUID, data: StoreCreate, session: DbSession,
+def create_store(merchant_id: uuid.UUID, data: StoreCreate, db: Db,
                  caller: Caller) -> StoreRead:
     """Add a store or facility (shop, facility, ad board, web shop) to a merchant."""
-    store = service.create_store(session, actor=caller, merchant_id=merchant_id, data=data)
-    return StoreRead.model_validate(store)
+    with db.session_scope() as session:
+        store = service.create_store(session, actor=caller, merchant_id=merchant_id, data=data)
+        return StoreRead.model_validate(store)
 
 
 @router.get("/merchants/{merchant_id}/stores", response_model=list[StoreRead],
             responses=problems(*AUTHED))
-def list_stores(merchant_id: uuid.UUID, session: DbSession, caller: Caller) -> list[StoreRead]:
-    return [StoreRead.model_validate(s)
-            for s in service.list_stores(session, actor=caller, merchant_id=merchant_id)]
+def list_stores(merchant_id: uuid.UUID, db: Db, caller: Caller) -> list[StoreRead]:
+    with db.session_scope() as session:
+        return [StoreRead.model_validate(s)
+                for s in service.list_stores(session, actor=caller, merchant_id=merchant_id)]
 
 
 @router.get("/stores/{store_id}", response_model=StoreRead, responses=problems(*AUTHED))
-def get_store(store_id: uuid.UUID, session: DbSession, caller: Caller) -> StoreRead:
-    return StoreRead.model_validate(service.get_store(session, actor=caller, store_id=store_id))
+def get_store(store_id: uuid.UUID, db: Db, caller: Caller) -> StoreRead:
+    with db.session_scope() as session:
+        return StoreRead.model_validate(service.get_store(session, actor=caller, store_id=store_id))
 
 
 @router.post("/stores/{store_id}/terminals", status_code=201, response_model=TerminalCreated,
              responses=problems(*AUTHED, 409))
-def create_terminal(store_id: uuid.UUID, data: TerminalCreate, session: DbSession,
+def create_terminal(store_id: uuid.UUID, data: TerminalCreate, db: Db,
                     caller: Caller) -> TerminalCreated:
     """Add a terminal (POS register, card reader, kiosk, web shop). Its API key is in the
     answer once and never again."""
-    terminal, secret = service.create_terminal(session, actor=caller, store_id=store_id,
-                                               data=data)
-    return TerminalCreated.model_validate(
-        {**TerminalRead.model_validate(terminal).model_dump(), "api_key": secret})
+    with db.session_scope() as session:
+        terminal, secret = service.create_terminal(session, actor=caller, store_id=store_id,
+                                                   data=data)
+        return TerminalCreated.model_validate(
+            {**TerminalRead.model_validate(terminal).model_dump(), "api_key": secret})
 
 
 @router.get("/stores/{store_id}/terminals", response_model=list[TerminalRead],
             responses=problems(*AUTHED))
-def list_terminals(store_id: uuid.UUID, session: DbSession,
+def list_terminals(store_id: uuid.UUID, db: Db,
                    caller: Caller) -> list[TerminalRead]:
-    return [TerminalRead.model_validate(t)
-            for t in service.list_terminals(session, actor=caller, store_id=store_id)]
+    with db.session_scope() as session:
+        return [TerminalRead.model_validate(t)
+                for t in service.list_terminals(session, actor=caller, store_id=store_id)]
 
 
 @router.get("/terminals/{terminal_id}", response_model=TerminalRead,
             responses=problems(*AUTHED))
-def get_terminal(terminal_id: uuid.UUID, session: DbSession, caller: Caller) -> TerminalRead:
-    return TerminalRead.model_validate(
-        service.get_terminal(session, actor=caller, terminal_id=terminal_id))
+def get_terminal(terminal_id: uuid.UUID, db: Db, caller: Caller) -> TerminalRead:
+    with db.session_scope() as session:
+        return TerminalRead.model_validate(
+            service.get_terminal(session, actor=caller, terminal_id=terminal_id))
 
 
 @router.patch("/terminals/{terminal_id}", response_model=TerminalRead,
               responses=problems(*AUTHED))
-def update_terminal(terminal_id: uuid.UUID, data: TerminalUpdate, session: DbSession,
+def update_terminal(terminal_id: uuid.UUID, data: TerminalUpdate, db: Db,
                     caller: Caller) -> TerminalRead:
     """Activate or deactivate a terminal, set points per tap, PIN requirement, call number."""
-    return TerminalRead.model_validate(
-        service.update_terminal(session, actor=caller, terminal_id=terminal_id, data=data))
+    with db.session_scope() as session:
+        return TerminalRead.model_validate(
+            service.update_terminal(session, actor=caller, terminal_id=terminal_id, data=data))
 
 
 @router.post("/keys", status_code=201, response_model=ApiKeyCreated,
              responses=problems(*AUTHED))
-def create_key(data: ApiKeyCreate, session: DbSession, caller: Caller) -> ApiKeyCreated:
+def create_key(data: ApiKeyCreate, db: Db, caller: Caller) -> ApiKeyCreated:
     """Create an API key. The secret is in this answer only; Patron keeps just its hash."""
-    api_key, secret = service.create_key(session, actor=caller, data=data)
-    return ApiKeyCreated.model_validate(
-        {**ApiKeyRead.model_validate(api_key).model_dump(), "key": secret})
+    with db.session_scope() as session:
+        api_key, secret = service.create_key(session, actor=caller, data=data)
+        return ApiKeyCreated.model_validate(
+            {**ApiKeyRead.model_validate(api_key).model_dump(), "key": secret})
 
 
 @router.get("/keys", response_model=list[ApiKeyRead], responses=problems(*AUTHED))
-def list_keys(session: DbSession, caller: Caller) -> list[ApiKeyRead]:
-    return [ApiKeyRead.model_validate(k) for k in service.list_keys(session, actor=caller)]
+def list_keys(db: Db, caller: Caller) -> list[ApiKeyRead]:
+    with db.session_scope() as session:
+        return [ApiKeyRead.model_validate(k) for k in service.list_keys(session, actor=caller)]
 
 
-@router.post("/keys/{key_id}/revoke", response_model=ApiKeyRead, responses=problems(*AUTHED))
-def revoke_key(key_id: uuid.UUID, session: DbSession, caller: Caller) -> ApiKeyRead:
+@router.post("/keys/{key_id}/revoke", response_model=ApiKeyRead, responses=problems(*AUTHED),
+             dependencies=[NoBody])
+def revoke_key(key_id: uuid.UUID, db: Db, caller: Caller) -> ApiKeyRead:
     """Revoke a key; it stops working at once."""
-    return ApiKeyRead.model_validate(service.revoke_key(session, actor=caller, key_id=key_id))
+    with db.session_scope() as session:
+        return ApiKeyRead.model_validate(service.revoke_key(session, actor=caller, key_id=key_id))

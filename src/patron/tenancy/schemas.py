@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from patron.kit.validation import country_code, currency_code, timezone_name
 from patron.tenancy.models import Role, StoreKind, TerminalKind
@@ -22,6 +22,14 @@ E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+8131234
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_character(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000: refuse it here rather than fail at the INSERT.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
 
 
 class Read(BaseModel):
