@@ -67,6 +67,13 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTHED = (401, 403, 404)
 
 
+def media_response(media_type: str, description: str,
+                   binary: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entry for a 200 that is not JSON (images, XML)."""
+    schema: dict[str, str] = {"type": "string", **({"format": "binary"} if binary else {})}
+    return {200: {"content": {media_type: {"schema": schema}}, "description": description}}
+
+
 def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database

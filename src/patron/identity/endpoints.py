@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.http import AUTHED, Caller, Db, NoBody, media_response, problems
 from patron.identity import images, service
 from patron.identity.schemas import (
     CallerIdWaitRead,
@@ -19,10 +19,8 @@ from patron.identity.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["identification"])
 
-_SVG = {200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}},
-              "description": "SVG image"}}
-_PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-              "description": "PNG image"}}
+_SVG = media_response("image/svg+xml", "SVG image")
+_PNG = media_response("image/png", "PNG image", binary=True)
 _NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -75,7 +75,7 @@ def decode_image_bytes(raw: bytes) -> list[DecodedCode]:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError("image could not be read as PNG or JPEG") from exc
     formats = [zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Code128]
-    results = zxingcpp.read_barcodes(gray, formats=formats)
+    results = zxingcpp.read_barcodes(gray, formats=formats)  # type: ignore[arg-type]
     decoded = []
     for result in results:
         kind = "qr" if result.format == zxingcpp.BarcodeFormat.QRCode else "barcode"

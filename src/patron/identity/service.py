@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Result, select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
@@ -223,6 +224,10 @@ def active_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -
     return member
 
 
+def _rowcount(result: Result[Any]) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
 # --- cards ----------------------------------------------------------------------------
 
 def _new_card(session: Session, member: Member, uid_text: str, merchant_id: uuid.UUID) -> Card:
@@ -259,10 +264,10 @@ def block_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
                card_id: uuid.UUID, reason: str | None) -> Card:
     member = get_member(session, actor=actor, member_id=member_id)
     card = _member_card(session, member, card_id)
-    blocked = session.execute(
+    blocked = _rowcount(session.execute(
         update(Card).where(Card.id == card.id, Card.status == CardStatus.active.value)
         .values(status=CardStatus.blocked.value, blocked_at=utcnow(),
-                block_reason=reason or "blocked")).rowcount
+                block_reason=reason or "blocked")))
     if not blocked:
         raise CardAlreadyBlocked()
     session.refresh(card)
@@ -337,11 +342,11 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
             member = None
         found = member is not None and member.status == MemberStatus.active.value
         status = WaitStatus.matched if found else WaitStatus.unknown_caller
-        claimed = session.execute(
+        claimed = _rowcount(session.execute(
             update(CallerIdWait).where(CallerIdWait.id == wait.id,
                                        CallerIdWait.status == WaitStatus.waiting.value)
             .values(status=status.value, member_id=member.id if found and member else None,
-                    resolved_at=now)).rowcount
+                    resolved_at=now)))
         if claimed:
             session.refresh(wait)
             return wait

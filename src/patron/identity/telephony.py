@@ -18,7 +18,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from patron.config import get_settings
-from patron.http import Db, problems
+from patron.http import Db, media_response, problems
 from patron.identity import service
 from patron.identity.errors import BadSignature
 from patron.identity.models import WaitStatus
@@ -30,8 +30,7 @@ _FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-u
         "From": {"type": "string", "description": "Caller's number (caller ID)"},
         "To": {"type": "string", "description": "The register's call-in number"},
         "CallSid": {"type": "string"}}}}}}}
-_XML = {200: {"content": {"application/xml": {"schema": {"type": "string"}}},
-              "description": "Spoken answer for the caller"}}
+_XML = media_response("application/xml", "Spoken answer for the caller")
 
 
 def _verify(body: bytes, signature: str | None, token: str | None) -> None:

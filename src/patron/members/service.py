@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
@@ -112,13 +112,15 @@ def _set_email(member: Member, email: str | None) -> None:
 
 def _ensure_free(session: Session, *, phone_hash: str | None, email_hash: str | None,
                  except_member: uuid.UUID | None = None) -> None:
-    active = Member.status == MemberStatus.active.value
-    not_self = Member.id != except_member if except_member else True
-    if phone_hash and session.scalar(
-            select(exists().where(Member.phone_hash == phone_hash, active, not_self))):
+    def taken(*criteria: ColumnElement[bool]) -> bool:
+        query = select(Member.id).where(Member.status == MemberStatus.active.value, *criteria)
+        if except_member is not None:
+            query = query.where(Member.id != except_member)
+        return session.scalars(query.limit(1)).first() is not None
+
+    if phone_hash and taken(Member.phone_hash == phone_hash):
         raise PhoneTaken(field="phone")
-    if email_hash and session.scalar(
-            select(exists().where(Member.email_hash == email_hash, active, not_self))):
+    if email_hash and taken(Member.email_hash == email_hash):
         raise EmailTaken(field="email")
 
 
