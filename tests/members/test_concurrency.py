@@ -54,7 +54,7 @@ def test_200_concurrent_enrolments_get_distinct_consecutive_numbers(database):
 
 
 def test_concurrent_wrong_pins_are_all_counted(database):
-    merchant_id, key = _merchant_with_key(database, 77778)
+    _, key = _merchant_with_key(database, 77778)
     with live_server(TEST_DATABASE_URL, workers=2) as base, \
             httpx.Client(base_url=base, timeout=60) as http:
         member = http.post("/v1/members", headers=auth(key), json={"pin": "4321"}).json()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from patron.config import get_settings
+from patron.config import DEV_SECRET_KEY, get_settings
 from patron.db import Database
 from patron.tenancy.models import Role
 
@@ -123,6 +123,9 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if settings.secret_key == DEV_SECRET_KEY:
+        console.print("[yellow]PATRON_SECRET_KEY is the development default: set your own "
+                      "secret before real members enrol[/]")
     host = host or settings.host
     port = port or settings.port
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")

@@ -1,0 +1,125 @@
+"""The `patron` command, run as a user runs it: a subprocess with its own database."""
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from patron.app import create_app
+from patron.config import get_settings
+from patron.db import Database
+from tests.conftest import IS_POSTGRES
+
+pytestmark = pytest.mark.skipif(IS_POSTGRES, reason="CLI runs against its own SQLite file")
+
+
+def patron(db_url, *args, check=True):
+    env = {**os.environ, "PATRON_DATABASE_URL": db_url}
+    result = subprocess.run([sys.executable, "-m", "patron.cli.main", *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    url = f"sqlite:///{tmp_path}/cli.db"
+    patron(url, "db", "upgrade")
+    return url
+
+
+def test_db_upgrade_is_repeatable(db_url):
+    assert "latest schema" in patron(db_url, "db", "upgrade").stderr
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(db_url):
+    result = patron(db_url, "keys", "create", "--role", "operator")
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("ptn_") and len(key) == 36 and " " not in key
+    # The key works, and only its hash is stored.
+    database = Database(db_url)
+    with TestClient(create_app(get_settings(), database)) as client:
+        merchants = client.get("/v1/merchants", headers={"Authorization": f"Bearer {key}"})
+        assert merchants.status_code == 200
+        assert merchants.json() == []
+    with database.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT key_hash, prefix FROM api_keys").all()
+    database.dispose()
+    assert len(stored) == 1 and key not in stored[0][0] and stored[0][1] == key[:12]
+
+
+def test_keys_for_the_other_roles_need_their_tenant(db_url):
+    refused = patron(db_url, "keys", "create", "--role", "merchant", check=False)
+    assert refused.returncode == 2
+    assert "merchant_id" in refused.stderr
+    patron(db_url, "demo", "--members", "3")
+    merchant = patron(db_url, "keys", "create", "--role", "merchant",
+                      "--merchant-number", "10001").stdout.strip().splitlines()[-1]
+    rep = patron(db_url, "keys", "create", "--role", "sales_rep").stdout.strip().splitlines()[-1]
+    assert merchant.startswith("ptn_") and rep.startswith("ptn_") and merchant != rep
+
+
+def test_demo_builds_the_coalition_and_prints_keys(db_url):
+    from patron.members.models import Member
+    from patron.tenancy.models import Merchant, Store, Terminal
+
+    result = patron(db_url, "demo", "--members", "60")
+    assert "http://127.0.0.1:8000/docs" in result.stdout
+    assert result.stdout.count("ptn_") >= 8
+    database = Database(db_url)
+    with database.session_scope() as session:
+        currencies = sorted(session.scalars(select(Merchant.currency)))
+        timezones = set(session.scalars(select(Merchant.timezone)))
+        stores = session.scalar(select(func.count()).select_from(Store))
+        kinds = set(session.scalars(select(Terminal.kind)))
+        members = session.scalar(select(func.count()).select_from(Member))
+        with_coordinates = session.scalar(select(func.count()).select_from(Store)
+                                          .where(Store.latitude.isnot(None)))
+    database.dispose()
+    assert currencies == ["JPY", "KRW", "USD"]
+    assert len(timezones) == 3
+    assert stores == 12 and with_coordinates == 11
+    assert {"pos", "reader", "online"} <= kinds
+    assert members == 60
+    again = patron(db_url, "demo", "--if-empty")
+    assert "nothing to do" in again.stderr
+
+
+def test_make_run_serves_health_and_docs(tmp_path):
+    """`make run` on an empty database: migrate, demo data, serve."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PATRON_DATABASE_URL": f"sqlite:///{tmp_path}/run.db",
+           "PATRON_PORT": str(port)}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "make run did not serve in time"
+                time.sleep(0.5)
+        assert health.status_code == 200
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+        assert "/v1/identify" in spec["paths"]
+    finally:
+        os.killpg(process.pid, 15)
+        output = process.communicate(timeout=30)[0].decode()
+    assert "API docs" in output and "ptn_" in output
