@@ -90,3 +90,14 @@ def test_pin_given_where_not_required_is_still_checked(client, world, member):
                             pin="9999"), 403, "pin_incorrect")
     plain = identify(client, world.a.reader_key, barcode=member["member_number"])
     assert plain.json()["pin_verified"] is False
+
+
+def test_deactivated_terminal_key_is_refused(client, world):
+    off = client.patch(f"/v1/terminals/{world.a.pos_id}", headers=auth(world.a.merchant_key),
+                       json={"active": False})
+    assert off.status_code == 200 and off.json()["active"] is False
+    assert_problem(client.post("/v1/members", headers=auth(world.a.pos_key), json={}), 403,
+                   "terminal_inactive")
+    client.patch(f"/v1/terminals/{world.a.pos_id}", headers=auth(world.a.merchant_key),
+                 json={"active": True})
+    assert client.post("/v1/members", headers=auth(world.a.pos_key), json={}).status_code == 201

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from patron.errors import Conflict, InvalidInput
+from patron.errors import Conflict, Forbidden, InvalidInput
 
 
 class MerchantNumberTaken(Conflict):
@@ -23,6 +23,6 @@ class InvalidKeyScope(InvalidInput):
     title = "The key's role and tenant do not fit together"
 
 
-class TerminalInactive(Conflict):
+class TerminalInactive(Forbidden):
     code = "terminal_inactive"
     title = "This terminal is deactivated"
