@@ -27,6 +27,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+class RedactQueryStrings(logging.Filter):
+    """Access-log lines keep the path but not the query (it may carry a webhook token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def _install_log_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryStrings) for f in access.filters):
+        access.addFilter(RedactQueryStrings())
+
+
 class Health(BaseModel):
     status: str
     version: str
@@ -108,7 +124,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
 
     @app.exception_handler(PatronError)
-    async def _patron_error(_request: Request, exc: PatronError) -> JSONResponse:
+    async def _patron_error(request: Request, exc: PatronError) -> JSONResponse:
+        # Code and route only: details may one day quote input, and input may be personal.
+        log.info("refused %s %s: %d %s", request.method, request.url.path, exc.status,
+                 exc.code)
         return _problem(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -169,6 +188,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database or Database(settings.database_url)
     _install_error_handlers(app)
+    _install_log_redaction()
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
