@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Result, select, update
@@ -36,7 +36,7 @@ from patron.identity.models import CallerIdWait, Card, CardStatus, WaitStatus
 from patron.identity.numbers import CheckDigitError, NumberFormatError, clean, parse_member_number
 from patron.identity.schemas import IdentifyRequest, IdentifyResult, Method, QrTokenRead
 from patron.kit.clock import utcnow
-from patron.members.errors import CardTaken
+from patron.members.errors import CardTaken, InvalidPhone
 from patron.members.models import Member, MemberStatus
 from patron.members.pins import pin_matches
 from patron.members.service import (
@@ -214,7 +214,7 @@ def current_qr_token(member: Member) -> QrTokenRead:
     # Accepted until the end of the next step (one step of skew either side).
     expires = (step + 2) * settings.qr_step_seconds
     return QrTokenRead(token=qr_tokens.make_token(settings.qr_key, member.member_number, step),
-                       expires_at=now.fromtimestamp(expires, tz=now.tzinfo),
+                       expires_at=datetime.fromtimestamp(expires, tz=UTC),
                        refresh_seconds=settings.qr_step_seconds)
 
 
@@ -325,7 +325,7 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
     settings = get_settings()
     try:
         called_e164 = parse_phone(called, settings.default_region)
-    except Exception:
+    except InvalidPhone:
         return None
     now = utcnow()
     waits = session.scalars(
@@ -336,10 +336,9 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
     for wait in waits:
         member: Member | None = None
         try:
-            e164 = parse_phone(caller, settings.default_region)
-            member = member_by_phone(session, e164)
-        except Exception:
-            member = None
+            member = member_by_phone(session, parse_phone(caller, settings.default_region))
+        except InvalidPhone:
+            member = None  # withheld or malformed caller ID: an unknown caller
         found = member is not None and member.status == MemberStatus.active.value
         status = WaitStatus.matched if found else WaitStatus.unknown_caller
         claimed = _rowcount(session.execute(
