@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, Result, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -123,3 +123,8 @@ def flush_or_raise(session: Session, error: Exception) -> None:
             session.flush()
     except IntegrityError as exc:
         raise error from exc
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (typed access to the DB-API rowcount)."""
+    return int(getattr(result, "rowcount", 0))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Result, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
+from patron.db import rowcount
 from patron.errors import NotFound
 from patron.identity import qr as qr_tokens
 from patron.identity.errors import (
@@ -224,9 +224,6 @@ def active_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -
     return member
 
 
-def _rowcount(result: Result[Any]) -> int:
-    return int(getattr(result, "rowcount", 0))
-
 
 # --- cards ----------------------------------------------------------------------------
 
@@ -264,7 +261,7 @@ def block_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
                card_id: uuid.UUID, reason: str | None) -> Card:
     member = get_member(session, actor=actor, member_id=member_id)
     card = _member_card(session, member, card_id)
-    blocked = _rowcount(session.execute(
+    blocked = rowcount(session.execute(
         update(Card).where(Card.id == card.id, Card.status == CardStatus.active.value)
         .values(status=CardStatus.blocked.value, blocked_at=utcnow(),
                 block_reason=reason or "blocked")))
@@ -341,7 +338,7 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
             member = None  # withheld or malformed caller ID: an unknown caller
         found = member is not None and member.status == MemberStatus.active.value
         status = WaitStatus.matched if found else WaitStatus.unknown_caller
-        claimed = _rowcount(session.execute(
+        claimed = rowcount(session.execute(
             update(CallerIdWait).where(CallerIdWait.id == wait.id,
                                        CallerIdWait.status == WaitStatus.waiting.value)
             .values(status=status.value, member_id=member.id if found and member else None,

@@ -1,0 +1,1 @@
+"""The points ledger: double-entry accounts, journal entries, point lots and expiry."""
