@@ -1,0 +1,186 @@
+"""The API's operations, read from the app's own OpenAPI document, and what it takes to call
+each one: real path ids, the key that may call it, and a body it accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from patron.app import create_app
+from patron.config import get_settings
+from patron.db import Database
+from tests.conftest import Tenant, World, auth
+
+WRITE_METHODS = ("post", "put", "patch")
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+TELEPHONY = ("POST", "/v1/telephony/inbound")
+
+
+def _openapi_document() -> dict[str, Any]:
+    # The document does not depend on the database; this app never opens a connection.
+    app = create_app(get_settings(), Database("sqlite:///:memory:"))
+    with TestClient(app) as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+OPENAPI = _openapi_document()
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str  # upper case
+    path: str
+    spec: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.method, self.path
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def path_params(self) -> list[str]:
+        return [p["name"] for p in self.spec.get("parameters", []) if p["in"] == "path"]
+
+    @property
+    def body_media_type(self) -> str | None:
+        content = self.spec.get("requestBody", {}).get("content", {})
+        return next(iter(content), None)
+
+    @property
+    def takes_json(self) -> bool:
+        return self.body_media_type == "application/json"
+
+    @property
+    def body_schema(self) -> dict[str, Any]:
+        schema = self.spec["requestBody"]["content"][self.body_media_type]["schema"]
+        return resolve(schema)
+
+    @property
+    def success_status(self) -> int:
+        return next(int(code) for code in self.spec["responses"] if code.startswith("2"))
+
+
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = OPENAPI["components"]["schemas"][name]
+    return schema
+
+
+def all_operations() -> list[Operation]:
+    return [Operation(method.upper(), path, spec)
+            for path, methods in OPENAPI["paths"].items()
+            for method, spec in methods.items()]
+
+
+def write_operations() -> list[Operation]:
+    return [op for op in all_operations() if op.method.lower() in WRITE_METHODS]
+
+
+# --- the objects the requests point at -------------------------------------------------------
+
+@dataclass
+class Objects:
+    """One tenant's objects, by the path parameter names that point at them."""
+
+    tenant: Tenant
+    member_id: str
+    member_number: str
+    card_id: str
+    key_id: str
+    wait_id: str | None
+
+    def path_ids(self) -> dict[str, str]:
+        ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
+               # The reader, not the POS terminal: the POS key must keep working.
+               "terminal_id": self.tenant.reader_id, "member_id": self.member_id,
+               "card_id": self.card_id, "key_id": self.key_id}
+        if self.wait_id is not None:
+            ids["wait_id"] = self.wait_id
+        return ids
+
+    def url(self, op: Operation) -> str:
+        return op.path.format(**{name: self.path_ids()[name] for name in op.path_params})
+
+
+def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str,
+                 card_uid: str, caller_id_wait: bool) -> Objects:
+    """A member with a card, a spare merchant key and (if asked) a caller-ID wait."""
+    member = client.post("/v1/members", headers=auth(tenant.merchant_key),
+                         json={"phone": phone, "card_uid": card_uid})
+    assert member.status_code == 201, member.text
+    member_id = member.json()["id"]
+    cards = client.get(f"/v1/members/{member_id}/cards", headers=auth(tenant.merchant_key))
+    assert cards.status_code == 200 and len(cards.json()) == 1, cards.text
+    key = client.post("/v1/keys", headers=auth(world.operator_key),
+                      json={"role": "merchant", "merchant_id": tenant.merchant_id,
+                            "label": "spare"})
+    assert key.status_code == 201, key.text
+    wait_id = None
+    if caller_id_wait:
+        wait = client.post("/v1/identify/caller-id", headers=auth(tenant.pos_key))
+        assert wait.status_code == 201, wait.text
+        wait_id = wait.json()["id"]
+    return Objects(tenant=tenant, member_id=member_id,
+                   member_number=member.json()["member_number"],
+                   card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id)
+
+
+# --- who calls, and with what -------------------------------------------------------------------
+
+# The role whose key performs each write; everything else is done with the merchant's key.
+CALLER_ROLE: dict[tuple[str, str], str] = {
+    ("POST", "/v1/merchants"): "operator",
+    ("POST", "/v1/identify"): "terminal",
+    ("POST", "/v1/identify/caller-id"): "terminal",
+}
+
+
+def caller_key(op: Operation, world: World, tenant: Tenant) -> str:
+    role = CALLER_ROLE.get(op.key, "merchant")
+    return {"operator": world.operator_key, "merchant": tenant.merchant_key,
+            "terminal": tenant.pos_key}[role]
+
+
+Body = Callable[[Objects], dict[str, Any]]
+
+# A body each JSON write accepts (tests/api/test_bad_input.py proves it), so that a variant
+# of it differs from an accepted request in exactly one way.
+VALID_BODIES: dict[tuple[str, str], Body] = {
+    ("POST", "/v1/merchants"): lambda o: {
+        "number": 77777, "name": "Seventh merchant", "currency": "EUR",
+        "timezone": "Europe/Paris", "country": "FR"},
+    ("POST", "/v1/merchants/{merchant_id}/stores"): lambda o: {
+        "code": "second", "name": "Second store", "address": "1-2-3 Ginza"},
+    ("POST", "/v1/stores/{store_id}/terminals"): lambda o: {"code": "pos-2", "kind": "pos"},
+    ("PATCH", "/v1/terminals/{terminal_id}"): lambda o: {"points_per_tap": 7},
+    ("POST", "/v1/keys"): lambda o: {"role": "terminal", "terminal_id": o.tenant.reader_id,
+                                     "label": "reader spare"},
+    ("POST", "/v1/members"): lambda o: {"phone": "+81 90-2222-3333",
+                                        "email": "new.member@example.com",
+                                        "card_uid": "04C4468CD57EA2"},
+    ("PATCH", "/v1/members/{member_id}"): lambda o: {"region": "Kanto", "birth_year": 1990},
+    ("POST", "/v1/members/{member_id}/consents"): lambda o: {"sms": True, "source": "pos"},
+    ("PUT", "/v1/members/{member_id}/pin"): lambda o: {"pin": "2468"},
+    ("POST", "/v1/identify"): lambda o: {"barcode": o.member_number},
+    ("POST", "/v1/members/{member_id}/cards"): lambda o: {"uid": "04D5579DE68FB3"},
+    ("POST", "/v1/members/{member_id}/cards/{card_id}/block"): lambda o: {"reason": "lost"},
+    ("POST", "/v1/members/{member_id}/cards/{card_id}/replace"): lambda o: {
+        "uid": "04E668AEF790C4", "reason": "stolen"},
+}
+
+
+def valid_body(op: Operation, objects: Objects) -> dict[str, Any] | None:
+    """The accepted JSON body of a write, or None for one that takes no body."""
+    if not op.takes_json:
+        return None
+    return VALID_BODIES[op.key](objects)
