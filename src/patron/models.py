@@ -4,8 +4,10 @@ from patron.db import Base
 from patron.identity import models as identity_models
 from patron.ledger import models as ledger_models
 from patron.members import models as members_models
+from patron.programs import models as programs_models
 from patron.tenancy import models as tenancy_models
 
 metadata = Base.metadata
 
-__all__ = ["identity_models", "ledger_models", "members_models", "metadata", "tenancy_models"]
+__all__ = ["identity_models", "ledger_models", "members_models", "metadata", "programs_models",
+           "tenancy_models"]

@@ -176,6 +176,10 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/v1/members/{member_id}/cards/{card_id}/block"): lambda o: {"reason": "lost"},
     ("POST", "/v1/members/{member_id}/cards/{card_id}/replace"): lambda o: {
         "uid": "04E668AEF790C4", "reason": "stolen"},
+    ("PUT", "/v1/merchants/{merchant_id}/program"): lambda o: {
+        "earn_points": 1, "earn_per_amount": 100, "point_value_minor": 1, "expiry_months": 12,
+        "tiers": [{"name": "Base", "threshold_points": 0, "earn_multiplier_bp": 10000},
+                  {"name": "Gold", "threshold_points": 1000, "earn_multiplier_bp": 15000}]},
 }
 
 

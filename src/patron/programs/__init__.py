@@ -1,0 +1,1 @@
+"""Each merchant's points program: earn rate, rounding, categories, burn value, expiry, tiers."""
