@@ -36,7 +36,7 @@ def upgrade_database(url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_migrations_dir()))
     config.attributes["database_url"] = url
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
 
 
 @db_app.command("upgrade")
