@@ -197,11 +197,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
     from patron.members.endpoints import router as members_router
+    from patron.operations.endpoints import router as operations_router
+    from patron.pos.endpoints import router as pos_router
     from patron.programs.endpoints import router as programs_router
     from patron.tenancy.endpoints import router as tenancy_router
 
     for router in (tenancy_router, members_router, identity_router, telephony_router,
-                   programs_router):
+                   programs_router, operations_router, pos_router):
         app.include_router(router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

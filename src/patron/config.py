@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     pin_lock_minutes: int = 15
     caller_id_wait_seconds: int = 120
     default_region: str = "US"
+    # A reader grants a member points at most once per this many minutes.
+    tap_interval_minutes: int = Field(default=60, ge=1, le=525_600)
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose, derived from the secret key (domain-separated)."""

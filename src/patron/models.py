@@ -4,10 +4,15 @@ from patron.db import Base
 from patron.identity import models as identity_models
 from patron.ledger import models as ledger_models
 from patron.members import models as members_models
+from patron.notify import models as notify_models
+from patron.operations import models as operations_models
+from patron.pos import models as pos_models
 from patron.programs import models as programs_models
+from patron.scores import models as scores_models
 from patron.tenancy import models as tenancy_models
 
 metadata = Base.metadata
 
-__all__ = ["identity_models", "ledger_models", "members_models", "metadata", "programs_models",
-           "tenancy_models"]
+__all__ = ["identity_models", "ledger_models", "members_models", "metadata", "notify_models",
+           "pos_models", "programs_models", "scores_models", "tenancy_models"]
+__all__ += ["operations_models"]

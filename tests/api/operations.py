@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from patron.app import create_app
 from patron.config import get_settings
 from patron.db import Database
+from patron.kit.clock import utcnow
 from tests.conftest import Tenant, World, auth
 
 WRITE_METHODS = ("post", "put", "patch")
@@ -98,12 +99,14 @@ class Objects:
     card_id: str
     key_id: str
     wait_id: str | None
+    transaction_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
                # The reader, not the POS terminal: the POS key must keep working.
                "terminal_id": self.tenant.reader_id, "member_id": self.member_id,
-               "card_id": self.card_id, "key_id": self.key_id}
+               "card_id": self.card_id, "key_id": self.key_id,
+               "transaction_id": self.transaction_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -130,9 +133,24 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
         wait = client.post("/v1/identify/caller-id", headers=auth(tenant.pos_key))
         assert wait.status_code == 201, wait.text
         wait_id = wait.json()["id"]
+    transaction = client.post("/v1/pos/transactions", headers=auth(tenant.pos_key),
+                              json=_purchase(tenant, "OBJ-1", member.json()["member_number"]))
+    assert transaction.status_code == 201, transaction.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
-                   card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id)
+                   card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id,
+                   transaction_id=transaction.json()["id"])
+
+
+def _purchase(tenant: Tenant, receipt_no: str, member_number: str) -> dict[str, Any]:
+    """A purchase by the tenant's member at its POS, in the tenant's currency."""
+    currency = "JPY" if tenant.number == 12345 else "USD"
+    return {"receipt_no": receipt_no, "occurred_at": utcnow().isoformat(),
+            "currency": currency, "member": {"barcode": member_number},
+            "lines": [{"sku": "CF-1", "gtin": "4006381333931", "name": "Coffee",
+                       "category": "coffee", "quantity": 2, "unit_price": 350}],
+            "points_to_burn": 0, "channel": "store",
+            "payment": {"method": "card", "amount": 700}}
 
 
 # --- who calls, and with what -------------------------------------------------------------------
@@ -142,11 +160,17 @@ CALLER_ROLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/merchants"): "operator",
     ("POST", "/v1/identify"): "terminal",
     ("POST", "/v1/identify/caller-id"): "terminal",
+    ("POST", "/v1/pos/quote"): "terminal",
+    ("POST", "/v1/pos/transactions"): "terminal",
+    ("POST", "/v1/pos/events"): "terminal",
+    ("POST", "/v1/pos/taps"): "reader",
 }
 
 
 def caller_key(op: Operation, world: World, tenant: Tenant) -> str:
     role = CALLER_ROLE.get(op.key, "merchant")
+    if role == "reader":
+        return tenant.reader_key
     return {"operator": world.operator_key, "merchant": tenant.merchant_key,
             "terminal": tenant.pos_key}[role]
 
@@ -180,6 +204,13 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
         "earn_points": 1, "earn_per_amount": 100, "point_value_minor": 1, "expiry_months": 12,
         "tiers": [{"name": "Base", "threshold_points": 0, "earn_multiplier_bp": 10000},
                   {"name": "Gold", "threshold_points": 1000, "earn_multiplier_bp": 15000}]},
+    ("POST", "/v1/pos/events"): lambda o: {"events": [
+        {"type": "open", "occurred_at": utcnow().isoformat(), "seq": 1},
+        {"type": "error", "occurred_at": utcnow().isoformat(), "detail": "E42"}]},
+    ("POST", "/v1/pos/quote"): lambda o: _purchase(o.tenant, "Q-1", o.member_number),
+    ("POST", "/v1/pos/transactions"): lambda o: _purchase(o.tenant, "R-1", o.member_number),
+    # The card make_objects registered for tenant A (the suites' objects are A's).
+    ("POST", "/v1/pos/taps"): lambda o: {"card_uid": "04A2246AB35C80", "tap_id": "t-1"},
 }
 
 

@@ -29,7 +29,7 @@ from tests.conftest import World, auth
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 PATH_ID_NAMES = {"merchant_id", "store_id", "terminal_id", "key_id", "member_id", "card_id",
-                 "wait_id"}
+                 "wait_id", "transaction_id"}
 
 V1 = [op for op in all_operations() if op.path.startswith("/v1/")]
 KEYED = [op for op in V1 if op.key != TELEPHONY]  # the webhook is signed, not keyed
@@ -222,6 +222,17 @@ WRONG_ROLE = [
     (("POST", "/v1/keys/{key_id}/revoke"), "sales_rep"),
     (("POST", "/v1/identify/caller-id"), "operator"),
     (("POST", "/v1/identify/caller-id"), "merchant"),
+    (("POST", "/v1/pos/events"), "merchant"),
+    (("POST", "/v1/pos/events"), "sales_rep"),
+    (("POST", "/v1/pos/taps"), "merchant"),
+    (("POST", "/v1/pos/taps"), "sales_rep"),
+    (("POST", "/v1/pos/quote"), "merchant"),
+    (("POST", "/v1/pos/quote"), "sales_rep"),
+    (("POST", "/v1/pos/transactions"), "merchant"),
+    (("POST", "/v1/pos/transactions"), "operator"),
+    (("POST", "/v1/pos/transactions"), "sales_rep"),
+    (("GET", "/v1/pos/transactions/{transaction_id}"), "sales_rep"),
+    (("GET", "/v1/stores/{store_id}/events"), "terminal"),
 ] + [(op.key, "sales_rep") for op in MEMBER_OPS]
 
 

@@ -39,6 +39,7 @@ from patron.members.schemas import (
     MemberRead,
     MemberUpdate,
 )
+from patron.notify.outbox import EventType, emit
 from patron.tenancy.models import Merchant, Role
 from patron.tenancy.service import Principal, get_merchant
 
@@ -241,6 +242,10 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
         _record_consents(session, member, data.consents, merchant_id=merchant.id,
                          source=data.source, only_changes=False)
     session.flush()
+    emit(session, type=EventType.member_enrolled, merchant_id=merchant.id, member_id=member.id,
+         payload={"member_id": str(member.id), "member_number": member.member_number,
+                  "merchant_id": str(merchant.id), "source": data.source},
+         occurred_at=now)
     return member
 
 

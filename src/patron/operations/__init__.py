@@ -1,0 +1,1 @@
+"""Register operations: operation events from POS registers and card-reader taps."""

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from patron.http import AUTHED, Caller, Db, problems
+from patron.operations import service
+from patron.operations.schemas import EventBatch, EventBatchResult, EventPage, TapIn, TapResult
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+
+@router.post("/pos/events", status_code=202, response_model=EventBatchResult,
+             responses=problems(*AUTHED))
+def record_events(data: EventBatch, db: Db, caller: Caller) -> EventBatchResult:
+    """Register operation events (terminal key): a batch of 1 to 1,000, stored all or
+    none. Events whose `seq` this terminal already sent are skipped and counted as
+    duplicates, so a batch can be resent after a timeout. A time more than 5 minutes in the
+    future (`occurred_at_in_future`) or more than 30 days ago (`occurred_at_too_old`)
+    refuses the whole batch; `field` names the event, e.g. `events[3].occurred_at`."""
+    with db.session_scope() as session:
+        return service.record_events(session, actor=caller, batch=data)
+
+
+@router.get("/stores/{store_id}/events", response_model=EventPage,
+            responses=problems(*AUTHED))
+def list_events(
+    store_id: uuid.UUID, db: Db, caller: Caller,
+    since: Annotated[AwareDatetime | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="occurred_at < until")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1,
+                                        description="`next_cursor` of the previous page")
+                      ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPage:
+    """A store's register events in arrival order (merchant, operator or sales-rep key)."""
+    with db.session_scope() as session:
+        events, next_cursor = service.list_events(
+            session, actor=caller, store_id=store_id,
+            query=service.EventQuery(since=since, until=until, cursor=cursor, limit=limit))
+        return EventPage(events=events, next_cursor=next_cursor)
+
+
+@router.post("/pos/taps", status_code=201, response_model=TapResult,
+             responses=problems(*AUTHED, 409, 410, 423))
+def record_tap(data: TapIn, db: Db, caller: Caller) -> TapResult:
+    """A card tapped at a reader (the reader's key; other terminals get 403
+    `not_a_reader`). Records the visit and grants the reader's `points_per_tap`, at most
+    once per member per reader per `PATRON_TAP_INTERVAL_MINUTES`; a tap within the
+    interval is recorded with 0 points and `reason: "interval"`. Card refusals are those
+    of `POST /v1/identify` (`card_not_found`, `card_blocked`, `member_withdrawn`, PIN)."""
+    with db.session_scope() as session:
+        return service.record_tap(session, actor=caller, data=data)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from patron.members.schemas import CardUid, Pin
+from patron.operations.models import EventType
+from patron.tenancy.schemas import Strict
+
+MAX_BATCH = 1000
+MAX_SEQ = 2**63 - 1
+
+
+class EventIn(Strict):
+    type: EventType
+    occurred_at: AwareDatetime = Field(description="When it happened, with its UTC offset")
+    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] | None = Field(
+        default=None, description="The terminal's own sequence number; an event whose "
+                                  "(terminal, seq) is already stored is skipped as a duplicate")
+    detail: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="A short code (e.g. an error code); never personal data")
+
+
+class EventBatch(Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EventBatchResult(BaseModel):
+    accepted: int = Field(description="Events stored by this request")
+    duplicates: int = Field(description="Events skipped because their seq was already stored")
+
+
+class EventRead(BaseModel):
+    id: int
+    terminal_id: uuid.UUID
+    type: EventType
+    occurred_at: datetime
+    received_at: datetime
+    seq: int | None
+    detail: str | None
+
+
+class EventPage(BaseModel):
+    events: list[EventRead]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; "
+                                                "null on the last page")
+
+
+class TapIn(Strict):
+    card_uid: CardUid
+    occurred_at: AwareDatetime | None = Field(default=None,
+                                              description="Defaults to the time received")
+    tap_id: Annotated[str, Field(min_length=1, max_length=64,
+                                 pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(
+        default=None, description="Idempotency: a tap resent with the same tap_id is "
+                                  "answered with the first visit and nothing is added")
+    pin: Pin | None = Field(default=None, description="Member PIN, when the reader needs one")
+
+
+class TapResult(BaseModel):
+    visit_id: uuid.UUID
+    member_id: uuid.UUID
+    points_granted: int
+    reason: Literal["interval", "no_points_per_tap"] | None = Field(
+        default=None, description="Why no points were granted")
+    balance: int = Field(description="The member's points at this merchant now")
+    occurred_at: datetime

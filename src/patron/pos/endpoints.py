@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from patron.http import AUTHED, Caller, Db, problems
+from patron.pos import service
+from patron.pos.schemas import PurchaseWrite, QuoteRead, TransactionRead
+
+router = APIRouter(prefix="/v1/pos", tags=["pos"])
+
+_REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency_not_merchants`,
+`occurred_at_in_future` (more than 5 minutes ahead), `occurred_at_too_old` (more than 30 days),
+`invalid_gtin`, `invalid_quantity`, `invalid_price`, `invalid_payment_amount`, `invalid_burn`,
+`burn_below_minimum`, `burn_exceeds_basket`, `burn_needs_member`, `basket_too_large`,
+`insufficient_points` (409), the identification codes of `POST /v1/identify`, and
+`validation_failed` for the shape (unknown fields are refused)."""
+
+
+@router.post("/quote", response_model=QuoteRead, responses=problems(*AUTHED, 409, 410, 423))
+def quote(data: PurchaseWrite, db: Db, caller: Caller) -> QuoteRead:
+    """Preview a purchase with a terminal key: prices, points burned as a discount, points
+    earned, the balance after. Writes nothing.
+
+    """
+    with db.session_scope() as session:
+        return service.quote(session, actor=caller, data=data)
+
+
+quote.__doc__ = (quote.__doc__ or "") + _REFUSALS
+
+
+@router.post("/transactions", status_code=201, response_model=TransactionRead,
+             responses=problems(*AUTHED, 409, 410, 423))
+def commit(data: PurchaseWrite, db: Db, caller: Caller) -> Response:
+    """Commit a purchase with a terminal key (a till, or the web shop's `online` terminal):
+    the transaction and its lines, points burned and earned, member stats and outbox events,
+    all in one database transaction. Anonymous purchases (no `member`) are recorded too.
+
+    Idempotent by (terminal, `receipt_no`): a replay with the same body answers 201 with
+    the identical body and changes nothing; the same `receipt_no` with a different body is
+    409 `receipt_conflict`. Points are earned on what is paid (after the points discount).
+
+    """
+    with db.session_scope() as session:
+        body = service.commit(session, actor=caller, data=data)
+    return Response(content=body, status_code=201, media_type="application/json")
+
+
+commit.__doc__ = (commit.__doc__ or "") + _REFUSALS
+
+
+@router.get("/transactions/{transaction_id}", response_model=TransactionRead,
+            responses=problems(*AUTHED))
+def get_transaction(transaction_id: uuid.UUID, db: Db, caller: Caller) -> Response:
+    """The committed transaction as its commit answered (the merchant's own keys)."""
+    with db.session_scope() as session:
+        body = service.get_transaction(session, actor=caller, transaction_id=transaction_id)
+    return Response(content=body, media_type="application/json")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from patron.errors import Conflict, InvalidInput, NotFound
+
+
+class OccurredInFuture(InvalidInput):
+    code = "occurred_at_in_future"
+    title = "The purchase time is in the future"
+
+
+class OccurredTooLongAgo(InvalidInput):
+    code = "occurred_at_too_old"
+    title = "The purchase is too old to record"
+
+
+class UnknownCurrency(InvalidInput):
+    code = "unknown_currency"
+    title = "Not an ISO 4217 currency code"
+
+
+class CurrencyMismatch(InvalidInput):
+    code = "currency_not_merchants"
+    title = "The currency is not the merchant's"
+
+
+class InvalidGtin(InvalidInput):
+    code = "invalid_gtin"
+    title = "Not a valid GTIN (wrong length or check digit)"
+
+
+class InvalidQuantity(InvalidInput):
+    code = "invalid_quantity"
+    title = "A line quantity must be a whole number, 1 or more"
+
+
+class InvalidPrice(InvalidInput):
+    code = "invalid_price"
+    title = "A unit price must be a whole number of minor units, 0 or more"
+
+
+class InvalidPaymentAmount(InvalidInput):
+    code = "invalid_payment_amount"
+    title = "The payment amount must be a whole number of minor units, 0 or more"
+
+
+class BasketTooLarge(InvalidInput):
+    code = "basket_too_large"
+    title = "The basket total is beyond what one transaction may hold"
+
+
+class BurnNeedsMember(InvalidInput):
+    code = "burn_needs_member"
+    title = "Points can only be burned by an identified member"
+
+
+class ReceiptConflict(Conflict):
+    code = "receipt_conflict"
+    title = "This receipt number was already committed with a different body"
+
+
+class TransactionNotFound(NotFound):
+    code = "not_found"
+    title = "No such transaction"

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from patron.members.schemas import CardUid, PhoneText, Pin
+from patron.pos.models import Channel, PaymentMethod
+from patron.tenancy.schemas import Strict
+
+MAX_LINES = 500
+MEMBER_IDENTIFIERS = ("member_id", "barcode", "qr", "card_uid", "phone")
+
+# Ranges (quantity >= 1, prices and points >= 0) are checked by the service so that each
+# refusal has its own code (`invalid_quantity`, `invalid_price`, `invalid_burn`, ...);
+# strict: a float, a numeric string or a boolean is refused, never converted (rule 4).
+WholeNumber = Annotated[int, Field(strict=True)]
+Text64 = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class MemberIdentification(Strict):
+    """Exactly one way to say who the customer is (as `POST /v1/identify` takes them, or
+    the member's id when the till already knows it)."""
+
+    member_id: uuid.UUID | None = None
+    barcode: Annotated[str, Field(min_length=1, max_length=64,
+                                  examples=["12345000000184"])] | None = None
+    qr: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    card_uid: CardUid | None = None
+    phone: PhoneText | None = None
+    pin: Pin | None = Field(default=None, description="Member PIN where the terminal "
+                                                      "requires one (never stored)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberIdentification:
+        given = [name for name in MEMBER_IDENTIFIERS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of: " + ", ".join(MEMBER_IDENTIFIERS))
+        return self
+
+
+class LineWrite(Strict):
+    sku: Text64
+    gtin: Annotated[str, Field(min_length=1, max_length=32,
+                               description="GTIN-8/12/13/14, validated with its check "
+                                           "digit (`invalid_gtin`)",
+                               examples=["4006381333931"])] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    category: Text64 | None = None
+    quantity: WholeNumber = Field(description="1 or more (`invalid_quantity`)", examples=[1])
+    unit_price: WholeNumber = Field(description="Minor units of the currency, 0 or more "
+                                                "(`invalid_price`)", examples=[1200])
+
+
+class Payment(Strict):
+    """How the customer paid: method and amount only — never card data."""
+
+    method: PaymentMethod
+    amount: WholeNumber = Field(description="Minor units, 0 or more "
+                                            "(`invalid_payment_amount`)")
+
+
+class PurchaseWrite(Strict):
+    receipt_no: Annotated[str, Field(min_length=1, max_length=64,
+                                     pattern=r"^[^\x00-\x1f\x7f]+$",
+                                     description="Unique per terminal: a second commit with "
+                                                 "the same number is a replay")]
+    occurred_at: AwareDatetime = Field(description="When billing completed, with its offset; "
+                                                   "at most 5 minutes ahead, 30 days back")
+    currency: Annotated[str, Field(min_length=3, max_length=3, examples=["JPY"],
+                                   description="ISO 4217; must be the merchant's currency")]
+    member: MemberIdentification | None = None
+    lines: Annotated[list[LineWrite], Field(min_length=1, max_length=MAX_LINES)]
+    points_to_burn: WholeNumber = Field(default=0, description="Points to take as a "
+                                                               "discount, 0 or more")
+    channel: Channel = Channel.store
+    payment: Payment | None = None
+
+
+class LineRead(BaseModel):
+    line_no: int
+    sku: str
+    gtin: str | None
+    name: str
+    category: str | None
+    quantity: int
+    unit_price: int
+    amount: int = Field(description="quantity x unit_price, minor units")
+    points_discount: int = Field(description="This line's share of the points discount")
+    points_earned: int = Field(description="This line's share of the points earned")
+
+
+class QuoteRead(BaseModel):
+    """What a commit of the same body would do now (nothing is written)."""
+
+    receipt_no: str
+    member_id: uuid.UUID | None
+    currency: str
+    subtotal: int
+    points_discount: int
+    total: int = Field(description="What the customer pays: subtotal - points_discount")
+    points_earned: int
+    points_burned: int
+    balance_before: int | None
+    balance_after: int | None
+    max_burnable: int | None = Field(description="The most points this basket could burn")
+    lines: list[LineRead]
+    offers: list[dict[str, object]]
+    explanation: list[str]
+
+
+class TransactionRead(BaseModel):
+    id: uuid.UUID
+    receipt_no: str
+    member_id: uuid.UUID | None
+    channel: Channel
+    currency: str
+    subtotal: int
+    points_discount: int
+    total: int = Field(description="What the customer pays: subtotal - points_discount")
+    points_earned: int
+    points_burned: int
+    balance_after: int | None = Field(description="The member's points here after this "
+                                                  "purchase; null when anonymous")
+    lines: list[LineRead]
+    offers: list[dict[str, object]] = Field(description="Empty until campaigns exist")
+    occurred_at: datetime
+    created_at: datetime

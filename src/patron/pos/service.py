@@ -1,0 +1,443 @@
+"""The POS pipeline: price a basket (quote, no writes) and commit a purchase atomically.
+
+Commit order (one transaction, owned by the endpoint):
+1. validate what the body alone decides (currency, GTINs, ranges);
+2. **claim the receipt**: insert the transaction row under the unique
+   ``(terminal_id, receipt_no)`` in a savepoint. A concurrent duplicate waits on the
+   unique index (PostgreSQL) or on the write lock (SQLite) until the first commits, then
+   fails the insert and reads the first one's row: same body → the stored answer, other
+   body → ``receipt_conflict`` (whenever the replay comes). Nothing else is locked
+   before this point. Then the time window (5 minutes ahead, 30 days back);
+3. identify the member, price the basket, burn then earn on the ledger, count the member's
+   stats, write the lines and the outbox events, and store the exact answer on the row.
+
+Earning is on what the customer actually pays: the points discount is split over the
+lines in proportion to their amounts (largest remainder) and each line earns on its amount
+less its share (see docs/pos.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from stdnum import ean
+from stdnum.exceptions import ValidationError as StdnumError
+
+from patron.errors import PatronError
+from patron.identity.schemas import IdentifyRequest
+from patron.identity.service import active_member, identify
+from patron.kit.clock import utcnow
+from patron.kit.validation import currency_code
+from patron.ledger import service as ledger
+from patron.ledger.errors import InsufficientPoints
+from patron.ledger.rules import split_proportionally
+from patron.members.models import Member, Membership
+from patron.members.service import is_member_of
+from patron.notify.outbox import EventType, emit
+from patron.pos.errors import (
+    BasketTooLarge,
+    BurnNeedsMember,
+    CurrencyMismatch,
+    InvalidGtin,
+    InvalidPaymentAmount,
+    InvalidPrice,
+    InvalidQuantity,
+    OccurredInFuture,
+    OccurredTooLongAgo,
+    ReceiptConflict,
+    TransactionNotFound,
+    UnknownCurrency,
+)
+from patron.pos.models import PosTransaction, PosTransactionLine
+from patron.pos.schemas import (
+    LineRead,
+    MemberIdentification,
+    PurchaseWrite,
+    QuoteRead,
+    TransactionRead,
+)
+from patron.programs import rules
+from patron.programs.errors import InvalidBurn
+from patron.programs.service import MerchantProgram, get_program, member_tier
+from patron.scores.service import record_purchase
+from patron.tenancy.models import Merchant, Role, Store, Terminal
+from patron.tenancy.service import Principal
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""Till clocks drift; a purchase further ahead than this is a wrong clock or a typo."""
+MAX_AGE = timedelta(days=30)
+"""Offline tills catch up within days; older receipts go through a manual correction."""
+MAX_QUANTITY = 1_000_000
+
+
+@dataclass(frozen=True)
+class Till:
+    terminal: Terminal
+    store: Store
+    merchant: Merchant
+
+
+@dataclass(frozen=True)
+class Priced:
+    member_id: uuid.UUID | None
+    program: MerchantProgram
+    tier_name: str | None
+    balance_before: int | None
+    max_burnable: int | None
+    subtotal: int
+    points_discount: int
+    total: int
+    points_burned: int
+    points_earned: int
+    lines: list[LineRead]
+    explanation: list[str]
+
+
+# --- input ------------------------------------------------------------------------------
+
+def _till(session: Session, actor: Principal) -> Till:
+    actor.require(Role.terminal)
+    terminal = session.get(Terminal, actor.terminal_id)
+    assert terminal is not None  # the key was just authenticated against it
+    store = session.get(Store, terminal.store_id)
+    merchant = session.get(Merchant, terminal.merchant_id)
+    assert store is not None and merchant is not None
+    return Till(terminal=terminal, store=store, merchant=merchant)
+
+
+def _gtin(text: str, index: int) -> str:
+    try:
+        return str(ean.validate(text))
+    except StdnumError as exc:
+        raise InvalidGtin(f"lines[{index}].gtin is not a GTIN-8, -12, -13 or -14 with a "
+                          f"correct check digit", field=f"lines[{index}].gtin") from exc
+
+
+def check_time(data: PurchaseWrite, *, now: datetime) -> None:
+    if data.occurred_at > now + FUTURE_TOLERANCE:
+        raise OccurredInFuture("occurred_at is more than 5 minutes ahead of the server's "
+                               "clock; check the till's clock", field="occurred_at")
+    if data.occurred_at < now - MAX_AGE:
+        raise OccurredTooLongAgo("occurred_at is more than 30 days ago", field="occurred_at")
+
+
+def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
+    """What the body alone decides (not the clock); the lines' GTINs in compact form."""
+    try:
+        currency = currency_code(data.currency)
+    except ValueError as exc:
+        raise UnknownCurrency(f"{data.currency!r} is not an ISO 4217 currency code",
+                              field="currency") from exc
+    if currency != merchant.currency:
+        raise CurrencyMismatch(f"this merchant takes {merchant.currency}, not {currency}",
+                               field="currency", expected=merchant.currency)
+    if data.points_to_burn < 0:
+        raise InvalidBurn("points_to_burn must be 0 or more", field="points_to_burn")
+    if data.payment is not None and not 0 <= data.payment.amount <= rules.MAX_AMOUNT_MINOR:
+        raise InvalidPaymentAmount(field="payment.amount")
+    gtins: list[str | None] = []
+    subtotal = 0
+    for index, line in enumerate(data.lines):
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            raise InvalidQuantity(f"lines[{index}].quantity must be 1 to {MAX_QUANTITY}",
+                                  field=f"lines[{index}].quantity")
+        if not 0 <= line.unit_price <= rules.MAX_AMOUNT_MINOR:
+            raise InvalidPrice(f"lines[{index}].unit_price must be 0 to "
+                               f"{rules.MAX_AMOUNT_MINOR} minor units",
+                               field=f"lines[{index}].unit_price")
+        gtins.append(_gtin(line.gtin, index) if line.gtin is not None else None)
+        subtotal += line.quantity * line.unit_price
+    if subtotal > rules.MAX_AMOUNT_MINOR:
+        raise BasketTooLarge(f"the basket comes to {subtotal} minor units; at most "
+                             f"{rules.MAX_AMOUNT_MINOR}", field="lines")
+    return gtins
+
+
+def request_hash(data: PurchaseWrite) -> str:
+    """SHA-256 of the canonical body (defaults filled in, keys sorted; the PIN left out)."""
+    body = data.model_dump(mode="json", exclude={"member": {"pin"}})
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _member(session: Session, actor: Principal,
+            identification: MemberIdentification | None) -> Member | None:
+    if identification is None:
+        return None
+    if identification.member_id is not None:
+        return active_member(session, actor=actor, member_id=identification.member_id)
+    request = IdentifyRequest(barcode=identification.barcode, qr=identification.qr,
+                              card_uid=identification.card_uid, phone=identification.phone,
+                              pin=identification.pin)
+    result = identify(session, actor=actor, request=request)
+    member = session.get(Member, result.member_id)
+    assert member is not None
+    return member
+
+
+# --- pricing ----------------------------------------------------------------------------
+
+def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
+           gtins: list[str | None]) -> Priced:
+    program = get_program(session, merchant_id=till.merchant.id)
+    view = program.rules
+    amounts = [line.quantity * line.unit_price for line in data.lines]
+    subtotal = sum(amounts)
+    if data.points_to_burn and member is None:
+        raise BurnNeedsMember("identify the member to burn points", field="points_to_burn")
+    discount = rules.check_burn(data.points_to_burn, basket_total_minor=subtotal,
+                                point_value_minor=view.point_value_minor,
+                                min_burn=view.min_burn)
+    shares = (split_proportionally(discount, amounts) if discount else [0] * len(amounts))
+    balance: int | None = None
+    most: int | None = None
+    tier_name: str | None = None
+    tier_bp = rules.BP_ONE
+    if member is not None:
+        balance = ledger.points_balance(session, merchant_id=till.merchant.id,
+                                        member_id=member.id)
+        most = rules.max_burnable(balance=balance, basket_total_minor=subtotal,
+                                  point_value_minor=view.point_value_minor,
+                                  min_burn=view.min_burn)
+        tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id).current
+        if tier is not None:
+            tier_name, tier_bp = tier.name, tier.earn_multiplier_bp
+        # Earn on what is paid: each line's amount less its share of the points discount.
+        earned = rules.earn_for_basket(
+            view, [rules.BasketLine(amount=amount - share, category=line.category)
+                   for amount, share, line in zip(amounts, shares, data.lines, strict=True)],
+            tier_bp, currency=program.currency, minor_units=program.currency_minor_units)
+        line_points = [line.points for line in earned.lines]
+        points_earned, explanation = earned.points, list(earned.explanation)
+    else:
+        line_points = [0] * len(amounts)
+        points_earned, explanation = 0, ["anonymous purchase: no points"]
+    lines = [LineRead(line_no=index + 1, sku=line.sku, gtin=gtins[index], name=line.name,
+                      category=line.category, quantity=line.quantity,
+                      unit_price=line.unit_price, amount=amounts[index],
+                      points_discount=shares[index], points_earned=line_points[index])
+             for index, line in enumerate(data.lines)]
+    return Priced(member_id=member.id if member else None, program=program,
+                  tier_name=tier_name, balance_before=balance, max_burnable=most,
+                  subtotal=subtotal, points_discount=discount, total=subtotal - discount,
+                  points_burned=data.points_to_burn, points_earned=points_earned,
+                  lines=lines, explanation=explanation)
+
+
+# --- quote ------------------------------------------------------------------------------
+
+def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRead:
+    """What committing this body would do now. Writes nothing (the one exception is the
+    identity service counting a wrong PIN, which must hold whatever the caller asked)."""
+    till = _till(session, actor)
+    gtins = validate(data, merchant=till.merchant)
+    check_time(data, now=utcnow())
+    member = _member(session, actor, data.member)
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins)
+    if priced.balance_before is not None and data.points_to_burn > priced.balance_before:
+        raise InsufficientPoints(f"the points balance is lower than {data.points_to_burn}",
+                                 unit="points", requested=data.points_to_burn)
+    balance_after = (None if priced.balance_before is None else
+                     priced.balance_before - priced.points_burned + priced.points_earned)
+    return QuoteRead(receipt_no=data.receipt_no, member_id=priced.member_id,
+                     currency=till.merchant.currency, subtotal=priced.subtotal,
+                     points_discount=priced.points_discount, total=priced.total,
+                     points_earned=priced.points_earned, points_burned=priced.points_burned,
+                     balance_before=priced.balance_before, balance_after=balance_after,
+                     max_burnable=priced.max_burnable, lines=priced.lines, offers=[],
+                     explanation=priced.explanation)
+
+
+# --- commit -----------------------------------------------------------------------------
+
+def _existing(session: Session, terminal_id: uuid.UUID, receipt_no: str) -> PosTransaction:
+    existing = session.scalars(
+        select(PosTransaction).where(PosTransaction.terminal_id == terminal_id,
+                                     PosTransaction.receipt_no == receipt_no)
+        .execution_options(populate_existing=True)).one_or_none()
+    if existing is None:  # the insert failed on something other than the receipt
+        raise LookupError("receipt claim failed but no transaction holds it")
+    return existing
+
+
+def _ensure_membership(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
+                       now: datetime) -> None:
+    if is_member_of(session, member_id=member_id, merchant_id=merchant_id):
+        return
+    try:
+        with session.begin_nested():
+            session.add(Membership(member_id=member_id, merchant_id=merchant_id,
+                                   joined_at=now, source="purchase"))
+            session.flush()
+    except IntegrityError:
+        if not is_member_of(session, member_id=member_id, merchant_id=merchant_id):
+            raise
+
+
+def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
+    """Record the purchase and move the points; the answer as JSON text.
+
+    A replay of a committed receipt returns the first answer's exact text; the same
+    receipt with another body is ``ReceiptConflict``.
+    """
+    till = _till(session, actor)
+    now = utcnow()
+    gtins = validate(data, merchant=till.merchant)
+    digest = request_hash(data)
+    try:
+        occurred_at = data.occurred_at.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: outside the window anyway
+        check_time(data, now=now)
+        raise
+    transaction = PosTransaction(
+        id=uuid.uuid4(), merchant_id=till.merchant.id, store_id=till.store.id,
+        terminal_id=till.terminal.id, receipt_no=data.receipt_no, member_id=None,
+        channel=data.channel.value, currency=till.merchant.currency, subtotal=0,
+        points_discount=0, total=0, points_earned=0, points_burned=0,
+        payment_method=data.payment.method.value if data.payment else None,
+        payment_amount=data.payment.amount if data.payment else None,
+        occurred_at=occurred_at, created_at=now, request_hash=digest)
+    try:
+        with session.begin_nested():
+            session.add(transaction)
+            session.flush()
+    except IntegrityError:
+        # On PostgreSQL this insert waited on the unique index until the first holder of
+        # the receipt committed; its row is visible to this next statement.
+        existing = _existing(session, till.terminal.id, data.receipt_no)
+        if existing.request_hash != digest or existing.response_json is None:
+            raise ReceiptConflict(f"receipt {data.receipt_no!r} was already committed on "
+                                  f"this terminal with a different body",
+                                  field="receipt_no", transaction_id=str(existing.id)) from None
+        return existing.response_json
+    # After the claim: a replay is answered whenever it comes, a new purchase must be recent.
+    check_time(data, now=now)
+
+    try:
+        member = _member(session, actor, data.member)
+    except PatronError as exc:
+        if exc.keep_side_effects:
+            # A counted wrong PIN is committed; the receipt claim must not be.
+            session.delete(transaction)
+            session.flush()
+        raise
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins)
+    source = f"pos:{till.terminal.id}"
+    reason = f"purchase {data.receipt_no}"
+    balance_after: int | None = None
+    if member is not None:
+        _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
+        # Burn before earn: points earned by this purchase cannot pay for it.
+        if priced.points_burned:
+            burn = ledger.burn(session, merchant_id=till.merchant.id, member_id=member.id,
+                               points=priced.points_burned,
+                               idempotency_key=f"pos:{transaction.id}:burn", source=source,
+                               reason=reason, occurred_at=occurred_at)
+            transaction.burn_entry_id = burn.id
+        if priced.points_earned:
+            expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
+                                                timezone=till.store.timezone)
+            earn = ledger.earn(session, merchant_id=till.merchant.id, member_id=member.id,
+                               points=priced.points_earned, expires_at=expires_at,
+                               idempotency_key=f"pos:{transaction.id}:earn", source=source,
+                               reason=reason, occurred_at=occurred_at)
+            transaction.earn_entry_id = earn.id
+        # Coalition miles go here (next step): ledger.earn_miles with the key
+        # f"pos:{transaction.id}:miles", at the operator's rate, in this same transaction.
+        balance_after = ledger.points_balance(session, merchant_id=till.merchant.id,
+                                              member_id=member.id)
+        categories: dict[str, int] = {}
+        for line in data.lines:
+            if line.category is not None:
+                name = rules.normalise_category(line.category)
+                categories[name] = categories.get(name, 0) + line.quantity
+        record_purchase(session, member_id=member.id, merchant_id=till.merchant.id,
+                        store_id=till.store.id, occurred_at=occurred_at,
+                        spend_minor=priced.total, category_quantities=categories)
+
+    transaction.member_id = priced.member_id
+    transaction.subtotal = priced.subtotal
+    transaction.points_discount = priced.points_discount
+    transaction.total = priced.total
+    transaction.points_earned = priced.points_earned
+    transaction.points_burned = priced.points_burned
+    session.add_all(PosTransactionLine(
+        transaction_id=transaction.id, line_no=line.line_no, merchant_id=till.merchant.id,
+        sku=line.sku, gtin=line.gtin, name=line.name, category=line.category,
+        quantity=line.quantity, unit_price=line.unit_price, amount=line.amount,
+        points_discount=line.points_discount, points_earned=line.points_earned)
+        for line in priced.lines)
+    answer = TransactionRead(
+        id=transaction.id, receipt_no=data.receipt_no, member_id=priced.member_id,
+        channel=data.channel, currency=till.merchant.currency, subtotal=priced.subtotal,
+        points_discount=priced.points_discount, total=priced.total,
+        points_earned=priced.points_earned, points_burned=priced.points_burned,
+        balance_after=balance_after, lines=priced.lines, offers=[], occurred_at=occurred_at,
+        created_at=now)
+    transaction.response_json = answer.model_dump_json()
+    session.flush()
+    _emit_events(session, till=till, transaction=transaction, priced=priced,
+                 balance_after=balance_after, now=now)
+    return transaction.response_json
+
+
+def _emit_events(session: Session, *, till: Till, transaction: PosTransaction, priced: Priced,
+                 balance_after: int | None, now: datetime) -> None:
+    merchant_id, member_id = till.merchant.id, priced.member_id
+    base: dict[str, Any] = {"transaction_id": str(transaction.id),
+                            "receipt_no": transaction.receipt_no,
+                            "merchant_id": str(merchant_id), "store_id": str(till.store.id),
+                            "terminal_id": str(till.terminal.id),
+                            "member_id": str(member_id) if member_id else None}
+    occurred_at = transaction.occurred_at
+    emit(session, type=EventType.transaction_committed, merchant_id=merchant_id,
+         member_id=member_id, occurred_at=occurred_at, payload={
+             **base, "channel": transaction.channel, "currency": transaction.currency,
+             "subtotal": transaction.subtotal, "points_discount": transaction.points_discount,
+             "total": transaction.total, "points_earned": transaction.points_earned,
+             "points_burned": transaction.points_burned})
+    if member_id is None:
+        return
+    if transaction.burn_entry_id is not None:
+        emit(session, type=EventType.points_burned, merchant_id=merchant_id,
+             member_id=member_id, occurred_at=occurred_at, payload={
+                 **base, "entry_id": str(transaction.burn_entry_id),
+                 "points": transaction.points_burned,
+                 "discount_minor": transaction.points_discount,
+                 "currency": transaction.currency, "balance_after": balance_after})
+    if transaction.earn_entry_id is not None:
+        emit(session, type=EventType.points_earned, merchant_id=merchant_id,
+             member_id=member_id, occurred_at=occurred_at, payload={
+                 **base, "entry_id": str(transaction.earn_entry_id),
+                 "points": transaction.points_earned, "balance_after": balance_after})
+        # Only an earn can move a member up (or, with the window, keep them); compare the
+        # tier the purchase was priced in with the one after it.
+        after = member_tier(session, merchant_id=merchant_id, member_id=member_id,
+                            now=max(now, occurred_at))
+        after_name = after.current.name if after.current is not None else None
+        if after_name != priced.tier_name:
+            emit(session, type=EventType.tier_changed, merchant_id=merchant_id,
+                 member_id=member_id, occurred_at=occurred_at, payload={
+                     **base, "from": priced.tier_name, "to": after_name,
+                     "points_earned_12m": after.points_earned_12m})
+
+
+# --- reading ----------------------------------------------------------------------------
+
+def get_transaction(session: Session, *, actor: Principal,
+                    transaction_id: uuid.UUID) -> str:
+    """The answer the commit gave, as JSON text; the merchant's own keys only."""
+    actor.require(Role.operator, Role.merchant, Role.terminal)
+    transaction = session.get(PosTransaction, transaction_id)
+    if (transaction is None or transaction.response_json is None
+            or not actor.sees_merchant(transaction.merchant_id)):
+        raise TransactionNotFound("no such transaction")
+    return transaction.response_json
