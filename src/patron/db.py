@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Result, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -128,3 +129,11 @@ def flush_or_raise(session: Session, error: Exception) -> None:
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (typed access to the DB-API rowcount)."""
     return int(getattr(result, "rowcount", 0))
+
+
+def insert_for(session: Session, target: Any) -> Any:
+    """An INSERT with ON CONFLICT support (upserts, skip-duplicates) for the session's
+    backend. Patron runs on PostgreSQL and SQLite, which spell it alike."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(target)
+    return sqlite.insert(target)

@@ -567,27 +567,31 @@ def earn_miles(session: Session, *, member_id: uuid.UUID, miles: int, idempotenc
                source: str, reason: str = "", merchant_id: uuid.UUID | None = None,
                occurred_at: datetime | None = None) -> JournalEntry:
     """Coalition miles from the pool; ``merchant_id`` records who triggered them."""
-    _require_points(miles)
-    with session.begin_nested():
-        member = member_miles_account(session, member_id=member_id)
-        pool = coalition_pool_account(session)
-        return _post(session, kind=EntryKind.earn, idempotency_key=idempotency_key,
-                     merchant_id=merchant_id, member_id=member_id, source=source,
-                     reason=reason, occurred_at=occurred_at or utcnow(),
-                     postings=[(member, miles), (pool, -miles)]).entry
+    return _move_miles(session, kind=EntryKind.earn, member_id=member_id, miles=miles, sign=1,
+                       idempotency_key=idempotency_key, source=source, reason=reason,
+                       merchant_id=merchant_id, occurred_at=occurred_at)
 
 
 def burn_miles(session: Session, *, member_id: uuid.UUID, miles: int, idempotency_key: str,
                source: str, reason: str = "", merchant_id: uuid.UUID | None = None,
                occurred_at: datetime | None = None) -> JournalEntry:
+    return _move_miles(session, kind=EntryKind.burn, member_id=member_id, miles=miles, sign=-1,
+                       idempotency_key=idempotency_key, source=source, reason=reason,
+                       merchant_id=merchant_id, occurred_at=occurred_at)
+
+
+def _move_miles(session: Session, *, kind: EntryKind, member_id: uuid.UUID, miles: int,
+                sign: int, idempotency_key: str, source: str, reason: str,
+                merchant_id: uuid.UUID | None, occurred_at: datetime | None) -> JournalEntry:
+    """Sign +1 moves ``miles`` from the pool to the member, -1 back to the pool."""
     _require_points(miles)
     with session.begin_nested():
         member = member_miles_account(session, member_id=member_id)
         pool = coalition_pool_account(session)
-        return _post(session, kind=EntryKind.burn, idempotency_key=idempotency_key,
+        return _post(session, kind=kind, idempotency_key=idempotency_key,
                      merchant_id=merchant_id, member_id=member_id, source=source,
                      reason=reason, occurred_at=occurred_at or utcnow(),
-                     postings=[(member, -miles), (pool, miles)]).entry
+                     postings=[(member, sign * miles), (pool, -sign * miles)]).entry
 
 
 # --- audit ------------------------------------------------------------------------------

@@ -5,15 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Table, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.db import rowcount
+from patron.db import insert_for, rowcount
 from patron.errors import NotFound
 from patron.identity.schemas import IdentifyRequest
 from patron.identity.service import identify
@@ -40,15 +38,10 @@ from patron.programs.service import get_program
 from patron.tenancy.models import Role, Store, Terminal, TerminalKind
 from patron.tenancy.service import Principal, get_store
 
+# Shared by register events, taps and purchases. Clocks drift a little; further ahead is a
+# wrong clock. Offline registers catch up within days; older data is a manual correction.
 MAX_FUTURE = timedelta(minutes=5)
 MAX_AGE = timedelta(days=30)
-
-
-def _insert(session: Session, table: Table) -> Any:
-    """INSERT for the session's dialect, so that ON CONFLICT DO NOTHING is available."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def check_occurred_at(occurred_at: datetime, *, now: datetime, field: str) -> None:
@@ -84,7 +77,7 @@ def record_events(session: Session, *, actor: Principal, batch: EventBatch) -> E
             for event in batch.events]
     table = RegisterEvent.__table__
     assert isinstance(table, Table)
-    statement = (_insert(session, table)
+    statement = (insert_for(session, table)
                  .on_conflict_do_nothing(index_elements=["terminal_id", "seq"])
                  .returning(table.c.id))
     # One executemany (batched multi-row VALUES); skipped rows return no id.
@@ -152,7 +145,7 @@ def _ensure_membership(session: Session, *, member_id: uuid.UUID, merchant_id: u
                        now: datetime) -> None:
     table = Membership.__table__
     assert isinstance(table, Table)
-    session.execute(_insert(session, table)
+    session.execute(insert_for(session, table)
                     .values(id=uuid.uuid4(), member_id=member_id, merchant_id=merchant_id,
                             joined_at=now, source="tap")
                     .on_conflict_do_nothing(index_elements=["member_id", "merchant_id"]))
@@ -165,7 +158,7 @@ def claim_tap_grant(session: Session, *, terminal: Terminal, member_id: uuid.UUI
     guard row's lock, so of concurrent taps exactly one wins."""
     table = TapGrant.__table__
     assert isinstance(table, Table)
-    session.execute(_insert(session, table)
+    session.execute(insert_for(session, table)
                     .values(terminal_id=terminal.id, member_id=member_id,
                             merchant_id=terminal.merchant_id, last_granted_at=None)
                     .on_conflict_do_nothing(index_elements=["terminal_id", "member_id"]))

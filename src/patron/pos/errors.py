@@ -3,16 +3,6 @@ from __future__ import annotations
 from patron.errors import Conflict, InvalidInput, NotFound
 
 
-class OccurredInFuture(InvalidInput):
-    code = "occurred_at_in_future"
-    title = "The purchase time is in the future"
-
-
-class OccurredTooLongAgo(InvalidInput):
-    code = "occurred_at_too_old"
-    title = "The purchase is too old to record"
-
-
 class UnknownCurrency(InvalidInput):
     code = "unknown_currency"
     title = "Not an ISO 4217 currency code"

@@ -22,7 +22,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -42,6 +42,7 @@ from patron.ledger.rules import split_proportionally
 from patron.members.models import Member, Membership
 from patron.members.service import is_member_of
 from patron.notify.outbox import EventType, emit
+from patron.operations.service import check_occurred_at
 from patron.pos.errors import (
     BasketTooLarge,
     BurnNeedsMember,
@@ -50,8 +51,6 @@ from patron.pos.errors import (
     InvalidPaymentAmount,
     InvalidPrice,
     InvalidQuantity,
-    OccurredInFuture,
-    OccurredTooLongAgo,
     ReceiptConflict,
     TransactionNotFound,
     UnknownCurrency,
@@ -71,10 +70,6 @@ from patron.scores.service import record_purchase
 from patron.tenancy.models import Merchant, Role, Store, Terminal
 from patron.tenancy.service import Principal
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
-"""Till clocks drift; a purchase further ahead than this is a wrong clock or a typo."""
-MAX_AGE = timedelta(days=30)
-"""Offline tills catch up within days; older receipts go through a manual correction."""
 MAX_QUANTITY = 1_000_000
 
 
@@ -122,11 +117,7 @@ def _gtin(text: str, index: int) -> str:
 
 
 def check_time(data: PurchaseWrite, *, now: datetime) -> None:
-    if data.occurred_at > now + FUTURE_TOLERANCE:
-        raise OccurredInFuture("occurred_at is more than 5 minutes ahead of the server's "
-                               "clock; check the till's clock", field="occurred_at")
-    if data.occurred_at < now - MAX_AGE:
-        raise OccurredTooLongAgo("occurred_at is more than 30 days ago", field="occurred_at")
+    check_occurred_at(data.occurred_at, now=now, field="occurred_at")
 
 
 def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:

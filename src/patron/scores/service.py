@@ -9,29 +9,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from patron.db import insert_for
 from patron.scores.models import MemberCategoryCount, MemberStats, MemberStoreVisit
-
-
-def _insert(session: Session, model: type[Any]) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"member stats need an upsert for {dialect}")
 
 
 def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
                     store_id: uuid.UUID, occurred_at: datetime, spend_minor: int,
                     category_quantities: Mapping[str, int]) -> None:
     """Count one purchase (``category_quantities``: units bought per category)."""
-    stats = _insert(session, MemberStats).values(
+    stats = insert_for(session, MemberStats).values(
         member_id=member_id, merchant_id=merchant_id, first_purchase_at=occurred_at,
         last_purchase_at=occurred_at, purchase_count=1, spend_minor=spend_minor)
     excluded = stats.excluded
@@ -49,7 +39,7 @@ def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid
             "spend_minor": MemberStats.spend_minor + excluded.spend_minor,
         }))
     for category in sorted(category_quantities):
-        counts = _insert(session, MemberCategoryCount).values(
+        counts = insert_for(session, MemberCategoryCount).values(
             member_id=member_id, merchant_id=merchant_id, category=category,
             purchase_count=1, quantity=category_quantities[category])
         session.execute(counts.on_conflict_do_update(
@@ -57,7 +47,7 @@ def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid
                             MemberCategoryCount.category],
             set_={"purchase_count": MemberCategoryCount.purchase_count + 1,
                   "quantity": MemberCategoryCount.quantity + counts.excluded.quantity}))
-    visit = _insert(session, MemberStoreVisit).values(
+    visit = insert_for(session, MemberStoreVisit).values(
         member_id=member_id, merchant_id=merchant_id, store_id=store_id, visit_count=1,
         last_visit_at=occurred_at)
     session.execute(visit.on_conflict_do_update(
