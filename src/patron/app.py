@@ -194,6 +194,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def health() -> Health:
         return Health(status="ok", version=__version__)
 
+    from patron.coalition.endpoints import router as coalition_router
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
     from patron.members.endpoints import router as members_router
@@ -203,7 +204,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.tenancy.endpoints import router as tenancy_router
 
     for router in (tenancy_router, members_router, identity_router, telephony_router,
-                   programs_router, operations_router, pos_router):
+                   programs_router, operations_router, pos_router, coalition_router):
         app.include_router(router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

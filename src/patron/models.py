@@ -1,5 +1,6 @@
 """Imports every area's tables so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from patron.coalition import models as coalition_models
 from patron.db import Base
 from patron.identity import models as identity_models
 from patron.ledger import models as ledger_models
@@ -15,4 +16,4 @@ metadata = Base.metadata
 
 __all__ = ["identity_models", "ledger_models", "members_models", "metadata", "notify_models",
            "pos_models", "programs_models", "scores_models", "tenancy_models"]
-__all__ += ["operations_models"]
+__all__ += ["coalition_models", "operations_models"]

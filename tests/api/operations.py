@@ -164,6 +164,8 @@ CALLER_ROLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/pos/transactions"): "terminal",
     ("POST", "/v1/pos/events"): "terminal",
     ("POST", "/v1/pos/taps"): "reader",
+    ("POST", "/v1/pos/transactions/{transaction_id}/returns"): "terminal",
+    ("PUT", "/v1/coalition/rates"): "operator",
 }
 
 
@@ -211,6 +213,12 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/v1/pos/transactions"): lambda o: _purchase(o.tenant, "R-1", o.member_number),
     # The card make_objects registered for tenant A (the suites' objects are A's).
     ("POST", "/v1/pos/taps"): lambda o: {"card_uid": "04A2246AB35C80", "tap_id": "t-1"},
+    ("POST", "/v1/pos/transactions/{transaction_id}/returns"): lambda o: {
+        "return_no": "RT-1", "occurred_at": utcnow().isoformat(),
+        "lines": [{"line_no": 1, "quantity": 1}]},
+    ("PUT", "/v1/coalition/rates"): lambda o: {"rates": [
+        {"currency": "JPY", "spend_per_mile": 100, "mile_value_milli": 1000},
+        {"currency": "USD", "spend_per_mile": 100, "mile_value_milli": 670}]},
 }
 
 

@@ -132,3 +132,48 @@ def test_50_checkouts_burning_100_from_1000_points_exactly_10_succeed(
         assert ledger.points_balance(session, merchant_id=uuid.UUID(shop.merchant_id),
                                      member_id=uuid.UUID(member["id"])) == 0
         assert ledger.check_invariants(session) == []
+
+
+def test_concurrent_returns_never_bring_back_more_than_was_bought(
+        database: Database) -> None:
+    """A line of 5 units, 12 simultaneous returns of one unit each (different return
+    numbers) plus 8 replays of one of them: exactly 5 returns, the points given back add up
+    to exactly what the purchase moved."""
+    shop = _shop(database)
+    with live_server(TEST_DATABASE_URL, workers=2) as base, \
+            httpx.Client(base_url=base, timeout=60,
+                         limits=httpx.Limits(max_connections=20)) as http:
+        member = http.post("/v1/members", headers=auth(shop.merchant_key), json={}).json()
+        give_points(database, shop.merchant_id, member["id"], 1000)
+        sale = http.post("/v1/pos/transactions", headers=auth(shop.pos_key), json=purchase(
+            receipt_no="RET-1", member={"barcode": member["member_number"]},
+            points_to_burn=100, lines=[{"sku": "S", "name": "Socks", "quantity": 5,
+                                        "unit_price": 333}])).json()
+        url = f"/v1/pos/transactions/{sale['id']}/returns"
+
+        def give_back(index: int) -> httpx.Response:
+            number = "RT-0" if index >= 12 else f"RT-{index}"
+            return http.post(url, headers=auth(shop.pos_key), json={
+                "return_no": number, "occurred_at": sale["occurred_at"],
+                "lines": [{"line_no": 1, "quantity": 1}]})
+
+        answers = _concurrently(20, give_back)
+    codes = Counter((a.status_code, a.json().get("code")) for a in answers)
+    assert set(codes) <= {(201, None), (409, "return_exceeds_purchase")}, codes
+    accepted = {a.json()["return_no"]: a.json() for a in answers if a.status_code == 201}
+    assert len(accepted) == 5, codes
+    # Replays of one return number answer with the same bytes.
+    bodies: dict[str, set[bytes]] = {}
+    for answer in answers:
+        if answer.status_code == 201:
+            bodies.setdefault(answer.json()["return_no"], set()).add(answer.content)
+    assert all(len(same) == 1 for same in bodies.values())
+    assert sum(r["refund_amount"] for r in accepted.values()) == sale["total"]
+    assert sum(r["points_clawed_back"] for r in accepted.values()) == sale["points_earned"]
+    assert sum(r["points_restored"] for r in accepted.values()) == sale["points_burned"]
+    with database.session_scope() as session:
+        assert ledger.check_invariants(session) == []
+        line = session.scalars(select(PosTransactionLine)).one()
+        assert line.returned_quantity == 5
+        assert ledger.points_balance(session, merchant_id=uuid.UUID(shop.merchant_id),
+                                     member_id=uuid.UUID(member["id"])) == 1000

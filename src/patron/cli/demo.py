@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import exists, select
 
+from patron.coalition.schemas import RatesWrite, RateWrite
+from patron.coalition.service import put_rates
 from patron.config import get_settings
 from patron.db import Database
 from patron.members.schemas import Consents, Gender, MemberCreate
@@ -164,6 +166,11 @@ def build_demo(database: Database, *, members: int, if_empty: bool, seed: int,
                     if store_index == 0 and code in ("pos-1", "reader-1"):
                         keys.append((f"terminal {spec.number:05d}/{store_spec.code}/{code}",
                                      terminal_key))
+        # The coalition's miles: about one mile per yen's worth spent, worth about a yen.
+        put_rates(session, actor=SYSTEM, data=RatesWrite(rates=[
+            RateWrite(currency="JPY", spend_per_mile=100, mile_value_milli=1000),
+            RateWrite(currency="KRW", spend_per_mile=1000, mile_value_milli=9000),
+            RateWrite(currency="USD", spend_per_mile=100, mile_value_milli=670)]))
         _, rep_key = issue_key(session, role=Role.sales_rep, label="demo sales rep")
         keys.append(("sales rep", rep_key))
         with Progress(console=console, transient=True) as progress:

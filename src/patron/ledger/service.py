@@ -594,6 +594,74 @@ def _move_miles(session: Session, *, kind: EntryKind, member_id: uuid.UUID, mile
                      postings=[(member, sign * miles), (pool, -sign * miles)]).entry
 
 
+def claw_back_miles(session: Session, *, earn_entry_id: uuid.UUID, miles: int,
+                    idempotency_key: str, source: str, reason: str = "",
+                    occurred_at: datetime | None = None) -> tuple[JournalEntry | None, int]:
+    """Take back miles earned by a purchase that was returned; the entry and the miles
+    that could not be collected.
+
+    **Policy:** miles never go below zero. What the member has already spent is not taken
+    (the caller records it as uncollected); the issuing merchant keeps those miles on its
+    settlement, since its purchase gave them. Returns ``(None, miles)`` when nothing is left.
+    """
+    _require_points(miles)
+    original = _original(session, earn_entry_id, (EntryKind.earn,))
+    assert original.member_id is not None
+    with session.begin_nested():
+        member = member_miles_account(session, member_id=original.member_id)
+        pool = coalition_pool_account(session)
+        existing = _entry_by_key(session, idempotency_key)
+        if existing is not None:
+            return existing, miles + _amount_on(session, existing.id, member.id)
+        _lock_accounts(session, [member.id, pool.id])
+        balance = int(session.scalar(select(LedgerAccount.balance)
+                                     .where(LedgerAccount.id == member.id)) or 0)
+        taken = min(miles, max(balance, 0))
+        if taken == 0:
+            return None, miles
+        posted = _post(session, kind=EntryKind.return_, idempotency_key=idempotency_key,
+                       merchant_id=original.merchant_id, member_id=original.member_id,
+                       source=source, reason=reason, occurred_at=occurred_at or utcnow(),
+                       postings=[(member, -taken), (pool, taken)],
+                       reverses_entry_id=original.id)
+        _check_reversal(session, original.id, member.id, unit="miles", earned=True)
+    return posted.entry, miles - taken
+
+
+def restore_miles(session: Session, *, burn_entry_id: uuid.UUID, miles: int,
+                  idempotency_key: str, source: str, reason: str = "",
+                  occurred_at: datetime | None = None) -> JournalEntry:
+    """Give back miles spent on a purchase that was returned."""
+    _require_points(miles)
+    original = _original(session, burn_entry_id, (EntryKind.burn,))
+    assert original.member_id is not None
+    with session.begin_nested():
+        member = member_miles_account(session, member_id=original.member_id)
+        pool = coalition_pool_account(session)
+        posted = _post(session, kind=EntryKind.return_, idempotency_key=idempotency_key,
+                       merchant_id=original.merchant_id, member_id=original.member_id,
+                       source=source, reason=reason, occurred_at=occurred_at or utcnow(),
+                       postings=[(member, miles), (pool, -miles)],
+                       reverses_entry_id=original.id)
+        if posted.created:
+            _check_reversal(session, original.id, member.id, unit="miles", earned=False)
+    return posted.entry
+
+
+def _check_reversal(session: Session, original_id: uuid.UUID, account_id: uuid.UUID, *,
+                    unit: str, earned: bool) -> None:
+    """All reversals of an entry on this account never exceed what it moved (read under
+    the account lock, so concurrent returns add up)."""
+    moved = _amount_on(session, original_id, account_id)
+    reversed_ = _reversed_on(session, original_id, account_id)
+    if earned and -reversed_ > moved:
+        raise ReturnExceedsOriginal(f"{-reversed_} {unit} would be taken back; the purchase "
+                                    f"gave {moved}", earned=moved)
+    if not earned and reversed_ > -moved:
+        raise ReturnExceedsOriginal(f"{reversed_} {unit} would be given back; the purchase "
+                                    f"used {-moved}", burnt=-moved)
+
+
 # --- audit ------------------------------------------------------------------------------
 
 def replay_balance(session: Session, account_id: uuid.UUID) -> int:

@@ -23,6 +23,7 @@ class EventType(StrEnum):
     points_earned = "points.earned"
     points_burned = "points.burned"
     points_returned = "points.returned"
+    transaction_returned = "transaction.returned"
     tier_changed = "tier.changed"
 
 

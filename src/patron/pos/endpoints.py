@@ -5,8 +5,14 @@ import uuid
 from fastapi import APIRouter, Response
 
 from patron.http import AUTHED, Caller, Db, problems
-from patron.pos import service
-from patron.pos.schemas import PurchaseWrite, QuoteRead, TransactionRead
+from patron.pos import returns, service
+from patron.pos.schemas import (
+    PurchaseWrite,
+    QuoteRead,
+    ReturnRead,
+    ReturnWrite,
+    TransactionRead,
+)
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
 
@@ -14,7 +20,9 @@ _REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency
 `occurred_at_in_future` (more than 5 minutes ahead), `occurred_at_too_old` (more than 30 days),
 `invalid_gtin`, `invalid_quantity`, `invalid_price`, `invalid_payment_amount`, `invalid_burn`,
 `burn_below_minimum`, `burn_exceeds_basket`, `burn_needs_member`, `basket_too_large`,
-`insufficient_points` (409), the identification codes of `POST /v1/identify`, and
+`miles_to_burn` and `miles`: `invalid_miles`, `miles_not_offered`, `miles_exceed_basket`;
+`insufficient_points` (409, `unit` says points or miles), the identification codes of
+`POST /v1/identify`, and
 `validation_failed` for the shape (unknown fields are refused)."""
 
 
@@ -58,3 +66,25 @@ def get_transaction(transaction_id: uuid.UUID, db: Db, caller: Caller) -> Respon
     with db.session_scope() as session:
         body = service.get_transaction(session, actor=caller, transaction_id=transaction_id)
     return Response(content=body, media_type="application/json")
+
+
+@router.post("/transactions/{transaction_id}/returns", status_code=201,
+             response_model=ReturnRead, responses=problems(*AUTHED, 409))
+def record_return(transaction_id: uuid.UUID, data: ReturnWrite, db: Db,
+                  caller: Caller) -> Response:
+    """Record goods brought back, with a terminal key of the purchase's merchant (any of
+    its stores): whole purchase (no `lines`) or some lines and units. Each returned unit
+    gives back its exact share of what its line earned and spent: points and miles earned
+    are clawed back (a member who already spent the points owes them; miles never go below
+    zero, the rest is `miles_uncollected`), points and miles spent are restored, and
+    `refund_amount` says what the customer paid for those units.
+
+    Idempotent by (purchase, `return_no`): a replay answers 201 with the identical body;
+    the same `return_no` with another body is 409 `return_conflict`. Other codes:
+    `unknown_line`, `duplicate_line`, `invalid_quantity`, `return_before_purchase`,
+    `occurred_at_in_future` (422); `return_exceeds_purchase`, `nothing_to_return` (409).
+    """
+    with db.session_scope() as session:
+        body = returns.record_return(session, actor=caller, transaction_id=transaction_id,
+                                     data=data)
+    return Response(content=body, status_code=201, media_type="application/json")

@@ -51,3 +51,33 @@ class ReceiptConflict(Conflict):
 class TransactionNotFound(NotFound):
     code = "not_found"
     title = "No such transaction"
+
+
+class ReturnConflict(Conflict):
+    code = "return_conflict"
+    title = "This return number was already used for this purchase with a different body"
+
+
+class UnknownLine(InvalidInput):
+    code = "unknown_line"
+    title = "The purchase has no line with this number"
+
+
+class DuplicateLine(InvalidInput):
+    code = "duplicate_line"
+    title = "A line appears twice in one return"
+
+
+class ReturnExceedsPurchase(Conflict):
+    code = "return_exceeds_purchase"
+    title = "More units would come back than were bought and not yet returned"
+
+
+class NothingToReturn(Conflict):
+    code = "nothing_to_return"
+    title = "Every unit of this purchase has already been returned"
+
+
+class ReturnBeforePurchase(InvalidInput):
+    code = "return_before_purchase"
+    title = "A return cannot happen before its purchase"

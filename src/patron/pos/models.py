@@ -52,9 +52,11 @@ class PosTransaction(Base):
         CheckConstraint(f"channel IN ({_in(Channel)})", name="channel_known"),
         CheckConstraint(f"payment_method IS NULL OR payment_method IN ({_in(PaymentMethod)})",
                         name="payment_method_known"),
-        CheckConstraint("subtotal >= 0 AND points_discount >= 0 AND total >= 0 "
-                        "AND total = subtotal - points_discount", name="totals_consistent"),
+        CheckConstraint("subtotal >= 0 AND points_discount >= 0 AND miles_discount >= 0 "
+                        "AND total >= 0 AND total = subtotal - points_discount - miles_discount",
+                        name="totals_add_up"),
         CheckConstraint("points_earned >= 0 AND points_burned >= 0", name="points_non_negative"),
+        CheckConstraint("miles_earned >= 0 AND miles_burned >= 0", name="miles_non_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -67,9 +69,12 @@ class PosTransaction(Base):
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int] = mapped_column(BigInteger)
     points_discount: Mapped[int] = mapped_column(BigInteger)
+    miles_discount: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[int] = mapped_column(BigInteger)
     points_earned: Mapped[int] = mapped_column(BigInteger)
     points_burned: Mapped[int] = mapped_column(BigInteger)
+    miles_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_burned: Mapped[int] = mapped_column(BigInteger, default=0)
     # The payment summary, when the till sends one (method and amount; never card data).
     payment_method: Mapped[str | None] = mapped_column(String(16))
     payment_amount: Mapped[int | None] = mapped_column(BigInteger)
@@ -81,6 +86,10 @@ class PosTransaction(Base):
     response_json: Mapped[str | None] = mapped_column(Text)
     earn_entry_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("journal_entries.id"))
     burn_entry_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("journal_entries.id"))
+    miles_earn_entry_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("journal_entries.id"))
+    miles_burn_entry_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("journal_entries.id"))
 
 
 class PosTransactionLine(Base):
@@ -89,6 +98,10 @@ class PosTransactionLine(Base):
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("unit_price >= 0 AND amount >= 0 AND points_discount >= 0 "
                         "AND points_earned >= 0", name="values_non_negative"),
+        CheckConstraint("points_burned >= 0 AND miles_discount >= 0 AND miles_earned >= 0 "
+                        "AND miles_burned >= 0", name="shares_non_negative"),
+        CheckConstraint("returned_quantity >= 0 AND returned_quantity <= quantity",
+                        name="returned_quantity_in_range"),
     )
 
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pos_transactions.id"),
@@ -105,3 +118,69 @@ class PosTransactionLine(Base):
     # This line's share of the points discount (largest remainder; shares sum to the total).
     points_discount: Mapped[int] = mapped_column(BigInteger)
     points_earned: Mapped[int] = mapped_column(BigInteger)
+    # The line's shares of the points and miles spent and of the miles earned (largest
+    # remainder, like the discount): what a return of this line gives back or takes back.
+    points_burned: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_discount: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_burned: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Units returned so far; changed only by a conditional UPDATE, so that concurrent
+    # returns can never return more than was bought.
+    returned_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PosReturn(Base):
+    """Goods brought back from one purchase. ``(transaction_id, return_no)`` is unique: it
+    makes a retried return a replay."""
+
+    __tablename__ = "pos_returns"
+    __table_args__ = (
+        Index("uq_pos_returns_transaction_return_no", "transaction_id", "return_no",
+              unique=True),
+        CheckConstraint("refund_amount >= 0 AND points_clawed_back >= 0 "
+                        "AND points_restored >= 0 AND miles_clawed_back >= 0 "
+                        "AND miles_uncollected >= 0 AND miles_restored >= 0",
+                        name="values_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pos_transactions.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    terminal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("terminals.id"))
+    return_no: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))
+    # What goes back to the customer in money: the returned units' amounts less their
+    # shares of the points and miles discounts.
+    refund_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_clawed_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_clawed_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Miles the member had already spent: not taken back (see docs/pos.md).
+    miles_uncollected: Mapped[int] = mapped_column(BigInteger, default=0)
+    miles_restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_json: Mapped[str | None] = mapped_column(Text)
+
+
+class PosReturnLine(Base):
+    __tablename__ = "pos_return_lines"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("refund_amount >= 0 AND points_clawed_back >= 0 "
+                        "AND points_restored >= 0 AND miles_clawed_back >= 0 "
+                        "AND miles_restored >= 0", name="values_non_negative"),
+    )
+
+    return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pos_returns.id"),
+                                                 primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    refund_amount: Mapped[int] = mapped_column(BigInteger)
+    points_clawed_back: Mapped[int] = mapped_column(BigInteger)
+    points_restored: Mapped[int] = mapped_column(BigInteger)
+    # Miles this line asks back; the return as a whole may collect fewer (uncollected).
+    miles_clawed_back: Mapped[int] = mapped_column(BigInteger)
+    miles_restored: Mapped[int] = mapped_column(BigInteger)

@@ -75,6 +75,12 @@ class PurchaseWrite(Strict):
     lines: Annotated[list[LineWrite], Field(min_length=1, max_length=MAX_LINES)]
     points_to_burn: WholeNumber = Field(default=0, description="Points to take as a "
                                                                "discount, 0 or more")
+    miles_to_burn: WholeNumber = Field(default=0, description="Coalition miles to take as a "
+                                                              "discount (after the points), "
+                                                              "0 or more (`invalid_miles`)")
+    miles: WholeNumber | None = Field(default=None, description="Miles the merchant computed "
+                                                                "itself for this purchase; "
+                                                                "absent: the operator's rate")
     channel: Channel = Channel.store
     payment: Payment | None = None
 
@@ -89,7 +95,11 @@ class LineRead(BaseModel):
     unit_price: int
     amount: int = Field(description="quantity x unit_price, minor units")
     points_discount: int = Field(description="This line's share of the points discount")
+    miles_discount: int = Field(description="This line's share of the miles discount")
     points_earned: int = Field(description="This line's share of the points earned")
+    points_burned: int = Field(description="This line's share of the points spent")
+    miles_earned: int = Field(description="This line's share of the miles earned")
+    miles_burned: int = Field(description="This line's share of the miles spent")
 
 
 class QuoteRead(BaseModel):
@@ -100,11 +110,17 @@ class QuoteRead(BaseModel):
     currency: str
     subtotal: int
     points_discount: int
-    total: int = Field(description="What the customer pays: subtotal - points_discount")
+    miles_discount: int
+    total: int = Field(description="What the customer pays: subtotal - points_discount - "
+                                   "miles_discount")
     points_earned: int
     points_burned: int
+    miles_earned: int
+    miles_burned: int
     balance_before: int | None
     balance_after: int | None
+    miles_balance_before: int | None
+    miles_balance_after: int | None
     max_burnable: int | None = Field(description="The most points this basket could burn")
     lines: list[LineRead]
     offers: list[dict[str, object]]
@@ -119,12 +135,69 @@ class TransactionRead(BaseModel):
     currency: str
     subtotal: int
     points_discount: int
-    total: int = Field(description="What the customer pays: subtotal - points_discount")
+    miles_discount: int
+    total: int = Field(description="What the customer pays: subtotal - points_discount - "
+                                   "miles_discount")
     points_earned: int
     points_burned: int
+    miles_earned: int
+    miles_burned: int
     balance_after: int | None = Field(description="The member's points here after this "
                                                   "purchase; null when anonymous")
+    miles_balance_after: int | None = Field(description="The member's coalition miles after "
+                                                        "this purchase; null when anonymous")
     lines: list[LineRead]
     offers: list[dict[str, object]] = Field(description="Empty until campaigns exist")
+    occurred_at: datetime
+    created_at: datetime
+
+
+class ReturnLineWrite(Strict):
+    line_no: WholeNumber = Field(description="The purchase's line number (from 1)")
+    quantity: WholeNumber = Field(description="Units brought back, 1 or more "
+                                              "(`invalid_quantity`)")
+
+
+class ReturnWrite(Strict):
+    return_no: Annotated[str, Field(min_length=1, max_length=64,
+                                    pattern=r"^[^\x00-\x1f\x7f]+$",
+                                    description="Unique per purchase: a second return with "
+                                                "the same number is a replay")]
+    occurred_at: AwareDatetime = Field(description="When the goods came back, with its "
+                                                   "offset; at most 5 minutes ahead")
+    lines: Annotated[list[ReturnLineWrite], Field(min_length=1, max_length=MAX_LINES)] | None = (
+        Field(default=None, description="The lines and units brought back; absent: "
+                                        "everything not returned yet"))
+
+
+class ReturnLineRead(BaseModel):
+    line_no: int
+    quantity: int
+    refund_amount: int = Field(description="What these units cost the customer: their amount "
+                                           "less their shares of the discounts")
+    points_clawed_back: int
+    points_restored: int
+    miles_clawed_back: int
+    miles_restored: int
+
+
+class ReturnRead(BaseModel):
+    id: uuid.UUID
+    transaction_id: uuid.UUID
+    return_no: str
+    member_id: uuid.UUID | None
+    currency: str
+    refund_amount: int
+    points_clawed_back: int = Field(description="Points the purchase earned, taken back")
+    points_restored: int = Field(description="Points the purchase spent, given back")
+    miles_clawed_back: int
+    miles_uncollected: int = Field(description="Miles to take back that the member had "
+                                               "already spent (not taken: miles never go "
+                                               "below zero)")
+    miles_restored: int
+    balance_after: int | None = Field(description="Points at this merchant after the return "
+                                                  "(below zero: owed, see docs/ledger.md)")
+    miles_balance_after: int | None
+    lines: list[ReturnLineRead]
     occurred_at: datetime
     created_at: datetime

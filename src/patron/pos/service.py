@@ -25,12 +25,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumError
 
+from patron.coalition import rules as coalition_rules
+from patron.coalition.errors import InvalidMiles, MilesExceedBasket, MilesNotOffered
+from patron.coalition.rules import Rate
+from patron.coalition.service import rate_for as coalition_rate_for
 from patron.errors import PatronError
 from patron.identity.schemas import IdentifyRequest
 from patron.identity.service import active_member, identify
@@ -87,18 +92,22 @@ class Priced:
     tier_name: str | None
     balance_before: int | None
     max_burnable: int | None
+    miles_balance_before: int | None
     subtotal: int
     points_discount: int
+    miles_discount: int
     total: int
     points_burned: int
     points_earned: int
+    miles_burned: int
+    miles_earned: int
     lines: list[LineRead]
     explanation: list[str]
 
 
 # --- input ------------------------------------------------------------------------------
 
-def _till(session: Session, actor: Principal) -> Till:
+def till_of(session: Session, actor: Principal) -> Till:
     actor.require(Role.terminal)
     terminal = session.get(Terminal, actor.terminal_id)
     assert terminal is not None  # the key was just authenticated against it
@@ -154,7 +163,13 @@ def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
 
 def request_hash(data: PurchaseWrite) -> str:
     """SHA-256 of the canonical body (defaults filled in, keys sorted; the PIN left out)."""
-    body = data.model_dump(mode="json", exclude={"member": {"pin"}})
+    return canonical_hash(data, exclude={"member": {"pin"}})
+
+
+def canonical_hash(data: BaseModel, exclude: dict[str, Any] | None = None) -> str:
+    """SHA-256 of a request body as JSON with defaults filled in and keys sorted: what a
+    replay must match exactly."""
+    body = data.model_dump(mode="json", exclude=exclude)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -176,50 +191,105 @@ def _member(session: Session, actor: Principal,
 
 # --- pricing ----------------------------------------------------------------------------
 
+def shares(total: int, weights: list[int]) -> list[int]:
+    """``split_proportionally`` that also takes nothing to split or all-zero weights (then
+    the parts are as equal as possible)."""
+    if total == 0:
+        return [0] * len(weights)
+    return split_proportionally(total, weights if any(weights) else [1] * len(weights))
+
+
+def _miles_discount(data: PurchaseWrite, *, rate: Rate | None, due: int) -> int:
+    if data.miles_to_burn < 0:
+        raise InvalidMiles("miles_to_burn must be 0 or more", field="miles_to_burn")
+    if data.miles_to_burn == 0:
+        return 0
+    if data.miles_to_burn > coalition_rules.MAX_MILES:
+        raise InvalidMiles(f"at most {coalition_rules.MAX_MILES} miles",
+                           field="miles_to_burn")
+    if rate is None:
+        raise MilesNotOffered("the coalition has no miles rate for this currency",
+                              field="miles_to_burn")
+    discount = coalition_rules.redemption_discount(data.miles_to_burn, rate)
+    if discount > due:
+        most = due * 1000 // rate.mile_value_milli
+        raise MilesExceedBasket(f"{data.miles_to_burn} miles are worth {discount} minor units; "
+                                f"{due} is left to pay: use at most {most}",
+                                field="miles_to_burn", max_miles=most)
+    return discount
+
+
 def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
            gtins: list[str | None]) -> Priced:
     program = get_program(session, merchant_id=till.merchant.id)
     view = program.rules
     amounts = [line.quantity * line.unit_price for line in data.lines]
     subtotal = sum(amounts)
-    if data.points_to_burn and member is None:
-        raise BurnNeedsMember("identify the member to burn points", field="points_to_burn")
+    if (data.points_to_burn or data.miles_to_burn) and member is None:
+        field = "points_to_burn" if data.points_to_burn else "miles_to_burn"
+        raise BurnNeedsMember("identify the member to pay with points or miles", field=field)
+    if data.miles is not None and not 0 <= data.miles <= coalition_rules.MAX_MILES:
+        raise InvalidMiles(f"miles must be 0 to {coalition_rules.MAX_MILES}", field="miles")
     discount = rules.check_burn(data.points_to_burn, basket_total_minor=subtotal,
                                 point_value_minor=view.point_value_minor,
                                 min_burn=view.min_burn)
-    shares = (split_proportionally(discount, amounts) if discount else [0] * len(amounts))
+    rate = coalition_rate_for(session, till.merchant.currency)
+    miles_discount = _miles_discount(data, rate=rate, due=subtotal - discount)
+    # Each discount is split over the lines in proportion to what is still due on them.
+    point_shares = shares(discount, amounts)
+    after_points = [amount - share for amount, share in zip(amounts, point_shares, strict=True)]
+    mile_shares = shares(miles_discount, after_points)
+    paid = [due - share for due, share in zip(after_points, mile_shares, strict=True)]
+    total = subtotal - discount - miles_discount
     balance: int | None = None
     most: int | None = None
+    miles_before: int | None = None
     tier_name: str | None = None
     tier_bp = rules.BP_ONE
+    miles_earned = 0
     if member is not None:
         balance = ledger.points_balance(session, merchant_id=till.merchant.id,
                                         member_id=member.id)
+        miles_before = ledger.miles_balance(session, member_id=member.id)
         most = rules.max_burnable(balance=balance, basket_total_minor=subtotal,
                                   point_value_minor=view.point_value_minor,
                                   min_burn=view.min_burn)
         tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id).current
         if tier is not None:
             tier_name, tier_bp = tier.name, tier.earn_multiplier_bp
-        # Earn on what is paid: each line's amount less its share of the points discount.
+        # Earn on what is paid: each line's amount less its shares of the discounts.
         earned = rules.earn_for_basket(
-            view, [rules.BasketLine(amount=amount - share, category=line.category)
-                   for amount, share, line in zip(amounts, shares, data.lines, strict=True)],
+            view, [rules.BasketLine(amount=amount, category=line.category)
+                   for amount, line in zip(paid, data.lines, strict=True)],
             tier_bp, currency=program.currency, minor_units=program.currency_minor_units)
         line_points = [line.points for line in earned.lines]
         points_earned, explanation = earned.points, list(earned.explanation)
+        if data.miles is not None:
+            miles_earned = data.miles
+            explanation.append(f"{miles_earned} coalition miles as reported by the merchant")
+        elif rate is not None:
+            miles_earned = coalition_rules.miles_for_spend(total, rate)
+            explanation.append(f"{miles_earned} coalition miles: 1 per {rate.spend_per_mile} "
+                               f"minor units paid ({total})")
     else:
         line_points = [0] * len(amounts)
         points_earned, explanation = 0, ["anonymous purchase: no points"]
+    line_burned = shares(data.points_to_burn, amounts)
+    line_miles_burned = shares(data.miles_to_burn, after_points)
+    line_miles = shares(miles_earned, paid)
     lines = [LineRead(line_no=index + 1, sku=line.sku, gtin=gtins[index], name=line.name,
                       category=line.category, quantity=line.quantity,
                       unit_price=line.unit_price, amount=amounts[index],
-                      points_discount=shares[index], points_earned=line_points[index])
+                      points_discount=point_shares[index], miles_discount=mile_shares[index],
+                      points_earned=line_points[index], points_burned=line_burned[index],
+                      miles_earned=line_miles[index], miles_burned=line_miles_burned[index])
              for index, line in enumerate(data.lines)]
     return Priced(member_id=member.id if member else None, program=program,
                   tier_name=tier_name, balance_before=balance, max_burnable=most,
-                  subtotal=subtotal, points_discount=discount, total=subtotal - discount,
+                  miles_balance_before=miles_before, subtotal=subtotal,
+                  points_discount=discount, miles_discount=miles_discount, total=total,
                   points_burned=data.points_to_burn, points_earned=points_earned,
+                  miles_burned=data.miles_to_burn, miles_earned=miles_earned,
                   lines=lines, explanation=explanation)
 
 
@@ -228,7 +298,7 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
 def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRead:
     """What committing this body would do now. Writes nothing (the one exception is the
     identity service counting a wrong PIN, which must hold whatever the caller asked)."""
-    till = _till(session, actor)
+    till = till_of(session, actor)
     gtins = validate(data, merchant=till.merchant)
     check_time(data, now=utcnow())
     member = _member(session, actor, data.member)
@@ -236,13 +306,22 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
     if priced.balance_before is not None and data.points_to_burn > priced.balance_before:
         raise InsufficientPoints(f"the points balance is lower than {data.points_to_burn}",
                                  unit="points", requested=data.points_to_burn)
+    miles_before = priced.miles_balance_before
+    if miles_before is not None and data.miles_to_burn > miles_before:
+        raise InsufficientPoints(f"the miles balance is lower than {data.miles_to_burn}",
+                                 unit="miles", requested=data.miles_to_burn)
     balance_after = (None if priced.balance_before is None else
                      priced.balance_before - priced.points_burned + priced.points_earned)
+    miles_after = (None if miles_before is None else
+                   miles_before - priced.miles_burned + priced.miles_earned)
     return QuoteRead(receipt_no=data.receipt_no, member_id=priced.member_id,
                      currency=till.merchant.currency, subtotal=priced.subtotal,
-                     points_discount=priced.points_discount, total=priced.total,
+                     points_discount=priced.points_discount,
+                     miles_discount=priced.miles_discount, total=priced.total,
                      points_earned=priced.points_earned, points_burned=priced.points_burned,
+                     miles_earned=priced.miles_earned, miles_burned=priced.miles_burned,
                      balance_before=priced.balance_before, balance_after=balance_after,
+                     miles_balance_before=miles_before, miles_balance_after=miles_after,
                      max_burnable=priced.max_burnable, lines=priced.lines, offers=[],
                      explanation=priced.explanation)
 
@@ -279,7 +358,7 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     A replay of a committed receipt returns the first answer's exact text; the same
     receipt with another body is ``ReceiptConflict``.
     """
-    till = _till(session, actor)
+    till = till_of(session, actor)
     now = utcnow()
     gtins = validate(data, merchant=till.merchant)
     digest = request_hash(data)
@@ -324,6 +403,7 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     source = f"pos:{till.terminal.id}"
     reason = f"purchase {data.receipt_no}"
     balance_after: int | None = None
+    miles_after: int | None = None
     if member is not None:
         _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
         # Burn before earn: points earned by this purchase cannot pay for it.
@@ -341,10 +421,19 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
                                idempotency_key=f"pos:{transaction.id}:earn", source=source,
                                reason=reason, occurred_at=occurred_at)
             transaction.earn_entry_id = earn.id
-        # Coalition miles go here (next step): ledger.earn_miles with the key
-        # f"pos:{transaction.id}:miles", at the operator's rate, in this same transaction.
+        if priced.miles_burned:
+            transaction.miles_burn_entry_id = ledger.burn_miles(
+                session, member_id=member.id, miles=priced.miles_burned,
+                merchant_id=till.merchant.id, idempotency_key=f"pos:{transaction.id}:miles-burn",
+                source=source, reason=reason, occurred_at=occurred_at).id
+        if priced.miles_earned:
+            transaction.miles_earn_entry_id = ledger.earn_miles(
+                session, member_id=member.id, miles=priced.miles_earned,
+                merchant_id=till.merchant.id, idempotency_key=f"pos:{transaction.id}:miles",
+                source=source, reason=reason, occurred_at=occurred_at).id
         balance_after = ledger.points_balance(session, merchant_id=till.merchant.id,
                                               member_id=member.id)
+        miles_after = ledger.miles_balance(session, member_id=member.id)
         categories: dict[str, int] = {}
         for line in data.lines:
             if line.category is not None:
@@ -357,22 +446,29 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     transaction.member_id = priced.member_id
     transaction.subtotal = priced.subtotal
     transaction.points_discount = priced.points_discount
+    transaction.miles_discount = priced.miles_discount
     transaction.total = priced.total
     transaction.points_earned = priced.points_earned
     transaction.points_burned = priced.points_burned
+    transaction.miles_earned = priced.miles_earned
+    transaction.miles_burned = priced.miles_burned
     session.add_all(PosTransactionLine(
         transaction_id=transaction.id, line_no=line.line_no, merchant_id=till.merchant.id,
         sku=line.sku, gtin=line.gtin, name=line.name, category=line.category,
         quantity=line.quantity, unit_price=line.unit_price, amount=line.amount,
-        points_discount=line.points_discount, points_earned=line.points_earned)
+        points_discount=line.points_discount, miles_discount=line.miles_discount,
+        points_earned=line.points_earned, points_burned=line.points_burned,
+        miles_earned=line.miles_earned, miles_burned=line.miles_burned, returned_quantity=0)
         for line in priced.lines)
     answer = TransactionRead(
         id=transaction.id, receipt_no=data.receipt_no, member_id=priced.member_id,
         channel=data.channel, currency=till.merchant.currency, subtotal=priced.subtotal,
-        points_discount=priced.points_discount, total=priced.total,
-        points_earned=priced.points_earned, points_burned=priced.points_burned,
-        balance_after=balance_after, lines=priced.lines, offers=[], occurred_at=occurred_at,
-        created_at=now)
+        points_discount=priced.points_discount, miles_discount=priced.miles_discount,
+        total=priced.total, points_earned=priced.points_earned,
+        points_burned=priced.points_burned, miles_earned=priced.miles_earned,
+        miles_burned=priced.miles_burned, balance_after=balance_after,
+        miles_balance_after=miles_after, lines=priced.lines, offers=[],
+        occurred_at=occurred_at, created_at=now)
     transaction.response_json = answer.model_dump_json()
     session.flush()
     _emit_events(session, till=till, transaction=transaction, priced=priced,

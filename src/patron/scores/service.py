@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import case, select
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from patron.db import insert_for
@@ -72,3 +72,15 @@ def category_counts(session: Session, *, member_id: uuid.UUID,
         .where(MemberCategoryCount.member_id == member_id,
                MemberCategoryCount.merchant_id == merchant_id)).all()
     return {category: (int(count), int(quantity)) for category, count, quantity in rows}
+
+
+def record_refund(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
+                  refund_minor: int) -> None:
+    """A return gives money back: the member's spend is what they kept paying for. The
+    purchase itself still counts as a visit and a purchase."""
+    if refund_minor:
+        session.execute(update(MemberStats)
+                        .where(MemberStats.member_id == member_id,
+                               MemberStats.merchant_id == merchant_id)
+                        .values(spend_minor=MemberStats.spend_minor - refund_minor)
+                        .execution_options(synchronize_session=False))
