@@ -14,6 +14,9 @@ TEST_DATABASE_URL = os.environ.get("PATRON_TEST_DATABASE_URL") or f"sqlite:///{_
 os.environ["PATRON_DATABASE_URL"] = TEST_DATABASE_URL
 os.environ.setdefault("PATRON_SECRET_KEY", "test-secret-key-for-the-suite-only")
 os.environ.setdefault("PATRON_TELEPHONY_WEBHOOK_SECRET", "telephony-test-secret")
+# No scheduler in the apps and servers tests start: a job running on its own would change
+# what a test asserts. tests/jobs starts schedulers explicitly.
+os.environ.setdefault("PATRON_JOBS_INTERVAL_SECONDS", "0")
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402

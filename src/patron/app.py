@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patron import __version__
@@ -177,6 +179,20 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
+@asynccontextmanager
+async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
+    """The job scheduler (points expiry, notices) lives as long as the server; with
+    several workers every process starts one and the lease lets one of them run jobs."""
+    from patron.jobs.scheduler import start_scheduler
+
+    scheduler = start_scheduler(app.state.database, app.state.settings)
+    try:
+        yield
+    finally:
+        if scheduler is not None:
+            await run_in_threadpool(scheduler.stop)
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -184,6 +200,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version=__version__,
         description="Open-source customer loyalty and customer-management platform. "
                     "Every error is `application/problem+json` with a stable `code`.",
+        lifespan=_run_jobs,
     )
     app.state.settings = settings
     app.state.database = database or Database(settings.database_url)
@@ -197,6 +214,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.coalition.endpoints import router as coalition_router
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
+    from patron.ledger.endpoints import router as ledger_router
     from patron.members.endpoints import router as members_router
     from patron.operations.endpoints import router as operations_router
     from patron.pos.endpoints import router as pos_router
@@ -204,7 +222,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.tenancy.endpoints import router as tenancy_router
 
     for router in (tenancy_router, members_router, identity_router, telephony_router,
-                   programs_router, operations_router, pos_router, coalition_router):
+                   programs_router, operations_router, pos_router, coalition_router,
+                   ledger_router):
         app.include_router(router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

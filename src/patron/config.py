@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     default_region: str = "US"
     # A reader grants a member points at most once per this many minutes.
     tap_interval_minutes: int = Field(default=60, ge=1, le=525_600)
+    # `patron serve` runs the scheduled jobs (points expiry, notices) this often; 0 = never.
+    jobs_interval_seconds: float = Field(default=300, ge=0, le=86_400)
+    # A points.expiring notice goes out this many days before points expire.
+    expiry_notice_days: int = Field(default=30, ge=1, le=366)
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose, derived from the secret key (domain-separated)."""

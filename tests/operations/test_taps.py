@@ -17,6 +17,7 @@ from patron.db import Database
 from patron.kit.clock import clock
 from patron.ledger.models import JournalEntry, PointLot
 from patron.members.models import Membership
+from patron.notify.models import OutboxEvent
 from patron.operations import service
 from patron.operations.models import TapGrant, Visit
 from patron.operations.schemas import TapIn
@@ -58,6 +59,14 @@ def tap_entries(database: Database) -> int:
                               .where(JournalEntry.kind == "tap")) or 0
 
 
+def tap_events(database: Database) -> list[dict[str, Any]]:
+    """The tap.recorded events' payloads, in tap order."""
+    with database.session_scope() as session:
+        return [event.payload for event in session.scalars(
+            select(OutboxEvent).where(OutboxEvent.type == "tap.recorded")
+            .order_by(OutboxEvent.occurred_at, OutboxEvent.created_at))]
+
+
 def test_points_once_per_interval(client: TestClient, world: World, database: Database) -> None:
     member = enrol(client, world.a)
     first = tap(client, world.a.reader_key)
@@ -85,6 +94,21 @@ def test_points_once_per_interval(client: TestClient, world: World, database: Da
     assert tap_entries(database) == 2
     assert len({first.json()["visit_id"], second.json()["visit_id"],
                 third.json()["visit_id"]}) == 3
+
+    # One tap.recorded event per visit, granted or not, in the tap's transaction.
+    base = {"member_id": member["id"], "merchant_id": world.a.merchant_id,
+            "store_id": world.a.store_id, "terminal_id": world.a.reader_id}
+    assert tap_events(database) == [
+        {**base, "visit_id": first.json()["visit_id"], "points_granted": 5, "reason": None,
+         "occurred_at": "2026-11-20T09:00:00+00:00"},
+        {**base, "visit_id": second.json()["visit_id"], "points_granted": 0,
+         "reason": "interval", "occurred_at": "2026-11-20T09:59:59+00:00"},
+        {**base, "visit_id": third.json()["visit_id"], "points_granted": 5, "reason": None,
+         "occurred_at": "2026-11-20T10:00:00+00:00"}]
+    with database.session_scope() as session:
+        assert set(session.execute(select(OutboxEvent.merchant_id, OutboxEvent.member_id)
+                                   .where(OutboxEvent.type == "tap.recorded"))) == {
+            (uuid.UUID(world.a.merchant_id), member_id)}
 
 
 def test_a_given_occurred_at_decides_the_interval(client: TestClient, world: World,
@@ -169,6 +193,8 @@ def test_a_reader_without_points_per_tap_records_the_visit(client: TestClient, w
             response.json()["reason"]) == (201, 0, "no_points_per_tap")
     assert tap_entries(database) == 0
     assert len(visits(database)) == 1
+    assert [(e["points_granted"], e["reason"]) for e in tap_events(database)] == [
+        (0, "no_points_per_tap")]
 
 
 def test_a_resent_tap_id_answers_the_first_visit(client: TestClient, world: World,
@@ -180,6 +206,8 @@ def test_a_resent_tap_id_answers_the_first_visit(client: TestClient, world: Worl
     assert again.status_code == 201
     assert again.json() == first.json()
     assert len(visits(database)) == 1 and tap_entries(database) == 1
+    # The resend is not a new tap: no second event.
+    assert [e["visit_id"] for e in tap_events(database)] == [first.json()["visit_id"]]
 
     enrol(client, world.a, card="04FFEEDDCCBBAA")
     before = snapshot(database)
@@ -271,6 +299,7 @@ def test_20_simultaneous_taps_grant_points_once(client: TestClient, world: World
     granted = _all_at_once(20, one_tap)
     assert sorted(granted) == [0] * 19 + [5]
     assert len(visits(database)) == 20 and tap_entries(database) == 1
+    assert sorted(e["points_granted"] for e in tap_events(database)) == [0] * 19 + [5]
     with database.session_scope() as session:
         grant = session.scalars(select(TapGrant)).one()
         assert (str(grant.member_id), grant.last_granted_at) == (member["id"], NOW)
@@ -294,3 +323,4 @@ def test_20_simultaneous_resends_of_one_tap_record_one_visit(client: TestClient,
     answers = _all_at_once(20, one_tap)
     assert len(set(answers)) == 1 and answers[0][1] == 5
     assert len(visits(database)) == 1 and tap_entries(database) == 1
+    assert [e["visit_id"] for e in tap_events(database)] == [str(answers[0][0])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,9 @@ db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+jobs_app = typer.Typer(help="Scheduled jobs (patron serve also runs them on a schedule)",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 console = Console(stderr=True)
 
 
@@ -95,6 +99,54 @@ def _uuid(value: str | None, name: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError as exc:
         raise typer.BadParameter(f"--{name} must be a UUID") from exc
+
+
+NowOption = Annotated[str | None, typer.Option(
+    help="Run as of this time (ISO 8601 with a UTC offset, e.g. 2026-04-01T00:00:00+09:00); "
+         "default: now")]
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--now {value!r} is not an ISO 8601 time, e.g. "
+                                 "2026-04-01T00:00:00+09:00") from exc
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"--now {value!r} needs a UTC offset, e.g. "
+                                 "2026-04-01T00:00:00+09:00 or …Z")
+    return moment
+
+
+@jobs_app.command("expire")
+def jobs_expire(now: NowOption = None) -> None:
+    """Expire every point lot whose date has passed. Safe to repeat and to run while
+    `patron serve` runs the same job."""
+    from patron.jobs.expiry import run_expiry
+
+    as_of = _as_of(now)
+    database = Database(get_settings().database_url)
+    try:
+        run = run_expiry(database, as_of)
+    finally:
+        database.dispose()
+    console.print(f"lots expired: {run.entries} ({run.points} points)")
+
+
+@jobs_app.command("run")
+def jobs_run(now: NowOption = None) -> None:
+    """Run every scheduled job once (points expiry, then expiry notices)."""
+    from patron.jobs.scheduler import run_all
+
+    as_of = _as_of(now)
+    database = Database(get_settings().database_url)
+    try:
+        for name, summary in run_all(database, as_of):
+            console.print(f"{name}: {summary}")
+    finally:
+        database.dispose()
 
 
 @app.command()

@@ -52,3 +52,13 @@ class UnbalancedEntry(LedgerBug):
 class LedgerInconsistent(LedgerBug):
     code = "ledger_inconsistent"
     title = "The point lots do not match the balance"
+
+
+class InvalidLimit(InvalidInput):
+    code = "invalid_limit"
+    title = "The page size is out of range"
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+    title = "This cursor was not given by a previous page"

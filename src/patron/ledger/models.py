@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -130,7 +131,10 @@ class PointLot(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
         Index("ix_point_lots_account_expires", "account_id", "expires_at"),
-        Index("ix_point_lots_expires_at", "expires_at"),
+        # Only lots with points left: the expiry job and the notices look for those, and
+        # spent or expired lots (most of them, in time) stay out of the index.
+        Index("ix_point_lots_due", "expires_at", postgresql_where=text("remaining > 0"),
+              sqlite_where=text("remaining > 0")),
     )
 
     # An autoincrement key (not a UUID) because its order is the creation order that

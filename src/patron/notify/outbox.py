@@ -7,12 +7,16 @@ if it commits, the event is there for delivery. No network call happens here, ev
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from patron.db import insert_for
 from patron.kit.clock import utcnow
 from patron.notify.models import OutboxEvent
 
@@ -25,6 +29,9 @@ class EventType(StrEnum):
     points_returned = "points.returned"
     transaction_returned = "transaction.returned"
     tier_changed = "tier.changed"
+    points_expired = "points.expired"
+    points_expiring = "points.expiring"
+    tap_recorded = "tap.recorded"
 
 
 def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,
@@ -42,3 +49,44 @@ def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,
     session.add(event)
     session.flush()
     return event
+
+
+# Fixed forever: a deterministic event id must come out the same in every release.
+EVENT_ID_NAMESPACE = uuid.UUID("0b8f5d2e-6c1a-5e47-9f3b-7a2d4c8e1f60")
+
+
+def event_id(type: EventType | str, *parts: object) -> uuid.UUID:
+    """A deterministic event id (UUID 5) for an event that must exist at most once, e.g.
+    one ``points.expiring`` per member, merchant and expiry instant."""
+    return uuid.uuid5(EVENT_ID_NAMESPACE, ":".join([str(type), *(str(p) for p in parts)]))
+
+
+@dataclass(frozen=True)
+class UniqueEvent:
+    id: uuid.UUID
+    type: EventType | str
+    merchant_id: uuid.UUID
+    member_id: uuid.UUID | None
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+
+def emit_once(session: Session, events: Sequence[UniqueEvent]) -> int:
+    """Add events with deterministic ids, skipping every id that already exists; returns
+    how many were added.
+
+    One ``INSERT … ON CONFLICT (id) DO NOTHING``: the primary key decides, so concurrent
+    callers adding the same event end with one row (on PostgreSQL the later insert waits
+    for the earlier transaction, then skips)."""
+    if not events:
+        return 0
+    now = utcnow()
+    table = OutboxEvent.__table__
+    assert isinstance(table, Table)
+    statement = (insert_for(session, table).on_conflict_do_nothing(index_elements=["id"])
+                 .returning(table.c.id))
+    rows = [{"id": event.id, "type": str(event.type), "merchant_id": event.merchant_id,
+             "member_id": event.member_id, "payload": event.payload,
+             "occurred_at": event.occurred_at, "created_at": now, "delivered_at": None}
+            for event in events]
+    return len(session.execute(statement, rows).all())

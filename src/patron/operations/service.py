@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +19,7 @@ from patron.kit.clock import utcnow
 from patron.ledger.models import EntryKind
 from patron.ledger.service import earn, points_balance
 from patron.members.models import Membership
+from patron.notify.outbox import EventType, emit
 from patron.operations.errors import (
     NotAReader,
     OccurredInFuture,
@@ -222,4 +223,11 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
     else:
         visit.reason = "interval"
     session.flush()
+    # Only here: a replayed tap returned above, so its event exists once already.
+    emit(session, type=EventType.tap_recorded, merchant_id=visit.merchant_id,
+         member_id=member_id, occurred_at=occurred_at, payload={
+             "visit_id": str(visit.id), "member_id": str(member_id),
+             "merchant_id": str(visit.merchant_id), "store_id": str(visit.store_id),
+             "terminal_id": str(visit.terminal_id), "points_granted": visit.points_granted,
+             "reason": visit.reason, "occurred_at": occurred_at.astimezone(UTC).isoformat()})
     return _answer(session, visit, member_id)

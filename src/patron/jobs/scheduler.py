@@ -1,0 +1,138 @@
+"""The scheduler inside ``patron serve``: due jobs every few minutes, in one process.
+
+A daemon thread started and stopped by the application's lifespan. Every
+``PATRON_JOBS_INTERVAL_SECONDS`` it checks the lease (``patron.jobs.lease``): only the
+process holding it runs jobs, so ``--workers N`` never runs a job twice at once. It holds
+no transaction while it waits — the jobs open one short transaction per batch — and uses
+one pooled connection at a time (plus, on PostgreSQL, the lease's own connection, outside
+the pool), so requests never wait for it beyond one batch's row locks. On shutdown it
+finishes the batch in hand and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from patron.config import Settings
+from patron.db import Database
+from patron.jobs.expiry import run_expiry, run_expiry_notices
+from patron.jobs.lease import Lease, lease_for
+from patron.kit.clock import utcnow
+
+log = logging.getLogger("patron.jobs")
+
+JobRun = Callable[[Database, datetime, threading.Event | None], str]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: JobRun  # returns a one-line summary for the log and the CLI
+    # At most this often; None = at every tick of the scheduler.
+    every: timedelta | None = None
+
+
+def _expire_points(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    run = run_expiry(database, now, stop=stop)
+    return f"lots expired: {run.entries} ({run.points} points)"
+
+
+def _expiry_notices(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    run = run_expiry_notices(database, now, stop=stop)
+    return f"new expiry notices: {run.emitted} ({run.groups} member/date groups in the window)"
+
+
+JOBS: tuple[Job, ...] = (
+    # Expiry instants are store-local month ends; a tick every few minutes expires points
+    # within minutes of local midnight.
+    Job("expire-points", _expire_points),
+    # Notices are days ahead and the scan covers every lot in the window: hourly is plenty.
+    Job("expiry-notices", _expiry_notices, every=timedelta(hours=1)),
+)
+
+
+def run_all(database: Database, now: datetime | None = None, *,
+            jobs: Sequence[Job] = JOBS) -> list[tuple[str, str]]:
+    """Run every job once, in order; (name, summary) for each."""
+    now = now or utcnow()
+    return [(job.name, job.run(database, now, None)) for job in jobs]
+
+
+class Scheduler:
+    def __init__(self, database: Database, *, interval: float,
+                 jobs: Sequence[Job] = JOBS, lease: Lease | None = None) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.database = database
+        self.interval = interval
+        self.jobs = tuple(jobs)
+        self.lease = lease if lease is not None else lease_for(database)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_run: dict[str, float] = {}
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the scheduler is already running")
+        self._thread = threading.Thread(target=self._loop, name="patron-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to stop after the batch in hand and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the job scheduler did not stop within %.0f s", timeout)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.tick()
+                self._stop.wait(self.interval)
+        finally:
+            # Given up by the thread itself, so never while one of its jobs still runs.
+            try:
+                self.lease.release()
+            except Exception:
+                log.exception("releasing the job lease failed")
+
+    def tick(self) -> bool:
+        """Run the due jobs if this process holds the lease; True if it does."""
+        try:
+            if not self.lease.acquire():
+                return False
+        except Exception:
+            log.exception("could not check the job lease; trying again next time")
+            return False
+        for job in self.jobs:
+            if self._stop.is_set():
+                break
+            started = time.monotonic()
+            last = self._last_run.get(job.name)
+            if job.every is not None and last is not None \
+                    and started - last < job.every.total_seconds():
+                continue
+            try:
+                summary = job.run(self.database, utcnow(), self._stop)
+            except Exception:
+                # Jobs are safe to repeat: the next tick tries again.
+                log.exception("job %s failed", job.name)
+                continue
+            self._last_run[job.name] = started
+            log.info("job %s: %s (%.1f s)", job.name, summary, time.monotonic() - started)
+        return True
+
+
+def start_scheduler(database: Database, settings: Settings) -> Scheduler | None:
+    """The running scheduler, or None when ``PATRON_JOBS_INTERVAL_SECONDS`` is 0."""
+    if settings.jobs_interval_seconds <= 0:
+        return None
+    scheduler = Scheduler(database, interval=settings.jobs_interval_seconds)
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,107 @@
+"""`patron jobs expire` and `patron jobs run`, as an operator or cron runs them."""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from patron.db import Database
+from patron.ledger import rules, service
+from patron.notify.models import OutboxEvent
+from tests.cli.test_cli import db_url, patron  # noqa: F401 - db_url is a fixture
+from tests.conftest import IS_POSTGRES
+from tests.ledger.conftest import make_cast
+
+pytestmark = pytest.mark.skipif(IS_POSTGRES, reason="CLI runs against its own SQLite file")
+
+EARNED = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)
+# 1 April 00:00 in Tokyo is 31 March 15:00 UTC; the lot earned on 1 April (Tokyo) lasts
+# through April.
+END = rules.expiry_at(EARNED, "Asia/Tokyo", 0)
+
+
+@pytest.fixture
+def with_points(db_url):  # noqa: F811
+    database = Database(db_url)
+    try:
+        cast = make_cast(database, merchants=1, members=1)
+        with database.session_scope() as session:
+            service.earn(session, merchant_id=cast.merchants[0], member_id=cast.members[0],
+                         points=100, expires_at=END, idempotency_key="e1", source="test",
+                         occurred_at=EARNED)
+    finally:
+        database.dispose()
+    return db_url, cast
+
+
+def state(url, cast):
+    database = Database(url)
+    try:
+        with database.session_scope() as session:
+            balance = service.points_balance(session, merchant_id=cast.merchants[0],
+                                             member_id=cast.members[0])
+            types = sorted(session.scalars(select(OutboxEvent.type)
+                                           .where(OutboxEvent.type.like("points.%"))))
+    finally:
+        database.dispose()
+    return balance, types
+
+
+def test_jobs_expire_expires_what_is_due_as_of_now(with_points):
+    url, cast = with_points
+    early = patron(url, "jobs", "expire", "--now", "2026-04-30T23:59:59+09:00")
+    assert "lots expired: 0 (0 points)" in early.stderr
+    assert state(url, cast) == (100, [])
+    # 1 May 00:00 in Tokyo, written with the Tokyo offset or in UTC alike.
+    done = patron(url, "jobs", "expire", "--now", "2026-04-30T15:00:00Z")
+    assert "lots expired: 1 (100 points)" in done.stderr
+    assert state(url, cast) == (0, ["points.expired"])
+    again = patron(url, "jobs", "expire", "--now", "2026-05-01T00:00:00+09:00")
+    assert "lots expired: 0 (0 points)" in again.stderr
+    assert state(url, cast) == (0, ["points.expired"])
+
+
+def test_jobs_expire_without_now_uses_the_current_time(db_url):  # noqa: F811
+    database = Database(db_url)
+    try:
+        cast = make_cast(database, merchants=1, members=1)
+        with database.session_scope() as session:
+            for key, year in (("past", 2001), ("future", 2199)):
+                service.earn(session, merchant_id=cast.merchants[0],
+                             member_id=cast.members[0], points=10,
+                             expires_at=datetime(year, 1, 1, tzinfo=UTC),
+                             idempotency_key=key, source="test", occurred_at=EARNED)
+    finally:
+        database.dispose()
+    assert "lots expired: 1 (10 points)" in patron(db_url, "jobs", "expire").stderr
+    assert state(db_url, cast) == (10, ["points.expired"])
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2026-05-01T00:00:00", "needs a UTC offset"),
+    ("tomorrow", "is not an ISO 8601 time"),
+])
+def test_a_bad_now_is_refused_and_changes_nothing(with_points, value, message):
+    url, cast = with_points
+    for command in ("expire", "run"):
+        refused = patron(url, "jobs", command, "--now", value, check=False)
+        assert refused.returncode == 2
+        assert message in refused.stderr
+    assert state(url, cast) == (100, [])
+
+
+def test_jobs_run_runs_every_job_once(with_points):
+    url, cast = with_points
+    notices = patron(url, "jobs", "run", "--now", "2026-04-15T00:00:00Z")
+    assert "expire-points: lots expired: 0 (0 points)" in notices.stderr
+    assert "expiry-notices: new expiry notices: 1 (1 member/date groups" in notices.stderr
+    assert state(url, cast) == (100, ["points.expiring"])
+    expired = patron(url, "jobs", "run", "--now", "2026-04-30T15:00:00Z")
+    assert "lots expired: 1 (100 points)" in expired.stderr
+    assert "new expiry notices: 0" in expired.stderr
+    assert state(url, cast) == (0, ["points.expired", "points.expiring"])
+
+
+def test_jobs_without_a_command_shows_help(db_url):  # noqa: F811
+    result = patron(db_url, "jobs", check=False)
+    assert "expire" in result.stdout + result.stderr and "run" in result.stdout + result.stderr
