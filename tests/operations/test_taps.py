@@ -109,6 +109,14 @@ def test_points_once_per_interval(client: TestClient, world: World, database: Da
         assert set(session.execute(select(OutboxEvent.merchant_id, OutboxEvent.member_id)
                                    .where(OutboxEvent.type == "tap.recorded"))) == {
             (uuid.UUID(world.a.merchant_id), member_id)}
+        # The two granted taps are earns: each also says so, with the balance after it.
+        earned = [(event.payload["visit_id"], event.payload["points"],
+                   event.payload["balance_after"], event.payload["source"])
+                  for event in session.scalars(
+                      select(OutboxEvent).where(OutboxEvent.type == "points.earned")
+                      .order_by(OutboxEvent.occurred_at))]
+    assert earned == [(first.json()["visit_id"], 5, 5, "tap"),
+                      (third.json()["visit_id"], 5, 10, "tap")]
 
 
 def test_a_given_occurred_at_decides_the_interval(client: TestClient, world: World,

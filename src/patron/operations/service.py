@@ -214,12 +214,22 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
         store = session.get(Store, terminal.store_id)
         assert store is not None
         program = get_program(session, merchant_id=terminal.merchant_id)
-        earn(session, merchant_id=terminal.merchant_id, member_id=member_id, points=points,
-             expires_at=points_expire_at(program.rules, earned_at=occurred_at,
-                                         timezone=store.timezone),
-             idempotency_key=f"tap:{visit.id}", source="tap",
-             reason=f"tap at {store.name}", occurred_at=occurred_at, kind=EntryKind.tap)
+        entry = earn(session, merchant_id=terminal.merchant_id, member_id=member_id,
+                     points=points, expires_at=points_expire_at(
+                         program.rules, earned_at=occurred_at, timezone=store.timezone),
+                     idempotency_key=f"tap:{visit.id}", source="tap",
+                     reason=f"tap at {store.name}", occurred_at=occurred_at,
+                     kind=EntryKind.tap)
         visit.points_granted = points
+        # Every earn is a points.earned event, whatever caused it (here: a tap).
+        emit(session, type=EventType.points_earned, merchant_id=terminal.merchant_id,
+             member_id=member_id, occurred_at=occurred_at, payload={
+                 "entry_id": str(entry.id), "visit_id": str(visit.id),
+                 "merchant_id": str(terminal.merchant_id), "store_id": str(store.id),
+                 "terminal_id": str(terminal.id), "member_id": str(member_id),
+                 "points": points, "source": "tap",
+                 "balance_after": points_balance(session, merchant_id=terminal.merchant_id,
+                                                 member_id=member_id)})
     else:
         visit.reason = "interval"
     session.flush()
