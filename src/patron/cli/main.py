@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -182,7 +183,18 @@ def serve(
     port = port or settings.port
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run("patron.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+                log_level="info", log_config=_log_config())
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus Patron's own loggers (the jobs' summaries, warnings) on the
+    same console handler, in every worker process."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["patron"] = {"handlers": ["default"], "level": "INFO",
+                                   "propagate": False}
+    return config
 
 
 if __name__ == "__main__":
