@@ -231,3 +231,34 @@ def test_only_the_merchants_terminals_can_return(client: TestClient, world: Worl
     missing = give_back(client, world.a.pos_key, "00000000-0000-4000-8000-000000000000")
     assert missing.status_code == 404
     assert changed_tables(before, snapshot(database)) == []
+
+
+def test_unit_shares_at_the_edges() -> None:
+    from patron.pos.models import PosTransactionLine
+    from patron.pos.returns import portion
+    from patron.pos.service import shares
+
+    def line(quantity: int, amount: int, earned: int, burned: int = 0,
+             discount: int = 0) -> PosTransactionLine:
+        return PosTransactionLine(quantity=quantity, amount=amount, points_discount=discount,
+                                  miles_discount=0, points_earned=earned,
+                                  points_burned=burned, miles_earned=earned, miles_burned=0)
+
+    # One point over seven units: only the last unit returned carries it.
+    seven = line(7, 700, 1)
+    assert [portion(seven, before=n - 1, after=n).points_clawed_back
+            for n in range(1, 8)] == [0, 0, 0, 0, 0, 0, 1]
+    # Returning 2 then 5 units gives the same totals as 7 at once.
+    odd = line(7, 1000, 9, burned=5, discount=5)
+    parts = [portion(odd, before=0, after=2), portion(odd, before=2, after=7)]
+    whole = portion(odd, before=0, after=7)
+    for name in ("refund_amount", "points_clawed_back", "points_restored",
+                 "miles_clawed_back"):
+        assert sum(getattr(part, name) for part in parts) == getattr(whole, name)
+    assert (whole.refund_amount, whole.points_clawed_back, whole.points_restored) == (
+        995, 9, 5)
+    # A free line carries nothing; nothing to split is all zeros; all-zero weights split
+    # as evenly as possible rather than failing.
+    assert portion(line(3, 0, 0), before=0, after=3).refund_amount == 0
+    assert shares(0, [5, 0]) == [0, 0]
+    assert shares(5, [0, 0]) == [3, 2]
