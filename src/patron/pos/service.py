@@ -254,7 +254,8 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
         most = rules.max_burnable(balance=balance, basket_total_minor=subtotal,
                                   point_value_minor=view.point_value_minor,
                                   min_burn=view.min_burn)
-        tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id).current
+        tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id,
+                           program=program).current
         if tier is not None:
             tier_name, tier_bp = tier.name, tier.earn_multiplier_bp
         # Earn on what is paid: each line's amount less its shares of the discounts.
@@ -508,7 +509,7 @@ def _emit_events(session: Session, *, till: Till, transaction: PosTransaction, p
         # Only an earn can move a member up (or, with the window, keep them); compare the
         # tier the purchase was priced in with the one after it.
         after = member_tier(session, merchant_id=merchant_id, member_id=member_id,
-                            now=max(now, occurred_at))
+                            now=max(now, occurred_at), program=priced.program)
         after_name = after.current.name if after.current is not None else None
         if after_name != priced.tier_name:
             emit(session, type=EventType.tier_changed, merchant_id=merchant_id,

@@ -235,9 +235,12 @@ def points_earned_12m(session: Session, *, merchant_id: uuid.UUID, member_id: uu
 
 
 def member_tier(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID,
-                now: datetime | None = None) -> TierProgress:
-    """The member's tier at the merchant and the way to the next one."""
-    program = get_program(session, merchant_id=merchant_id)
+                now: datetime | None = None,
+                program: MerchantProgram | None = None) -> TierProgress:
+    """The member's tier at the merchant and the way to the next one; ``program`` is the
+    merchant's program when the caller has already read it in this transaction."""
+    if program is None or program.merchant_id != merchant_id:
+        program = get_program(session, merchant_id=merchant_id)
     points = points_earned_12m(session, merchant_id=merchant_id, member_id=member_id, now=now)
     return rules.progress_to_next(points, program.rules.tiers)
 

@@ -1,7 +1,7 @@
 """Member stats: one atomic upsert per row touched by a purchase, in its transaction.
 
-A purchase with k distinct categories costs 2 + k statements whatever the member's
-history: constant time per line category, no reads.
+A purchase costs 3 statements whatever the member's history and however many categories
+it has (one multi-row upsert for them all): no reads.
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid
             "purchase_count": MemberStats.purchase_count + 1,
             "spend_minor": MemberStats.spend_minor + excluded.spend_minor,
         }))
-    for category in sorted(category_quantities):
-        counts = insert_for(session, MemberCategoryCount).values(
-            member_id=member_id, merchant_id=merchant_id, category=category,
-            purchase_count=1, quantity=category_quantities[category])
+    if category_quantities:
+        # One multi-row upsert for all the categories (each row still changes atomically;
+        # rows in category order, so concurrent purchases lock them in the same order).
+        counts = insert_for(session, MemberCategoryCount).values([
+            {"member_id": member_id, "merchant_id": merchant_id, "category": category,
+             "purchase_count": 1, "quantity": category_quantities[category]}
+            for category in sorted(category_quantities)])
         session.execute(counts.on_conflict_do_update(
             index_elements=[MemberCategoryCount.member_id, MemberCategoryCount.merchant_id,
                             MemberCategoryCount.category],
