@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from patron.jobs.expiry import expiring_event_id, run_expiry, run_expiry_notices
 from patron.kit.clock import clock
 from patron.ledger import rules, service
 from patron.notify.models import OutboxEvent
+from tests.concurrency import all_at_once
 from tests.ledger.conftest import Cast, invariants, make_cast, snapshot
 
 # One UTC instant: 1 April 01:00 in Tokyo, still 31 March 09:00 in Los Angeles.
@@ -216,17 +216,6 @@ def test_notices_come_in_batches(database: Database) -> None:
 
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------
 
-def _all_at_once(count: int, call: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> Any:
-        barrier.wait()
-        return call(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_concurrent_notice_runs_emit_each_notice_once(database: Database) -> None:
@@ -236,7 +225,7 @@ def test_concurrent_notice_runs_emit_each_notice_once(database: Database) -> Non
             earn(database, cast, 10 + index, f"e{merchant}-{index}", merchant=merchant,
                  member=index, expires_at=rules.expiry_at(EARNED, zone, 0))
     now = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
-    runs = _all_at_once(4, lambda _: run_expiry_notices(database, now, batch=7))
+    runs = all_at_once(4, lambda _: run_expiry_notices(database, now, batch=7))
     assert [run.groups for run in runs] == [60] * 4
     assert sum(run.emitted for run in runs) == 60
     notices = events(database, "points.expiring")
@@ -251,7 +240,7 @@ def test_concurrent_expiry_runs_expire_each_lot_once(database: Database) -> None
     end = rules.expiry_at(EARNED, "Asia/Tokyo", 0)
     for index in range(40):
         earn(database, cast, 1 + index, f"e{index}", expires_at=end, member=index % 20)
-    runs = _all_at_once(4, lambda _: run_expiry(database, end, batch=5))
+    runs = all_at_once(4, lambda _: run_expiry(database, end, batch=5))
     assert sum(run.entries for run in runs) == 40
     assert sum(run.points for run in runs) == sum(range(1, 41))
     expired = events(database, "points.expired")

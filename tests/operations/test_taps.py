@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from patron.operations.models import TapGrant, Visit
 from patron.operations.schemas import TapIn
 from patron.tenancy.service import authenticate
 from tests.api.snapshot import changed_tables, snapshot
+from tests.concurrency import all_at_once
 from tests.conftest import Tenant, World, auth
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -280,17 +279,6 @@ def test_a_reader_that_requires_a_pin(client: TestClient, world: World,
 
 # --- concurrency (PostgreSQL) ------------------------------------------------------------------
 
-def _all_at_once(count: int, call: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> Any:
-        barrier.wait()
-        return call(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_20_simultaneous_taps_grant_points_once(client: TestClient, world: World,
@@ -304,7 +292,7 @@ def test_20_simultaneous_taps_grant_points_once(client: TestClient, world: World
             return service.record_tap(session, actor=reader, data=TapIn(card_uid=CARD)
                                       ).points_granted
 
-    granted = _all_at_once(20, one_tap)
+    granted = all_at_once(20, one_tap)
     assert sorted(granted) == [0] * 19 + [5]
     assert len(visits(database)) == 20 and tap_entries(database) == 1
     assert sorted(e["points_granted"] for e in tap_events(database)) == [0] * 19 + [5]
@@ -328,7 +316,7 @@ def test_20_simultaneous_resends_of_one_tap_record_one_visit(client: TestClient,
                                         data=TapIn(card_uid=CARD, tap_id="same"))
             return result.visit_id, result.points_granted
 
-    answers = _all_at_once(20, one_tap)
+    answers = all_at_once(20, one_tap)
     assert len(set(answers)) == 1 and answers[0][1] == 5
     assert len(visits(database)) == 1 and tap_entries(database) == 1
     assert [e["visit_id"] for e in tap_events(database)] == [str(answers[0][0])]

@@ -3,10 +3,8 @@ PostgreSQL: duplicate receipts and competing burns."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -28,6 +26,7 @@ from patron.tenancy.service import (
     create_terminal,
     issue_key,
 )
+from tests.concurrency import all_at_once
 from tests.conftest import TEST_DATABASE_URL, auth
 from tests.live_server import live_server
 from tests.pos.conftest import JPY_BASKET, give_points, purchase
@@ -54,17 +53,6 @@ def _shop(database: Database) -> Shop:
         return Shop(str(merchant.id), merchant_key, pos_key)
 
 
-def _concurrently(count: int, call: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> Any:
-        barrier.wait()
-        return call(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
 def _count(database: Database, model: Any) -> int:
     with database.session_scope() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -79,7 +67,7 @@ def test_20_simultaneous_submissions_of_one_receipt_commit_once(database: Databa
         give_points(database, shop.merchant_id, member["id"], 1000)
         body = purchase(receipt_no="DUP-1", member={"barcode": member["member_number"]},
                         lines=JPY_BASKET, points_to_burn=200)
-        responses = _concurrently(20, lambda _: http.post(
+        responses = all_at_once(20, lambda _: http.post(
             "/v1/pos/transactions", headers=auth(shop.pos_key), json=body))
     assert [r.status_code for r in responses] == [201] * 20, {r.text for r in responses}
     assert len({r.content for r in responses}) == 1
@@ -124,7 +112,7 @@ def test_50_checkouts_burning_100_from_1000_points_exactly_10_succeed(
                                  "point_value_minor": 1, "expiry_months": None,
                                  "excluded_categories": ["tobacco"]})
         assert program.status_code == 200, program.text
-        responses = _concurrently(50, checkout)
+        responses = all_at_once(50, checkout)
     outcomes = Counter((r.status_code, r.json().get("code")) for r in responses)
     assert outcomes == {(201, None): 10, (409, "insufficient_points"): 40}, outcomes
     assert _count(database, PosTransaction) == 10
@@ -157,7 +145,7 @@ def test_concurrent_returns_never_bring_back_more_than_was_bought(
                 "return_no": number, "occurred_at": sale["occurred_at"],
                 "lines": [{"line_no": 1, "quantity": 1}]})
 
-        answers = _concurrently(20, give_back)
+        answers = all_at_once(20, give_back)
     codes = Counter((a.status_code, a.json().get("code")) for a in answers)
     assert set(codes) <= {(201, None), (409, "return_exceeds_purchase")}, codes
     accepted = {a.json()["return_no"]: a.json() for a in answers if a.status_code == 201}
