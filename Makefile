@@ -22,6 +22,14 @@ run: setup
 	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron demo --if-empty
 	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron serve
 
+# Random ledger walks (tests/ledger/test_stateful.py): in CI 2,000 on SQLite and 200 on
+# PostgreSQL; the test fails in CI if it is asked for fewer or Hypothesis runs fewer.
+# Elsewhere the test's default (50) unless PATRON_HYPOTHESIS_EXAMPLES is set.
+ifeq ($(CI),true)
+WALKS_SQLITE = 2000
+WALKS_POSTGRES = 200
+endif
+
 # The suite runs on SQLite, then on PostgreSQL when PATRON_TEST_DATABASE_URL is set or in CI
 # (where the PostgreSQL run is mandatory: an unreachable server fails the run).
 test: setup
@@ -31,11 +39,13 @@ test: setup
 	else echo "PostgreSQL run skipped: set PATRON_TEST_DATABASE_URL or CI=true"; fi
 
 test-sqlite: setup
-	env -u PATRON_TEST_DATABASE_URL $(BIN)/python -m pytest
+	env -u PATRON_TEST_DATABASE_URL $(if $(WALKS_SQLITE),PATRON_HYPOTHESIS_EXAMPLES=$(WALKS_SQLITE)) \
+		$(BIN)/python -m pytest
 
 test-postgres: setup
 	PATRON_TEST_DATABASE_URL=$${PATRON_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
-		PATRON_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
+		PATRON_REQUIRE_POSTGRES=1 $(if $(WALKS_POSTGRES),PATRON_HYPOTHESIS_EXAMPLES=$(WALKS_POSTGRES)) \
+		$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,14 @@ from patron.tenancy.schemas import MerchantCreate
 from patron.tenancy.service import SYSTEM, create_merchant
 
 ZONES = ("Asia/Tokyo", "America/Los_Angeles", "Europe/London")
+
+# One line per run of the random ledger walks (test_stateful.py): how many Hypothesis ran.
+WALK_REPORTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in WALK_REPORTS:
+        terminalreporter.write_line(f"ledger random walks: {line}")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ current transaction.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Executable, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -670,46 +671,63 @@ def replay_balance(session: Session, account_id: uuid.UUID) -> int:
                               .where(Posting.account_id == account_id)) or 0)
 
 
-def check_invariants(session: Session) -> list[str]:
-    """Every way the books can be wrong, as readable lines; an empty list means sound.
-
-    A full scan: for tests, audits and a nightly job, not for a request path.
-    """
-    problems: list[str] = []
-    for entry_id, unit, total in session.execute(
-            select(Posting.entry_id, Posting.unit, func.sum(Posting.amount))
-            .group_by(Posting.entry_id, Posting.unit)
-            .having(func.sum(Posting.amount) != 0)):
-        problems.append(f"entry {entry_id}: {unit} postings sum to {total}, not 0")
-    for (entry_id,) in session.execute(
-            select(JournalEntry.id).outerjoin(Posting, Posting.entry_id == JournalEntry.id)
-            .where(Posting.id.is_(None))):
-        problems.append(f"entry {entry_id} has no postings")
-    for posting_id, key in session.execute(
-            select(Posting.id, LedgerAccount.key)
-            .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-            .where(Posting.unit != LedgerAccount.unit)):
-        problems.append(f"posting {posting_id} is not in the unit of account {key}")
-
+@functools.cache
+def _audit_statements() -> tuple[Executable, ...]:
+    """The audit's statements, built once: on a small ledger building them costs several
+    times more than running them, and the random-walk tests audit after every step."""
+    unbalanced = (select(Posting.entry_id, Posting.unit, func.sum(Posting.amount))
+                  .group_by(Posting.entry_id, Posting.unit)
+                  .having(func.sum(Posting.amount) != 0))
+    empty = (select(JournalEntry.id).outerjoin(Posting, Posting.entry_id == JournalEntry.id)
+             .where(Posting.id.is_(None)))
+    wrong_unit = (select(Posting.id, LedgerAccount.key)
+                  .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+                  .where(Posting.unit != LedgerAccount.unit))
     replayed = func.coalesce(func.sum(Posting.amount), 0)
-    for key, balance, replay in session.execute(
-            select(LedgerAccount.key, LedgerAccount.balance, replayed)
-            .outerjoin(Posting, Posting.account_id == LedgerAccount.id)
-            .group_by(LedgerAccount.id, LedgerAccount.key, LedgerAccount.balance)
-            .having(LedgerAccount.balance != replayed)):
-        problems.append(f"account {key}: balance {balance} but postings sum to {replay}")
-
+    stale = (select(LedgerAccount.key, LedgerAccount.balance, replayed)
+             .outerjoin(Posting, Posting.account_id == LedgerAccount.id)
+             .group_by(LedgerAccount.id, LedgerAccount.key, LedgerAccount.balance)
+             .having(LedgerAccount.balance != replayed))
     lots = (select(PointLot.account_id, func.sum(PointLot.remaining).label("remaining"))
             .group_by(PointLot.account_id).subquery())
     clawed = (select(Posting.account_id, func.sum(Posting.amount).label("amount"))
               .join(JournalEntry, JournalEntry.id == Posting.entry_id)
               .where(JournalEntry.kind == EntryKind.return_.value, Posting.amount < 0)
               .group_by(Posting.account_id).subquery())
-    for key, kind, balance, remaining, clawed_back in session.execute(
-            select(LedgerAccount.key, LedgerAccount.kind, LedgerAccount.balance,
-                   func.coalesce(lots.c.remaining, 0), func.coalesce(clawed.c.amount, 0))
-            .outerjoin(lots, lots.c.account_id == LedgerAccount.id)
-            .outerjoin(clawed, clawed.c.account_id == LedgerAccount.id)):
+    accounts = (select(LedgerAccount.key, LedgerAccount.kind, LedgerAccount.balance,
+                       func.coalesce(lots.c.remaining, 0), func.coalesce(clawed.c.amount, 0))
+                .outerjoin(lots, lots.c.account_id == LedgerAccount.id)
+                .outerjoin(clawed, clawed.c.account_id == LedgerAccount.id))
+    drawn = (select(PointLotDraw.lot_id, func.sum(PointLotDraw.amount).label("amount"))
+             .group_by(PointLotDraw.lot_id).subquery())
+    draws = (select(PointLot.id, PointLot.amount, PointLot.remaining,
+                    func.coalesce(drawn.c.amount, 0))
+             .outerjoin(drawn, drawn.c.lot_id == PointLot.id)
+             .where(PointLot.amount - PointLot.remaining != func.coalesce(drawn.c.amount, 0)))
+    lot_owner = and_(LedgerAccount.id == PointLot.account_id,
+                     LedgerAccount.merchant_id == PointLot.merchant_id,
+                     LedgerAccount.member_id == PointLot.member_id)
+    owners = (select(PointLot.id).outerjoin(LedgerAccount, lot_owner)
+              .where(LedgerAccount.id.is_(None)))
+    return unbalanced, empty, wrong_unit, stale, accounts, draws, owners
+
+
+def check_invariants(session: Session) -> list[str]:
+    """Every way the books can be wrong, as readable lines; an empty list means sound.
+
+    A full scan: for tests, audits and a nightly job, not for a request path.
+    """
+    unbalanced, empty, wrong_unit, stale, accounts, draws, owners = _audit_statements()
+    problems: list[str] = []
+    for entry_id, unit, total in session.execute(unbalanced):
+        problems.append(f"entry {entry_id}: {unit} postings sum to {total}, not 0")
+    for (entry_id,) in session.execute(empty):
+        problems.append(f"entry {entry_id} has no postings")
+    for posting_id, key in session.execute(wrong_unit):
+        problems.append(f"posting {posting_id} is not in the unit of account {key}")
+    for key, balance, replay in session.execute(stale):
+        problems.append(f"account {key}: balance {balance} but postings sum to {replay}")
+    for key, kind, balance, remaining, clawed_back in session.execute(accounts):
         balance, remaining, clawed_back = int(balance), int(remaining), int(clawed_back)
         if kind == AccountKind.member_points.value:
             if remaining != max(balance, 0):
@@ -722,22 +740,9 @@ def check_invariants(session: Session) -> list[str]:
                 problems.append(f"account {key} ({kind}) has point lots")
             if kind == AccountKind.member_miles.value and balance < 0:
                 problems.append(f"account {key}: negative miles {balance}")
-
-    drawn = (select(PointLotDraw.lot_id, func.sum(PointLotDraw.amount).label("amount"))
-             .group_by(PointLotDraw.lot_id).subquery())
-    for lot_id, amount, remaining, total_drawn in session.execute(
-            select(PointLot.id, PointLot.amount, PointLot.remaining,
-                   func.coalesce(drawn.c.amount, 0))
-            .outerjoin(drawn, drawn.c.lot_id == PointLot.id)
-            .where(PointLot.amount - PointLot.remaining != func.coalesce(drawn.c.amount, 0))
-            ):
+    for lot_id, amount, remaining, total_drawn in session.execute(draws):
         problems.append(f"lot {lot_id}: {amount} - {remaining} left but draws total "
                         f"{total_drawn}")
-    lot_owner = and_(LedgerAccount.id == PointLot.account_id,
-                     LedgerAccount.merchant_id == PointLot.merchant_id,
-                     LedgerAccount.member_id == PointLot.member_id)
-    for (lot_id,) in session.execute(
-            select(PointLot.id).outerjoin(LedgerAccount, lot_owner)
-            .where(LedgerAccount.id.is_(None))):
+    for (lot_id,) in session.execute(owners):
         problems.append(f"lot {lot_id}: merchant or member differs from its account's")
     return problems
