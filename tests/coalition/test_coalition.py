@@ -14,6 +14,8 @@ from patron.coalition import rules
 from patron.db import Database
 from patron.kit.clock import utcnow
 from patron.ledger import service as ledger
+from patron.ledger.errors import IdempotencyKeyReused, ReturnExceedsOriginal
+from patron.pos.models import PosTransaction
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import Tenant, World, auth, make_tenant
 from tests.pos.conftest import enrol
@@ -234,3 +236,34 @@ def test_settlement_values_round_half_away_from_zero() -> None:
     assert [rules.settlement_value(m, rate) for m in (0, 1, 50, -50, 3)] == [0, 1, 34, -34, 2]
     assert rules.redemption_discount(3, rate) == 2
     assert rules.miles_for_spend(199, rate) == 1
+
+
+def test_miles_claw_back_never_asks_more_than_the_purchase_gave(
+        client: TestClient, world: World, database: Database) -> None:
+    put_rates(client, world)
+    member = enrol(client, world.a, email="edge@example.com")
+    when = utcnow().isoformat()
+    first = commit(client, world.a, sale(world.a, "JPY", "A-1", member["member_number"],
+                                         [10_000], when))
+    commit(client, world.a, sale(world.a, "JPY", "A-2", member["member_number"], [20_000],
+                                 when))
+    with database.session_scope() as session:
+        purchase = session.get(PosTransaction, uuid.UUID(first["id"]))
+        assert purchase is not None and purchase.miles_earn_entry_id is not None
+        earn_id = purchase.miles_earn_entry_id
+    # The member holds 300 miles; the first purchase gave 100. Take 60 of them back: then
+    # 41 more is refused although the balance could pay it.
+    with database.session_scope() as session:
+        entry, uncollected = ledger.claw_back_miles(
+            session, earn_entry_id=earn_id, miles=60, idempotency_key="t:1", source="test")
+        assert entry is not None and uncollected == 0
+    with pytest.raises(ReturnExceedsOriginal), database.session_scope() as session:
+        ledger.claw_back_miles(session, earn_entry_id=earn_id, miles=41,
+                               idempotency_key="t:2", source="test")
+    # A key already used by another entry (the purchase's own earn) is refused.
+    with pytest.raises(IdempotencyKeyReused), database.session_scope() as session:
+        ledger.claw_back_miles(session, earn_entry_id=earn_id, miles=10,
+                               idempotency_key=f"pos:{first['id']}:miles", source="test")
+    assert miles(database, member["id"]) == 240
+    with database.session_scope() as session:
+        assert ledger.check_invariants(session) == []

@@ -630,10 +630,11 @@ class LedgerWalk(RuleBasedStateMachine):
                     session, earn_entry_id=earned.entry_id, miles=miles,
                     idempotency_key=self.key(), source="walk")
         except ReturnExceedsOriginal:
-            assert taken and earned.returned + taken > earned.miles
+            # Asking back more than is left is refused, whether or not it could be taken.
+            assert earned.returned + miles > earned.miles
             return
         assert (entry is None, uncollected) == (taken == 0, miles - taken)
-        assert earned.returned + taken <= earned.miles
+        assert earned.returned + miles <= earned.miles
         earned.returned += taken
         self.model.miles[earned.member] -= taken
         self.model.pool += taken

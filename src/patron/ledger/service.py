@@ -613,8 +613,19 @@ def claw_back_miles(session: Session, *, earn_entry_id: uuid.UUID, miles: int,
         pool = coalition_pool_account(session)
         existing = _entry_by_key(session, idempotency_key)
         if existing is not None:
+            if (existing.kind, existing.reverses_entry_id) != (EntryKind.return_.value,
+                                                              original.id):
+                raise IdempotencyKeyReused(f"idempotency key {idempotency_key!r} already "
+                                           f"recorded another entry")
             return existing, miles + _amount_on(session, existing.id, member.id)
         _lock_accounts(session, [member.id, pool.id])
+        # Under the lock: never ask back more than the purchase gave and is not back yet,
+        # whether or not the member still holds it.
+        earned = _amount_on(session, original.id, member.id)
+        left = earned + _reversed_on(session, original.id, member.id)
+        if miles > left:
+            raise ReturnExceedsOriginal(f"{miles} miles asked back; the purchase gave {earned}, "
+                                        f"{left} not taken back yet", earned=earned)
         balance = int(session.scalar(select(LedgerAccount.balance)
                                      .where(LedgerAccount.id == member.id)) or 0)
         taken = min(miles, max(balance, 0))
