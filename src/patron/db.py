@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, Result, create_engine, event
@@ -32,6 +33,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def sql_in(values: type[StrEnum]) -> str:
+    """An enum's values as a SQL list for a CHECK constraint: ``'a', 'b'``."""
+    return ", ".join(f"'{value.value}'" for value in values)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.db import Base, UTCDateTime
+from patron.db import Base, UTCDateTime, sql_in
 from patron.kit.clock import utcnow
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY (the rowid); BIGINT elsewhere.
@@ -60,15 +60,11 @@ class EntryKind(StrEnum):
     transfer = "transfer"
 
 
-def _in(values: type[StrEnum]) -> str:
-    return ", ".join(f"'{value.value}'" for value in values)
-
-
 class LedgerAccount(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
-        CheckConstraint(f"unit IN ({_in(Unit)})", name="unit_known"),
-        CheckConstraint(f"kind IN ({_in(AccountKind)})", name="kind_known"),
+        CheckConstraint(f"unit IN ({sql_in(Unit)})", name="unit_known"),
+        CheckConstraint(f"kind IN ({sql_in(AccountKind)})", name="kind_known"),
         CheckConstraint("merchant_id IS NOT NULL OR kind IN ('member_miles', 'coalition_pool')",
                         name="merchant_unless_coalition"),
         # Miles are never clawed back, so a miles balance below zero is always a bug.
@@ -89,7 +85,7 @@ class LedgerAccount(Base):
 class JournalEntry(Base):
     __tablename__ = "journal_entries"
     __table_args__ = (
-        CheckConstraint(f"kind IN ({_in(EntryKind)})", name="kind_known"),
+        CheckConstraint(f"kind IN ({sql_in(EntryKind)})", name="kind_known"),
         Index("ix_journal_entries_member_occurred", "member_id", "occurred_at"),
     )
 
@@ -112,7 +108,7 @@ class Posting(Base):
     __tablename__ = "postings"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
-        CheckConstraint(f"unit IN ({_in(Unit)})", name="unit_known"),
+        CheckConstraint(f"unit IN ({sql_in(Unit)})", name="unit_known"),
     )
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.db import Base, UTCDateTime
+from patron.db import Base, UTCDateTime, sql_in
 from patron.kit.clock import utcnow
 
 
@@ -39,18 +39,14 @@ class PaymentMethod(StrEnum):
     other = "other"
 
 
-def _in(values: type[StrEnum]) -> str:
-    return ", ".join(f"'{value.value}'" for value in values)
-
-
 class PosTransaction(Base):
     __tablename__ = "pos_transactions"
     __table_args__ = (
         Index("uq_pos_transactions_terminal_receipt", "terminal_id", "receipt_no",
               unique=True),
         Index("ix_pos_transactions_member_occurred", "member_id", "occurred_at"),
-        CheckConstraint(f"channel IN ({_in(Channel)})", name="channel_known"),
-        CheckConstraint(f"payment_method IS NULL OR payment_method IN ({_in(PaymentMethod)})",
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel_known"),
+        CheckConstraint(f"payment_method IS NULL OR payment_method IN ({sql_in(PaymentMethod)})",
                         name="payment_method_known"),
         CheckConstraint("subtotal >= 0 AND points_discount >= 0 AND miles_discount >= 0 "
                         "AND total >= 0 AND total = subtotal - points_discount - miles_discount",

@@ -23,7 +23,6 @@ from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.kit.clock import utcnow
@@ -43,7 +42,7 @@ from patron.pos.errors import (
 )
 from patron.pos.models import PosReturn, PosReturnLine, PosTransaction, PosTransactionLine
 from patron.pos.schemas import ReturnLineRead, ReturnRead, ReturnWrite
-from patron.pos.service import MAX_QUANTITY, Till, canonical_hash, till_of
+from patron.pos.service import MAX_QUANTITY, Till, canonical_hash, claim, till_of
 from patron.scores.service import record_refund
 from patron.tenancy.service import Principal
 
@@ -94,20 +93,15 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
                        refund_amount=0, points_clawed_back=0, points_restored=0,
                        miles_clawed_back=0, miles_uncollected=0, miles_restored=0,
                        occurred_at=occurred_at, created_at=now, request_hash=digest)
-    try:
-        with session.begin_nested():
-            session.add(record)
-            session.flush()
-    except IntegrityError:
-        existing = session.scalars(
-            select(PosReturn).where(PosReturn.transaction_id == purchase.id,
-                                    PosReturn.return_no == data.return_no)
-            .execution_options(populate_existing=True)).one()
-        if existing.request_hash != digest or existing.response_json is None:
-            raise ReturnConflict(f"return {data.return_no!r} of this purchase was already "
-                                 f"recorded with a different body", field="return_no",
-                                 return_id=str(existing.id)) from None
-        return existing.response_json
+    replay = claim(session, record, digest=digest, first=lambda: session.scalars(
+        select(PosReturn).where(PosReturn.transaction_id == purchase.id,
+                                PosReturn.return_no == data.return_no)
+        .execution_options(populate_existing=True)).one(),
+        conflict=lambda existing: ReturnConflict(
+            f"return {data.return_no!r} of this purchase was already recorded with a "
+            f"different body", field="return_no", return_id=str(existing.id)))
+    if replay is not None:
+        return replay
     if occurred_at > now + MAX_FUTURE:
         raise OccurredInFuture("occurred_at is more than 5 minutes after the server's time; "
                                "check the terminal's clock", field="occurred_at")

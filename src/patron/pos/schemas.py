@@ -63,10 +63,8 @@ class Payment(Strict):
 
 
 class PurchaseWrite(Strict):
-    receipt_no: Annotated[str, Field(min_length=1, max_length=64,
-                                     pattern=r"^[^\x00-\x1f\x7f]+$",
-                                     description="Unique per terminal: a second commit with "
-                                                 "the same number is a replay")]
+    receipt_no: Text64 = Field(description="Unique per terminal: a second commit with the "
+                                           "same number is a replay")
     occurred_at: AwareDatetime = Field(description="When billing completed, with its offset; "
                                                    "at most 5 minutes ahead, 30 days back")
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["JPY"],
@@ -159,10 +157,8 @@ class ReturnLineWrite(Strict):
 
 
 class ReturnWrite(Strict):
-    return_no: Annotated[str, Field(min_length=1, max_length=64,
-                                    pattern=r"^[^\x00-\x1f\x7f]+$",
-                                    description="Unique per purchase: a second return with "
-                                                "the same number is a replay")]
+    return_no: Text64 = Field(description="Unique per purchase: a second return with the "
+                                          "same number is a replay")
     occurred_at: AwareDatetime = Field(description="When the goods came back, with its "
                                                    "offset; at most 5 minutes ahead")
     lines: Annotated[list[ReturnLineWrite], Field(min_length=1, max_length=MAX_LINES)] | None = (

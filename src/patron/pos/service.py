@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -92,7 +93,6 @@ class Priced:
     tier_name: str | None
     balance_before: int | None
     max_burnable: int | None
-    miles_balance_before: int | None
     subtotal: int
     points_discount: int
     miles_discount: int
@@ -243,14 +243,12 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
     total = subtotal - discount - miles_discount
     balance: int | None = None
     most: int | None = None
-    miles_before: int | None = None
     tier_name: str | None = None
     tier_bp = rules.BP_ONE
     miles_earned = 0
     if member is not None:
         balance = ledger.points_balance(session, merchant_id=till.merchant.id,
                                         member_id=member.id)
-        miles_before = ledger.miles_balance(session, member_id=member.id)
         most = rules.max_burnable(balance=balance, basket_total_minor=subtotal,
                                   point_value_minor=view.point_value_minor,
                                   min_burn=view.min_burn)
@@ -287,7 +285,7 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
              for index, line in enumerate(data.lines)]
     return Priced(member_id=member.id if member else None, program=program,
                   tier_name=tier_name, balance_before=balance, max_burnable=most,
-                  miles_balance_before=miles_before, subtotal=subtotal,
+                  subtotal=subtotal,
                   points_discount=discount, miles_discount=miles_discount, total=total,
                   points_burned=data.points_to_burn, points_earned=points_earned,
                   miles_burned=data.miles_to_burn, miles_earned=miles_earned,
@@ -307,7 +305,9 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
     if priced.balance_before is not None and data.points_to_burn > priced.balance_before:
         raise InsufficientPoints(f"the points balance is lower than {data.points_to_burn}",
                                  unit="points", requested=data.points_to_burn)
-    miles_before = priced.miles_balance_before
+    # Read here, not in _price: a commit learns the balance after from its own entries.
+    miles_before = (None if member is None
+                    else ledger.miles_balance(session, member_id=member.id))
     if miles_before is not None and data.miles_to_burn > miles_before:
         raise InsufficientPoints(f"the miles balance is lower than {data.miles_to_burn}",
                                  unit="miles", requested=data.miles_to_burn)
@@ -353,6 +353,36 @@ def _ensure_membership(session: Session, *, member_id: uuid.UUID, merchant_id: u
             raise
 
 
+class Claimable(Protocol):
+    id: uuid.UUID
+    request_hash: str
+    response_json: str | None
+
+
+def claim(session: Session, row: Claimable, *, digest: str,
+          first: Callable[[], Claimable],
+          conflict: Callable[[Claimable], PatronError]) -> str | None:
+    """Insert ``row`` under its unique business key (receipt, return number), in a
+    savepoint; None when this request holds the key now.
+
+    A concurrent duplicate waits on the unique index (PostgreSQL) or the write lock
+    (SQLite) until the holder commits, then fails the insert: ``first()`` reads the
+    holder's row — the same body (``digest``) gets its stored answer text, another body
+    ``conflict(row)``.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        # A new statement under READ COMMITTED sees the holder's committed row.
+        existing = first()
+        if existing.request_hash != digest or existing.response_json is None:
+            raise conflict(existing) from None
+        return existing.response_json
+    return None
+
+
 def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     """Record the purchase and move the points; the answer as JSON text.
 
@@ -376,19 +406,12 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         payment_method=data.payment.method.value if data.payment else None,
         payment_amount=data.payment.amount if data.payment else None,
         occurred_at=occurred_at, created_at=now, request_hash=digest)
-    try:
-        with session.begin_nested():
-            session.add(transaction)
-            session.flush()
-    except IntegrityError:
-        # On PostgreSQL this insert waited on the unique index until the first holder of
-        # the receipt committed; its row is visible to this next statement.
-        existing = _existing(session, till.terminal.id, data.receipt_no)
-        if existing.request_hash != digest or existing.response_json is None:
-            raise ReceiptConflict(f"receipt {data.receipt_no!r} was already committed on "
-                                  f"this terminal with a different body",
-                                  field="receipt_no", transaction_id=str(existing.id)) from None
-        return existing.response_json
+    replay = claim(session, transaction, digest=digest, first=lambda: _existing(
+        session, till.terminal.id, data.receipt_no), conflict=lambda existing: ReceiptConflict(
+        f"receipt {data.receipt_no!r} was already committed on this terminal with a "
+        f"different body", field="receipt_no", transaction_id=str(existing.id)))
+    if replay is not None:
+        return replay
     # After the claim: a replay is answered whenever it comes, a new purchase must be recent.
     check_time(data, now=now)
 
