@@ -7,11 +7,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, identify
+from bench import checkout, codes, identify, offline, vouchers
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("identify", identify.main),
     ("checkout", checkout.main),
+    ("codes", codes.main),
+    ("offline", offline.main),
+    ("vouchers", vouchers.main),
 )
 
 

@@ -17,6 +17,10 @@ os.environ.setdefault("PATRON_TELEPHONY_WEBHOOK_SECRET", "telephony-test-secret"
 # No scheduler in the apps and servers tests start: a job running on its own would change
 # what a test asserts. tests/jobs starts schedulers explicitly.
 os.environ.setdefault("PATRON_JOBS_INTERVAL_SECONDS", "0")
+os.environ.setdefault("PATRON_CODE_BATCHES_IN_BACKGROUND", "false")
+# No voucher failure limit either: tests present many refused codes from one terminal in
+# a second on purpose. tests/vouchers/test_abuse.py turns the limit on where it tests it.
+os.environ.setdefault("PATRON_VOUCHER_FAILURE_LIMIT", "0")
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402

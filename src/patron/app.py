@@ -216,15 +216,22 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.identity.telephony import router as telephony_router
     from patron.ledger.endpoints import router as ledger_router
     from patron.members.endpoints import router as members_router
+    from patron.offline.endpoints import router as offline_router
     from patron.operations.endpoints import router as operations_router
     from patron.pos.endpoints import router as pos_router
     from patron.programs.endpoints import router as programs_router
+    from patron.security.endpoints import router as security_router
     from patron.tenancy.endpoints import router as tenancy_router
+    from patron.vouchers.benefits.endpoints import router as benefits_router
+    from patron.vouchers.endpoints import router as vouchers_router
 
     for router in (tenancy_router, members_router, identity_router, telephony_router,
                    programs_router, operations_router, pos_router, coalition_router,
-                   ledger_router):
+                   ledger_router, vouchers_router):
         app.include_router(router)
+    app.include_router(offline_router)
+    app.include_router(security_router)
+    app.include_router(benefits_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

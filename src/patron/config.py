@@ -34,8 +34,15 @@ class Settings(BaseSettings):
     tap_interval_minutes: int = Field(default=60, ge=1, le=525_600)
     # `patron serve` runs the scheduled jobs (points expiry, notices) this often; 0 = never.
     jobs_interval_seconds: float = Field(default=300, ge=0, le=86_400)
+    # Bulk code batches start in a background thread of the process that accepted them
+    # (false: only `patron vouchers generate` and the scheduler's resume job run them).
+    code_batches_in_background: bool = True
     # A points.expiring notice goes out this many days before points expire.
     expiry_notice_days: int = Field(default=30, ge=1, le=366)
+    # Abuse controls: a terminal, a client address or a member with this many failed
+    # voucher attempts within the window is refused (429) until they age out; 0 = off.
+    voucher_failure_limit: int = Field(default=5, ge=0, le=1000)
+    voucher_failure_window_seconds: float = Field(default=5, gt=0, le=86_400)
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose, derived from the secret key (domain-separated)."""

@@ -50,6 +50,7 @@ _DESCRIPTIONS = {
     415: "Unsupported request content type",
     422: "Validation failed; `errors` or `field` says what to fix",
     423: "Locked (too many wrong PINs)",
+    429: "Too many failed attempts; `Retry-After` (seconds) says when to try again",
 }
 
 
@@ -59,9 +60,14 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {"description": _DESCRIPTIONS[status],
                  "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref":
-                                                             "#/components/schemas/Problem"}}}}
+                                                             "#/components/schemas/Problem"}}},
+                 **({"headers": _RETRY_AFTER} if status == 429 else {})}
         for status in sorted(every)
     }
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 AUTHED = (401, 403, 404)
@@ -97,6 +103,15 @@ def get_principal(
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def get_client_address(request: Request) -> str:
+    """The caller's network address. Behind a reverse proxy this is the proxy's unless the
+    server trusts its forwarding headers (uvicorn ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 async def _refuse_body(request: Request) -> None:

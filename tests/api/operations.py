@@ -3,6 +3,7 @@ each one: real path ids, the key that may call it, and a body it accepts."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from patron.app import create_app
 from patron.config import get_settings
 from patron.db import Database
 from patron.kit.clock import utcnow
+from patron.vouchers.codes import display, generate_code
 from tests.conftest import Tenant, World, auth
 
 WRITE_METHODS = ("post", "put", "patch")
@@ -100,13 +102,22 @@ class Objects:
     key_id: str
     wait_id: str | None
     transaction_id: str
+    offer_id: str
+    code: str
+    reservation_id: str
+    batch_id: str
+    exception_id: str
+    rule_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
                # The reader, not the POS terminal: the POS key must keep working.
                "terminal_id": self.tenant.reader_id, "member_id": self.member_id,
                "card_id": self.card_id, "key_id": self.key_id,
-               "transaction_id": self.transaction_id}
+               "transaction_id": self.transaction_id, "offer_id": self.offer_id,
+               "code": self.code, "reservation_id": self.reservation_id,
+               "exception_id": self.exception_id, "rule_id": self.rule_id,
+               "batch_id": self.batch_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -136,10 +147,45 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
     transaction = client.post("/v1/pos/transactions", headers=auth(tenant.pos_key),
                               json=_purchase(tenant, "OBJ-1", member.json()["member_number"]))
     assert transaction.status_code == 201, transaction.text
+    offer = client.post("/v1/offers", headers=auth(tenant.merchant_key),
+                        json={"name": "100 off", "kind": "amount_off", "value": 100})
+    assert offer.status_code == 201, offer.text
+    codes = client.post(f"/v1/offers/{offer.json()['id']}/codes",
+                        headers=auth(tenant.merchant_key),
+                        json={"count": 1, "max_redemptions": 100})
+    assert codes.status_code == 201, codes.text
+    [code] = codes.json()["codes"]
+    hold = client.post(f"/v1/vouchers/{code}/reserve", headers=auth(tenant.pos_key), json={})
+    assert hold.status_code == 201, hold.text
+    # A batch job (not run: the tests' server starts no batch threads).
+    code_batch = client.post(f"/v1/offers/{offer.json()['id']}/codes",
+                             headers=auth(tenant.merchant_key), json={"count": 1001})
+    assert code_batch.status_code == 202, code_batch.text
+    # An offline exception: a queue entry burning points without an allowance (refused).
+    forged = _purchase(tenant, "OFF-1", member.json()["member_number"])
+    batch = client.post("/v1/pos/offline/batches", headers=auth(tenant.pos_key), json={
+        "entries": [{"seq": 1, "queued_at": utcnow().isoformat(),
+                     "transaction": {**forged, "points_to_burn": 100}}]})
+    assert batch.status_code == 200, batch.text
+    [exception_id] = batch.json()["results"][0]["exceptions"]
+    rule = client.post("/v1/benefit-rules", headers=auth(tenant.merchant_key), json={
+        "name": "Big spender", "measure": "points", "mode": "once", "threshold": 1000,
+        "offer_id": offer.json()["id"]})
+    assert rule.status_code == 201, rule.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
                    card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id,
-                   transaction_id=transaction.json()["id"])
+                   transaction_id=transaction.json()["id"], offer_id=offer.json()["id"],
+                   code=code, reservation_id=hold.json()["id"],
+                   batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
+                   rule_id=rule.json()["id"])
+
+
+def unknown_path_id(name: str) -> str:
+    """An id of the right form that names nothing (for a code: a well-formed code)."""
+    if name == "code":
+        return display(generate_code())
+    return str(uuid.uuid4())
 
 
 def _purchase(tenant: Tenant, receipt_no: str, member_number: str) -> dict[str, Any]:
@@ -166,6 +212,12 @@ CALLER_ROLE: dict[tuple[str, str], str] = {
     ("POST", "/v1/pos/taps"): "reader",
     ("POST", "/v1/pos/transactions/{transaction_id}/returns"): "terminal",
     ("PUT", "/v1/coalition/rates"): "operator",
+    ("POST", "/v1/vouchers/validate"): "terminal",
+    ("POST", "/v1/vouchers/{code}/reserve"): "terminal",
+    ("POST", "/v1/vouchers/{code}/redeem"): "terminal",
+    ("POST", "/v1/vouchers/reservations/{reservation_id}/release"): "terminal",
+    ("POST", "/v1/pos/offline/allowances"): "terminal",
+    ("POST", "/v1/pos/offline/batches"): "terminal",
 }
 
 
@@ -219,6 +271,24 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("PUT", "/v1/coalition/rates"): lambda o: {"rates": [
         {"currency": "JPY", "spend_per_mile": 100, "mile_value_milli": 1000},
         {"currency": "USD", "spend_per_mile": 100, "mile_value_milli": 670}]},
+    ("POST", "/v1/offers"): lambda o: {"name": "Ten percent off", "kind": "percent_off",
+                                       "value": 10, "max_discount": 500, "min_spend": 1000},
+    ("POST", "/v1/offers/{offer_id}/codes"): lambda o: {"count": 2, "max_redemptions": 3},
+    ("POST", "/v1/vouchers/validate"): lambda o: {"code": o.code},
+    ("POST", "/v1/vouchers/{code}/reserve"): lambda o: {"ttl_seconds": 60},
+    ("POST", "/v1/vouchers/{code}/redeem"): lambda o: {"receipt_no": "D-1"},
+    ("POST", "/v1/vouchers/{code}/revoke"): lambda o: {"reason": "printed by mistake"},
+    ("POST", "/v1/pos/offline/allowances"): lambda o: {"member": {"barcode": o.member_number}},
+    ("POST", "/v1/pos/offline/batches"): lambda o: {"entries": [{
+        "seq": 1, "queued_at": utcnow().isoformat(), "allowance": None,
+        "transaction": _purchase(o.tenant, "OFF-2", o.member_number),
+        "provisional": {"points_earned": 14, "points_burned": 0,
+                        "discounts": {"points": 0, "vouchers": {}, "miles": 0}}}]},
+    ("POST", "/v1/offline/exceptions/{exception_id}/resolve"): lambda o: {
+        "note": "the customer paid the difference"},
+    ("POST", "/v1/benefit-rules"): lambda o: {
+        "name": "10th coffee free", "measure": "purchases", "mode": "every", "threshold": 10,
+        "offer_id": o.offer_id, "category": "coffee"},
 }
 
 

@@ -209,7 +209,10 @@ def test_every_write_is_covered() -> None:
     assert TELEPHONY_OP.body_media_type == FORM_MEDIA_TYPE
     assert {op.key for op in BODYLESS_WRITES} == {
         ("POST", "/v1/keys/{key_id}/revoke"), ("POST", "/v1/members/{member_id}/withdraw"),
-        ("POST", "/v1/members/{member_id}/erase"), ("POST", "/v1/identify/caller-id")}
+        ("POST", "/v1/members/{member_id}/erase"), ("POST", "/v1/identify/caller-id"),
+        ("POST", "/v1/benefit-rules/{rule_id}/deactivate"),
+        ("POST", "/v1/offers/{offer_id}/revoke"),
+        ("POST", "/v1/vouchers/reservations/{reservation_id}/release")}
 
 
 # --- the telephony webhook: form-encoded, authenticated by signature -----------------------

@@ -9,7 +9,6 @@ as soon as it exists; one whose path names an object this module cannot create f
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from tests.api.operations import (
     Operation,
     all_operations,
     make_objects,
+    unknown_path_id,
     valid_body,
 )
 from tests.api.snapshot import changed_tables, snapshot
@@ -29,7 +29,8 @@ from tests.conftest import World, auth
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 PATH_ID_NAMES = {"merchant_id", "store_id", "terminal_id", "key_id", "member_id", "card_id",
-                 "wait_id", "transaction_id"}
+                 "wait_id", "transaction_id", "offer_id", "code", "reservation_id",
+                 "exception_id", "rule_id", "batch_id"}
 
 V1 = [op for op in all_operations() if op.path.startswith("/v1/")]
 KEYED = [op for op in V1 if op.key != TELEPHONY]  # the webhook is signed, not keyed
@@ -41,7 +42,16 @@ REFUSED_FOR_ROLE_FIRST = {(("POST", "/v1/keys/{key_id}/revoke"), "terminal"),
                           # Returns are a till's work: a merchant key is refused for its role,
                           # whoever's the purchase (the same answer for an unknown id).
                           (("POST", "/v1/pos/transactions/{transaction_id}/returns"),
-                           "merchant")}
+                           "merchant"),
+                          # So are holds and stand-alone redemptions of codes.
+                          (("POST", "/v1/vouchers/{code}/reserve"), "merchant"),
+                          (("POST", "/v1/vouchers/{code}/redeem"), "merchant"),
+                          (("POST", "/v1/vouchers/reservations/{reservation_id}/release"),
+                           "merchant"),
+                          # The offline exceptions list is the merchant's, never a till's.
+                          (("GET", "/v1/offline/exceptions/{exception_id}"), "terminal"),
+                          (("POST", "/v1/offline/exceptions/{exception_id}/resolve"),
+                           "terminal")}
 
 
 @pytest.fixture
@@ -94,7 +104,7 @@ def test_another_merchants_key_gets_404_and_changes_nothing(
     assert changed_tables(before, snapshot(database)) == []
 
     # And the answer says nothing that an id which does not exist would not say.
-    missing = {name: str(uuid.uuid4()) for name in op.path_params}
+    missing = {name: unknown_path_id(name) for name in op.path_params}
     unknown = call(client, op, op.path.format(**missing), a_objects, auth(key))
     assert (unknown.status_code, unknown.json()) == (response.status_code, problem)
 
@@ -237,6 +247,17 @@ WRONG_ROLE = [
     (("POST", "/v1/pos/transactions"), "sales_rep"),
     (("GET", "/v1/pos/transactions/{transaction_id}"), "sales_rep"),
     (("GET", "/v1/stores/{store_id}/events"), "terminal"),
+    (("GET", "/v1/security-events"), "terminal"),
+    (("GET", "/v1/security-events"), "sales_rep"),
+    (("GET", "/v1/pos/offline/package"), "merchant"),
+    (("POST", "/v1/pos/offline/allowances"), "merchant"),
+    (("POST", "/v1/pos/offline/allowances"), "sales_rep"),
+    (("POST", "/v1/pos/offline/batches"), "merchant"),
+    (("POST", "/v1/pos/offline/batches"), "operator"),
+    (("GET", "/v1/offline/exceptions"), "terminal"),
+    (("GET", "/v1/offline/exceptions"), "sales_rep"),
+    (("POST", "/v1/offline/exceptions/{exception_id}/resolve"), "terminal"),
+    (("POST", "/v1/offline/exceptions/{exception_id}/resolve"), "sales_rep"),
 ] + [(op.key, "sales_rep") for op in MEMBER_OPS]
 
 

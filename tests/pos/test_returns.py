@@ -240,7 +240,8 @@ def test_unit_shares_at_the_edges() -> None:
 
     def line(quantity: int, amount: int, earned: int, burned: int = 0,
              discount: int = 0) -> PosTransactionLine:
-        return PosTransactionLine(quantity=quantity, amount=amount, points_discount=discount,
+        return PosTransactionLine(quantity=quantity, amount=amount, voucher_discount=0,
+                                  points_discount=discount,
                                   miles_discount=0, points_earned=earned,
                                   points_burned=burned, miles_earned=earned, miles_burned=0)
 

@@ -10,6 +10,7 @@ import phonenumbers
 from rich.console import Console
 from rich.progress import Progress
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from patron.coalition.schemas import RatesWrite, RateWrite
 from patron.coalition.service import put_rates
@@ -27,6 +28,10 @@ from patron.tenancy.service import (
     ensure_operator,
     issue_key,
 )
+from patron.vouchers.codes import display
+from patron.vouchers.models import OfferKind
+from patron.vouchers.schemas import OfferWrite
+from patron.vouchers.service import create_offer, insert_codes
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ def build_demo(database: Database, *, members: int, if_empty: bool, seed: int,
             RateWrite(currency="JPY", spend_per_mile=100, mile_value_milli=1000),
             RateWrite(currency="KRW", spend_per_mile=1000, mile_value_milli=9000),
             RateWrite(currency="USD", spend_per_mile=100, mile_value_milli=670)]))
+        samples = _demo_offers(session, created)
         _, rep_key = issue_key(session, role=Role.sales_rep, label="demo sales rep")
         keys.append(("sales rep", rep_key))
         with Progress(console=console, transient=True) as progress:
@@ -190,6 +196,23 @@ def build_demo(database: Database, *, members: int, if_empty: bool, seed: int,
     print("API keys (shown once; use as 'Authorization: Bearer <key>'):")
     for label, key in keys:
         print(f"  {label:40s} {key}")
+    print("Voucher codes (10% off, 5 uses each; POST /v1/vouchers/validate with a terminal key):")
+    for label, code in samples:
+        print(f"  {label:40s} {code}")
+
+
+def _demo_offers(session: Session, created: list[tuple[DemoMerchant, Merchant]]
+                 ) -> list[tuple[str, str]]:
+    """A 10 %-off offer per merchant with a few bearer codes; one code of each to print."""
+    samples = []
+    for spec, merchant in created:
+        offer = create_offer(session, actor=SYSTEM, data=OfferWrite(
+            name=f"{spec.name}: 10% off", kind=OfferKind.percent_off, value=10,
+            merchant_id=merchant.id, valid_days=365))
+        issued = insert_codes(session, offer=offer, count=3, member_id=None,
+                              max_redemptions=5, source="demo")
+        samples.append((f"merchant {spec.number:05d} {spec.name}", display(issued[0])))
+    return samples
 
 
 def _terminals_for(store: DemoStore) -> list[tuple[str, TerminalKind, int]]:

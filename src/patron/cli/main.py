@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from patron.cli.pos import pos_app
+from patron.cli.vouchers import vouchers_app
 from patron.config import DEV_SECRET_KEY, get_settings
 from patron.db import Database
 from patron.tenancy.models import Role
@@ -24,6 +26,8 @@ app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="Scheduled jobs (patron serve also runs them on a schedule)",
                        no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(pos_app, name="pos")
+app.add_typer(vouchers_app, name="vouchers")
 console = Console(stderr=True)
 
 

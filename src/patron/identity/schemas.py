@@ -11,6 +11,7 @@ from patron.members.schemas import CardUid, PhoneText, Pin
 from patron.tenancy.schemas import Read, Strict
 
 IDENTIFIERS = ("barcode", "qr", "card_uid", "phone", "image")
+MEMBER_IDENTIFIERS = ("member_id", "barcode", "qr", "card_uid", "phone")
 
 
 class Method(StrEnum):
@@ -20,6 +21,27 @@ class Method(StrEnum):
     phone = "phone"
     image = "image"
     caller_id = "caller_id"
+
+
+class MemberIdentification(Strict):
+    """Exactly one way to say who the customer is (as `POST /v1/identify` takes them, or
+    the member's id when the till already knows it)."""
+
+    member_id: uuid.UUID | None = None
+    barcode: Annotated[str, Field(min_length=1, max_length=64,
+                                  examples=["12345000000184"])] | None = None
+    qr: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    card_uid: CardUid | None = None
+    phone: PhoneText | None = None
+    pin: Pin | None = Field(default=None, description="Member PIN where the terminal "
+                                                      "requires one (never stored)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberIdentification:
+        given = [name for name in MEMBER_IDENTIFIERS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of: " + ", ".join(MEMBER_IDENTIFIERS))
+        return self
 
 
 class IdentifyRequest(Strict):

@@ -34,7 +34,13 @@ from patron.identity.errors import (
 from patron.identity.images import ImageDecodeError, decode_image_base64
 from patron.identity.models import CallerIdWait, Card, CardStatus, WaitStatus
 from patron.identity.numbers import CheckDigitError, NumberFormatError, clean, parse_member_number
-from patron.identity.schemas import IdentifyRequest, IdentifyResult, Method, QrTokenRead
+from patron.identity.schemas import (
+    IdentifyRequest,
+    IdentifyResult,
+    MemberIdentification,
+    Method,
+    QrTokenRead,
+)
 from patron.kit.clock import utcnow
 from patron.members.errors import CardTaken, InvalidPhone
 from patron.members.models import Member, MemberStatus
@@ -347,3 +353,20 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
             session.refresh(wait)
             return wait
     return None
+
+
+def member_for(session: Session, *, actor: Principal,
+               identification: MemberIdentification | None) -> Member | None:
+    """The member a till names (by id or as `POST /v1/identify` takes them); None when
+    the sale is anonymous."""
+    if identification is None:
+        return None
+    if identification.member_id is not None:
+        return active_member(session, actor=actor, member_id=identification.member_id)
+    request = IdentifyRequest(barcode=identification.barcode, qr=identification.qr,
+                              card_uid=identification.card_uid, phone=identification.phone,
+                              pin=identification.pin)
+    result = identify(session, actor=actor, request=request)
+    member = session.get(Member, result.member_id)
+    assert member is not None
+    return member

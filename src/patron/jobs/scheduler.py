@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from patron.config import Settings
 from patron.db import Database
 from patron.jobs.expiry import run_expiry, run_expiry_notices
+from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
 from patron.kit.clock import utcnow
+from patron.vouchers.batches import resume_stale
 
 log = logging.getLogger("patron.jobs")
 
@@ -47,12 +49,22 @@ def _expiry_notices(database: Database, now: datetime, stop: threading.Event | N
     return f"new expiry notices: {run.emitted} ({run.groups} member/date groups in the window)"
 
 
+def _release_holds(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    return f"expired voucher holds released: {run_hold_release(database, now, stop=stop)}"
+
+
+def _resume_batches(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    return f"stalled code batches resumed: {resume_stale(database, now, stop=stop)}"
+
+
 JOBS: tuple[Job, ...] = (
     # Expiry instants are store-local month ends; a tick every few minutes expires points
     # within minutes of local midnight.
     Job("expire-points", _expire_points),
     # Notices are days ahead and the scan covers every lot in the window: hourly is plenty.
     Job("expiry-notices", _expiry_notices, every=timedelta(hours=1)),
+    Job("release-voucher-holds", _release_holds),
+    Job("resume-code-batches", _resume_batches),
 )
 
 

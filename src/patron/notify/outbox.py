@@ -32,6 +32,8 @@ class EventType(StrEnum):
     points_expired = "points.expired"
     points_expiring = "points.expiring"
     tap_recorded = "tap.recorded"
+    benefit_issued = "benefit.issued"
+    benefit_revoked = "benefit.revoked"
 
 
 def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from patron.http import AUTHED, Caller, Db, problems
+from patron.http import AUTHED, Caller, ClientAddress, Db, problems
 from patron.pos import returns, service
 from patron.pos.schemas import (
     PurchaseWrite,
@@ -13,6 +13,8 @@ from patron.pos.schemas import (
     ReturnWrite,
     TransactionRead,
 )
+from patron.security.attempts import voucher_attempt
+from patron.security.models import SecurityEventKind
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
 
@@ -23,16 +25,21 @@ _REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency
 `miles_to_burn` and `miles`: `invalid_miles`, `miles_not_offered`, `miles_exceed_basket`;
 `insufficient_points` (409, `unit` says points or miles), the identification codes of
 `POST /v1/identify`, and
-`validation_failed` for the shape (unknown fields are refused)."""
+`validation_failed` for the shape (unknown fields are refused). A purchase presenting
+`vouchers` from a terminal, address or member with too many failed voucher attempts is 429
+`too_many_failures` with `Retry-After`; a purchase refused for a voucher counts as one."""
 
 
-@router.post("/quote", response_model=QuoteRead, responses=problems(*AUTHED, 409, 410, 423))
-def quote(data: PurchaseWrite, db: Db, caller: Caller) -> QuoteRead:
+@router.post("/quote", response_model=QuoteRead,
+             responses=problems(*AUTHED, 409, 410, 423, 429))
+def quote(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress) -> QuoteRead:
     """Preview a purchase with a terminal key: prices, points burned as a discount, points
     earned, the balance after. Writes nothing.
 
     """
-    with db.session_scope() as session:
+    with (voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_quote,
+                          codes=[use.code for use in data.vouchers]) as attempt,
+          attempt.session() as session):
         return service.quote(session, actor=caller, data=data)
 
 
@@ -40,8 +47,8 @@ quote.__doc__ = (quote.__doc__ or "") + _REFUSALS
 
 
 @router.post("/transactions", status_code=201, response_model=TransactionRead,
-             responses=problems(*AUTHED, 409, 410, 423))
-def commit(data: PurchaseWrite, db: Db, caller: Caller) -> Response:
+             responses=problems(*AUTHED, 409, 410, 423, 429))
+def commit(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress) -> Response:
     """Commit a purchase with a terminal key (a till, or the web shop's `online` terminal):
     the transaction and its lines, points burned and earned, member stats and outbox events,
     all in one database transaction. Anonymous purchases (no `member`) are recorded too.
@@ -51,7 +58,9 @@ def commit(data: PurchaseWrite, db: Db, caller: Caller) -> Response:
     409 `receipt_conflict`. Points are earned on what is paid (after the points discount).
 
     """
-    with db.session_scope() as session:
+    with (voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_commit,
+                          codes=[use.code for use in data.vouchers]) as attempt,
+          attempt.session() as session):
         body = service.commit(session, actor=caller, data=data)
     return Response(content=body, status_code=201, media_type="application/json")
 

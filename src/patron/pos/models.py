@@ -48,8 +48,9 @@ class PosTransaction(Base):
         CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel_known"),
         CheckConstraint(f"payment_method IS NULL OR payment_method IN ({sql_in(PaymentMethod)})",
                         name="payment_method_known"),
-        CheckConstraint("subtotal >= 0 AND points_discount >= 0 AND miles_discount >= 0 "
-                        "AND total >= 0 AND total = subtotal - points_discount - miles_discount",
+        CheckConstraint("subtotal >= 0 AND voucher_discount >= 0 AND points_discount >= 0 "
+                        "AND miles_discount >= 0 AND total >= 0 AND total = subtotal - "
+                        "voucher_discount - points_discount - miles_discount",
                         name="totals_add_up"),
         CheckConstraint("points_earned >= 0 AND points_burned >= 0", name="points_non_negative"),
         CheckConstraint("miles_earned >= 0 AND miles_burned >= 0", name="miles_non_negative"),
@@ -64,6 +65,8 @@ class PosTransaction(Base):
     channel: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int] = mapped_column(BigInteger)
+    # Vouchers come off first, then points, then miles (docs/pos.md).
+    voucher_discount: Mapped[int] = mapped_column(BigInteger, default=0)
     points_discount: Mapped[int] = mapped_column(BigInteger)
     miles_discount: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[int] = mapped_column(BigInteger)
@@ -96,6 +99,7 @@ class PosTransactionLine(Base):
                         "AND points_earned >= 0", name="values_non_negative"),
         CheckConstraint("points_burned >= 0 AND miles_discount >= 0 AND miles_earned >= 0 "
                         "AND miles_burned >= 0", name="shares_non_negative"),
+        CheckConstraint("voucher_discount >= 0", name="voucher_discount_non_negative"),
         CheckConstraint("returned_quantity >= 0 AND returned_quantity <= quantity",
                         name="returned_quantity_in_range"),
     )
@@ -111,6 +115,9 @@ class PosTransactionLine(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     unit_price: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
+    # What the vouchers took off this line (each voucher's discount split over the lines
+    # it applies to).
+    voucher_discount: Mapped[int] = mapped_column(BigInteger, default=0)
     # This line's share of the points discount (largest remainder; shares sum to the total).
     points_discount: Mapped[int] = mapped_column(BigInteger)
     points_earned: Mapped[int] = mapped_column(BigInteger)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from patron.kit.clock import utcnow
@@ -42,9 +42,11 @@ from patron.pos.errors import (
 )
 from patron.pos.models import PosReturn, PosReturnLine, PosTransaction, PosTransactionLine
 from patron.pos.schemas import ReturnLineRead, ReturnRead, ReturnWrite
-from patron.pos.service import MAX_QUANTITY, Till, canonical_hash, claim, till_of
+from patron.pos.service import MAX_QUANTITY, canonical_hash, claim
 from patron.scores.service import record_refund
-from patron.tenancy.service import Principal
+from patron.tenancy.service import Principal, Till, till_of
+from patron.vouchers import service as vouchers
+from patron.vouchers.benefits import service as benefits
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def portion(line: PosTransactionLine, *, before: int, after: int) -> Portion:
     def share(value: int) -> int:
         return value * after // line.quantity - value * before // line.quantity
 
-    paid = line.amount - line.points_discount - line.miles_discount
+    paid = line.amount - line.voucher_discount - line.points_discount - line.miles_discount
     return Portion(refund_amount=share(paid), points_clawed_back=share(line.points_earned),
                    points_restored=share(line.points_burned),
                    miles_clawed_back=share(line.miles_earned),
@@ -109,7 +111,18 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
         raise ReturnBeforePurchase("occurred_at is before the purchase's", field="occurred_at",
                                    purchase_occurred_at=purchase.occurred_at.isoformat())
 
+    # Returns of one purchase queue here, so exactly one of them sees the last unit go.
+    # FOR NO KEY UPDATE: each return already holds a key-share lock on this row (its
+    # pos_returns row's foreign key), which a plain FOR UPDATE would wait on — two
+    # returns would deadlock.
+    session.execute(select(PosTransaction.id).where(PosTransaction.id == purchase.id)
+                    .with_for_update(key_share=True))
     lines = _take_units(session, purchase=purchase, requested=requested)
+    # Codes before the ledger (the commit's lock order): a purchase returned in full gives
+    # its vouchers back; a partial return keeps them used (docs/vouchers.md).
+    vouchers_returned = (vouchers.reverse_for_purchase(session, transaction_id=purchase.id,
+                                                       now=now)
+                         if _fully_returned(session, purchase.id) else [])
     totals = Portion(*(sum(getattr(part, name) for _, _, part in lines)
                        for name in Portion.__dataclass_fields__))
     record.refund_amount = totals.refund_amount
@@ -118,10 +131,19 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
     record.miles_restored = totals.miles_restored
     record.miles_clawed_back = totals.miles_clawed_back
     balance_after = miles_after = None
+    benefits_revoked: list[str] = []
     if purchase.member_id is not None:
         _move_ledger(session, purchase=purchase, record=record, totals=totals)
         record_refund(session, member_id=purchase.member_id, merchant_id=purchase.merchant_id,
                       refund_minor=totals.refund_amount)
+        # What the purchase counted towards benefit rules goes back (docs/vouchers.md).
+        benefits_revoked = benefits.on_return(
+            session, transaction_id=purchase.id, return_id=record.id,
+            merchant_id=purchase.merchant_id, member_id=purchase.member_id,
+            returned={line_no: quantity for line_no, quantity, _ in lines},
+            points_clawed_back=totals.points_clawed_back,
+            miles_clawed_back=totals.miles_clawed_back, occurred_at=record.occurred_at,
+            now=now)
         balance_after = ledger.points_balance(session, merchant_id=purchase.merchant_id,
                                               member_id=purchase.member_id)
         miles_after = ledger.miles_balance(session, member_id=purchase.member_id)
@@ -131,7 +153,9 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
     answer = ReturnRead(
         id=record.id, transaction_id=purchase.id, return_no=data.return_no,
         member_id=purchase.member_id, currency=purchase.currency,
-        refund_amount=record.refund_amount, points_clawed_back=record.points_clawed_back,
+        refund_amount=record.refund_amount, vouchers_returned=vouchers_returned,
+        benefits_revoked=benefits_revoked,
+        points_clawed_back=record.points_clawed_back,
         points_restored=record.points_restored, miles_clawed_back=record.miles_clawed_back,
         miles_uncollected=record.miles_uncollected, miles_restored=record.miles_restored,
         balance_after=balance_after, miles_balance_after=miles_after,
@@ -230,6 +254,12 @@ def _move_ledger(session: Session, *, purchase: PosTransaction, record: PosRetur
             miles=totals.miles_clawed_back, idempotency_key=f"{key}:miles-claw", **common)
         record.miles_uncollected = uncollected
         record.miles_clawed_back = totals.miles_clawed_back - uncollected
+
+
+def _fully_returned(session: Session, transaction_id: uuid.UUID) -> bool:
+    return session.scalar(select(func.count()).select_from(PosTransactionLine).where(
+        PosTransactionLine.transaction_id == transaction_id,
+        PosTransactionLine.returned_quantity < PosTransactionLine.quantity)) == 0
 
 
 def _emit_events(session: Session, *, till: Till, purchase: PosTransaction, record: PosReturn,

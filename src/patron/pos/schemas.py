@@ -4,41 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field
 
-from patron.members.schemas import CardUid, PhoneText, Pin
+from patron.identity.schemas import MemberIdentification
 from patron.pos.models import Channel, PaymentMethod
 from patron.tenancy.schemas import Strict
 
 MAX_LINES = 500
-MEMBER_IDENTIFIERS = ("member_id", "barcode", "qr", "card_uid", "phone")
 
 # Ranges (quantity >= 1, prices and points >= 0) are checked by the service so that each
 # refusal has its own code (`invalid_quantity`, `invalid_price`, `invalid_burn`, ...);
 # strict: a float, a numeric string or a boolean is refused, never converted (rule 4).
 WholeNumber = Annotated[int, Field(strict=True)]
 Text64 = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
-
-
-class MemberIdentification(Strict):
-    """Exactly one way to say who the customer is (as `POST /v1/identify` takes them, or
-    the member's id when the till already knows it)."""
-
-    member_id: uuid.UUID | None = None
-    barcode: Annotated[str, Field(min_length=1, max_length=64,
-                                  examples=["12345000000184"])] | None = None
-    qr: Annotated[str, Field(min_length=1, max_length=128)] | None = None
-    card_uid: CardUid | None = None
-    phone: PhoneText | None = None
-    pin: Pin | None = Field(default=None, description="Member PIN where the terminal "
-                                                      "requires one (never stored)")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> MemberIdentification:
-        given = [name for name in MEMBER_IDENTIFIERS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of: " + ", ".join(MEMBER_IDENTIFIERS))
-        return self
 
 
 class LineWrite(Strict):
@@ -62,6 +40,35 @@ class Payment(Strict):
                                             "(`invalid_payment_amount`)")
 
 
+class VoucherUse(Strict):
+    code: Annotated[str, Field(min_length=1, max_length=64,
+                               description="The code as printed or its numeric barcode form",
+                               examples=["7K3Q-DRX2-M9T4-WC"])]
+    reservation_id: uuid.UUID | None = Field(default=None, description="This register's "
+                                                                       "hold on the code")
+
+
+class AppliedVoucher(BaseModel):
+    code: str = Field(description="Display form")
+    offer_id: uuid.UUID
+    name: str
+    kind: str
+    discount: int = Field(description="Minor units this code took off")
+    bonus_points: int = Field(description="Points this code added to the earn")
+
+
+class IssuedBenefitRead(BaseModel):
+    """A benefit this purchase earned: a personal single-use code now in the member's
+    wallet (docs/vouchers.md, "Threshold benefits")."""
+
+    code: str = Field(description="Display form")
+    offer_id: uuid.UUID
+    name: str = Field(description="The offer's name")
+    rule_id: uuid.UUID
+    crossing: int = Field(description="Which crossing of the rule's threshold (1 = first)")
+    valid_until: datetime | None
+
+
 class PurchaseWrite(Strict):
     receipt_no: Text64 = Field(description="Unique per terminal: a second commit with the "
                                            "same number is a replay")
@@ -81,6 +88,9 @@ class PurchaseWrite(Strict):
                                                                 "absent: the operator's rate")
     channel: Channel = Channel.store
     payment: Payment | None = None
+    vouchers: Annotated[list[VoucherUse], Field(max_length=10)] = Field(
+        default_factory=list, description="Codes used on this purchase, applied in order "
+                                          "before points and miles")
 
 
 class LineRead(BaseModel):
@@ -92,6 +102,7 @@ class LineRead(BaseModel):
     quantity: int
     unit_price: int
     amount: int = Field(description="quantity x unit_price, minor units")
+    voucher_discount: int = Field(description="What the vouchers took off this line")
     points_discount: int = Field(description="This line's share of the points discount")
     miles_discount: int = Field(description="This line's share of the miles discount")
     points_earned: int = Field(description="This line's share of the points earned")
@@ -107,10 +118,11 @@ class QuoteRead(BaseModel):
     member_id: uuid.UUID | None
     currency: str
     subtotal: int
+    voucher_discount: int
     points_discount: int
     miles_discount: int
-    total: int = Field(description="What the customer pays: subtotal - points_discount - "
-                                   "miles_discount")
+    total: int = Field(description="What the customer pays: subtotal - voucher_discount - "
+                                   "points_discount - miles_discount")
     points_earned: int
     points_burned: int
     miles_earned: int
@@ -121,6 +133,7 @@ class QuoteRead(BaseModel):
     miles_balance_after: int | None
     max_burnable: int | None = Field(description="The most points this basket could burn")
     lines: list[LineRead]
+    vouchers: list[AppliedVoucher]
     offers: list[dict[str, object]]
     explanation: list[str]
 
@@ -132,10 +145,11 @@ class TransactionRead(BaseModel):
     channel: Channel
     currency: str
     subtotal: int
+    voucher_discount: int
     points_discount: int
     miles_discount: int
-    total: int = Field(description="What the customer pays: subtotal - points_discount - "
-                                   "miles_discount")
+    total: int = Field(description="What the customer pays: subtotal - voucher_discount - "
+                                   "points_discount - miles_discount")
     points_earned: int
     points_burned: int
     miles_earned: int
@@ -145,7 +159,11 @@ class TransactionRead(BaseModel):
     miles_balance_after: int | None = Field(description="The member's coalition miles after "
                                                         "this purchase; null when anonymous")
     lines: list[LineRead]
+    vouchers: list[AppliedVoucher]
     offers: list[dict[str, object]] = Field(description="Empty until campaigns exist")
+    benefits: list[IssuedBenefitRead] = Field(default_factory=list, description=(
+        "Benefit vouchers this purchase put into the member's wallet (thresholds crossed, "
+        "stamp cards completed)"))
     occurred_at: datetime
     created_at: datetime
 
@@ -184,6 +202,11 @@ class ReturnRead(BaseModel):
     member_id: uuid.UUID | None
     currency: str
     refund_amount: int
+    vouchers_returned: list[str] = Field(description="Codes given back to be used again: "
+                                                     "when the purchase is returned in full")
+    benefits_revoked: list[str] = Field(default_factory=list, description=(
+        "Unused benefit codes revoked because this return took the member's count back "
+        "below the threshold they were issued for"))
     points_clawed_back: int = Field(description="Points the purchase earned, taken back")
     points_restored: int = Field(description="Points the purchase spent, given back")
     miles_clawed_back: int

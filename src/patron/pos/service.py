@@ -38,8 +38,7 @@ from patron.coalition.errors import InvalidMiles, MilesExceedBasket, MilesNotOff
 from patron.coalition.rules import Rate
 from patron.coalition.service import rate_for as coalition_rate_for
 from patron.errors import PatronError
-from patron.identity.schemas import IdentifyRequest
-from patron.identity.service import active_member, identify
+from patron.identity.service import member_for
 from patron.kit.clock import utcnow
 from patron.kit.validation import currency_code
 from patron.ledger import service as ledger
@@ -63,8 +62,9 @@ from patron.pos.errors import (
 )
 from patron.pos.models import PosTransaction, PosTransactionLine
 from patron.pos.schemas import (
+    AppliedVoucher,
+    IssuedBenefitRead,
     LineRead,
-    MemberIdentification,
     PurchaseWrite,
     QuoteRead,
     TransactionRead,
@@ -73,17 +73,13 @@ from patron.programs import rules
 from patron.programs.errors import InvalidBurn
 from patron.programs.service import MerchantProgram, get_program, member_tier
 from patron.scores.service import record_purchase
-from patron.tenancy.models import Merchant, Role, Store, Terminal
-from patron.tenancy.service import Principal
+from patron.tenancy.models import Merchant, Role
+from patron.tenancy.service import Principal, Till, till_of
+from patron.vouchers import rules as voucher_rules
+from patron.vouchers import service as vouchers
+from patron.vouchers.benefits import service as benefits
 
 MAX_QUANTITY = 1_000_000
-
-
-@dataclass(frozen=True)
-class Till:
-    terminal: Terminal
-    store: Store
-    merchant: Merchant
 
 
 @dataclass(frozen=True)
@@ -94,6 +90,7 @@ class Priced:
     balance_before: int | None
     max_burnable: int | None
     subtotal: int
+    voucher_discount: int
     points_discount: int
     miles_discount: int
     total: int
@@ -102,20 +99,11 @@ class Priced:
     miles_burned: int
     miles_earned: int
     lines: list[LineRead]
+    vouchers: list[vouchers.Applied]
     explanation: list[str]
 
 
 # --- input ------------------------------------------------------------------------------
-
-def till_of(session: Session, actor: Principal) -> Till:
-    actor.require(Role.terminal)
-    terminal = session.get(Terminal, actor.terminal_id)
-    assert terminal is not None  # the key was just authenticated against it
-    store = session.get(Store, terminal.store_id)
-    merchant = session.get(Merchant, terminal.merchant_id)
-    assert store is not None and merchant is not None
-    return Till(terminal=terminal, store=store, merchant=merchant)
-
 
 def _gtin(text: str, index: int) -> str:
     try:
@@ -162,8 +150,12 @@ def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
 
 
 def request_hash(data: PurchaseWrite) -> str:
-    """SHA-256 of the canonical body (defaults filled in, keys sorted; the PIN left out)."""
-    return canonical_hash(data, exclude={"member": {"pin"}})
+    """SHA-256 of the canonical body (defaults filled in, keys sorted; the PIN left out).
+    No vouchers hashes as before vouchers existed, so older receipts still replay."""
+    exclude: dict[str, Any] = {"member": {"pin"}}
+    if not data.vouchers:
+        exclude["vouchers"] = True
+    return canonical_hash(data, exclude=exclude)
 
 
 def canonical_hash(data: BaseModel, exclude: dict[str, Any] | None = None) -> str:
@@ -172,21 +164,6 @@ def canonical_hash(data: BaseModel, exclude: dict[str, Any] | None = None) -> st
     body = data.model_dump(mode="json", exclude=exclude)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _member(session: Session, actor: Principal,
-            identification: MemberIdentification | None) -> Member | None:
-    if identification is None:
-        return None
-    if identification.member_id is not None:
-        return active_member(session, actor=actor, member_id=identification.member_id)
-    request = IdentifyRequest(barcode=identification.barcode, qr=identification.qr,
-                              card_uid=identification.card_uid, phone=identification.phone,
-                              pin=identification.pin)
-    result = identify(session, actor=actor, request=request)
-    member = session.get(Member, result.member_id)
-    assert member is not None
-    return member
 
 
 # --- pricing ----------------------------------------------------------------------------
@@ -219,8 +196,29 @@ def _miles_discount(data: PurchaseWrite, *, rate: Rate | None, due: int) -> int:
     return discount
 
 
+def _sale(data: PurchaseWrite, till: Till) -> voucher_rules.Sale:
+    return voucher_rules.Sale(at=data.occurred_at.astimezone(UTC), store_id=str(till.store.id),
+                              timezone=till.store.timezone, channel=data.channel.value,
+                              currency=till.merchant.currency)
+
+
+def _vouchers(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
+              amounts: list[int], now: datetime) -> list[vouchers.Applied]:
+    if not data.vouchers:
+        return []
+    lines = [voucher_rules.Line(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price,
+                                category=(rules.normalise_category(line.category)
+                                          if line.category is not None else None),
+                                due=amount)
+             for line, amount in zip(data.lines, amounts, strict=True)]
+    return vouchers.price(session, till=till, sale=_sale(data, till),
+                          uses=[(use.code, use.reservation_id) for use in data.vouchers],
+                          lines=lines, subtotal=sum(amounts),
+                          member_id=member.id if member else None, now=now)
+
+
 def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
-           gtins: list[str | None]) -> Priced:
+           gtins: list[str | None], now: datetime) -> Priced:
     program = get_program(session, merchant_id=till.merchant.id)
     view = program.rules
     amounts = [line.quantity * line.unit_price for line in data.lines]
@@ -230,17 +228,25 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
         raise BurnNeedsMember("identify the member to pay with points or miles", field=field)
     if data.miles is not None and not 0 <= data.miles <= coalition_rules.MAX_MILES:
         raise InvalidMiles(f"miles must be 0 to {coalition_rules.MAX_MILES}", field="miles")
-    discount = rules.check_burn(data.points_to_burn, basket_total_minor=subtotal,
+    applied = _vouchers(session, data=data, till=till, member=member, amounts=amounts, now=now)
+    voucher_shares = [sum(parts) for parts in zip(
+        *(item.line_discounts for item in applied), strict=True)] if applied else [0] * len(amounts)
+    voucher_discount = sum(voucher_shares)
+    after_vouchers = [amount - share for amount, share in zip(amounts, voucher_shares,
+                                                              strict=True)]
+    discount = rules.check_burn(data.points_to_burn,
+                                basket_total_minor=subtotal - voucher_discount,
                                 point_value_minor=view.point_value_minor,
                                 min_burn=view.min_burn)
     rate = coalition_rate_for(session, till.merchant.currency)
-    miles_discount = _miles_discount(data, rate=rate, due=subtotal - discount)
+    miles_discount = _miles_discount(data, rate=rate, due=subtotal - voucher_discount - discount)
     # Each discount is split over the lines in proportion to what is still due on them.
-    point_shares = shares(discount, amounts)
-    after_points = [amount - share for amount, share in zip(amounts, point_shares, strict=True)]
+    point_shares = shares(discount, after_vouchers)
+    after_points = [due - share for due, share in zip(after_vouchers, point_shares,
+                                                      strict=True)]
     mile_shares = shares(miles_discount, after_points)
     paid = [due - share for due, share in zip(after_points, mile_shares, strict=True)]
-    total = subtotal - discount - miles_discount
+    total = subtotal - voucher_discount - discount - miles_discount
     balance: int | None = None
     most: int | None = None
     tier_name: str | None = None
@@ -249,7 +255,8 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
     if member is not None:
         balance = ledger.points_balance(session, merchant_id=till.merchant.id,
                                         member_id=member.id)
-        most = rules.max_burnable(balance=balance, basket_total_minor=subtotal,
+        most = rules.max_burnable(balance=balance,
+                                  basket_total_minor=subtotal - voucher_discount,
                                   point_value_minor=view.point_value_minor,
                                   min_burn=view.min_burn)
         tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id,
@@ -263,6 +270,15 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
             tier_bp, currency=program.currency, minor_units=program.currency_minor_units)
         line_points = [line.points for line in earned.lines]
         points_earned, explanation = earned.points, list(earned.explanation)
+        bonus = vouchers.add_bonus_points(applied, points_earned=points_earned)
+        if bonus:
+            # Voucher points ride on the lines like the rest, so a return takes back each
+            # unit's share of them too.
+            line_points = [base + extra for base, extra in zip(
+                line_points, shares(bonus, paid), strict=True)]
+            points_earned += bonus
+            explanation.extend(f"{item.bonus_points} bonus points from voucher {item.display}"
+                               for item in applied if item.bonus_points)
         if data.miles is not None:
             miles_earned = data.miles
             explanation.append(f"{miles_earned} coalition miles as reported by the merchant")
@@ -273,23 +289,32 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
     else:
         line_points = [0] * len(amounts)
         points_earned, explanation = 0, ["anonymous purchase: no points"]
-    line_burned = shares(data.points_to_burn, amounts)
+    explanation[:0] = [f"voucher {item.display}: {item.discount} off" for item in applied
+                       if item.discount]
+    line_burned = shares(data.points_to_burn, after_vouchers)
     line_miles_burned = shares(data.miles_to_burn, after_points)
     line_miles = shares(miles_earned, paid)
     lines = [LineRead(line_no=index + 1, sku=line.sku, gtin=gtins[index], name=line.name,
                       category=line.category, quantity=line.quantity,
                       unit_price=line.unit_price, amount=amounts[index],
+                      voucher_discount=voucher_shares[index],
                       points_discount=point_shares[index], miles_discount=mile_shares[index],
                       points_earned=line_points[index], points_burned=line_burned[index],
                       miles_earned=line_miles[index], miles_burned=line_miles_burned[index])
              for index, line in enumerate(data.lines)]
     return Priced(member_id=member.id if member else None, program=program,
                   tier_name=tier_name, balance_before=balance, max_burnable=most,
-                  subtotal=subtotal,
+                  subtotal=subtotal, voucher_discount=voucher_discount,
                   points_discount=discount, miles_discount=miles_discount, total=total,
                   points_burned=data.points_to_burn, points_earned=points_earned,
                   miles_burned=data.miles_to_burn, miles_earned=miles_earned,
-                  lines=lines, explanation=explanation)
+                  lines=lines, vouchers=applied, explanation=explanation)
+
+
+def _applied_read(applied: list[vouchers.Applied]) -> list[AppliedVoucher]:
+    return [AppliedVoucher(code=item.display, offer_id=item.offer.id, name=item.offer.name,
+                           kind=item.offer.kind, discount=item.discount,
+                           bonus_points=item.bonus_points) for item in applied]
 
 
 # --- quote ------------------------------------------------------------------------------
@@ -299,9 +324,10 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
     identity service counting a wrong PIN, which must hold whatever the caller asked)."""
     till = till_of(session, actor)
     gtins = validate(data, merchant=till.merchant)
-    check_time(data, now=utcnow())
-    member = _member(session, actor, data.member)
-    priced = _price(session, data=data, till=till, member=member, gtins=gtins)
+    now = utcnow()
+    check_time(data, now=now)
+    member = member_for(session, actor=actor, identification=data.member)
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now)
     if priced.balance_before is not None and data.points_to_burn > priced.balance_before:
         raise InsufficientPoints(f"the points balance is lower than {data.points_to_burn}",
                                  unit="points", requested=data.points_to_burn)
@@ -317,13 +343,15 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
                    miles_before - priced.miles_burned + priced.miles_earned)
     return QuoteRead(receipt_no=data.receipt_no, member_id=priced.member_id,
                      currency=till.merchant.currency, subtotal=priced.subtotal,
+                     voucher_discount=priced.voucher_discount,
                      points_discount=priced.points_discount,
                      miles_discount=priced.miles_discount, total=priced.total,
                      points_earned=priced.points_earned, points_burned=priced.points_burned,
                      miles_earned=priced.miles_earned, miles_burned=priced.miles_burned,
                      balance_before=priced.balance_before, balance_after=balance_after,
                      miles_balance_before=miles_before, miles_balance_after=miles_after,
-                     max_burnable=priced.max_burnable, lines=priced.lines, offers=[],
+                     max_burnable=priced.max_burnable, lines=priced.lines,
+                     vouchers=_applied_read(priced.vouchers), offers=[],
                      explanation=priced.explanation)
 
 
@@ -416,18 +444,22 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     check_time(data, now=now)
 
     try:
-        member = _member(session, actor, data.member)
+        member = member_for(session, actor=actor, identification=data.member)
     except PatronError as exc:
         if exc.keep_side_effects:
             # A counted wrong PIN is committed; the receipt claim must not be.
             session.delete(transaction)
             session.flush()
         raise
-    priced = _price(session, data=data, till=till, member=member, gtins=gtins)
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now)
+    # Codes first: a refused code fails the purchase before any ledger row is locked.
+    vouchers.redeem_applied(session, till=till, applied=priced.vouchers,
+                            member_id=priced.member_id, transaction_id=transaction.id, now=now)
     source = f"pos:{till.terminal.id}"
     reason = f"purchase {data.receipt_no}"
     balance_after: int | None = None
     miles_after: int | None = None
+    issued: list[IssuedBenefitRead] = []
     if member is not None:
         _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
         # Burn before earn: points earned by this purchase cannot pay for it.
@@ -466,9 +498,17 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         record_purchase(session, member_id=member.id, merchant_id=till.merchant.id,
                         store_id=till.store.id, occurred_at=occurred_at,
                         spend_minor=priced.total, category_quantities=categories)
+        # After the earn: thresholds crossed and stamp cards completed (docs/vouchers.md).
+        issued = benefits.on_purchase(
+            session, merchant_id=till.merchant.id, member_id=member.id,
+            transaction_id=transaction.id, points_earned=priced.points_earned,
+            miles_earned=priced.miles_earned,
+            lines=[(line.sku, line.category, line.quantity) for line in data.lines],
+            occurred_at=occurred_at, now=now)
 
     transaction.member_id = priced.member_id
     transaction.subtotal = priced.subtotal
+    transaction.voucher_discount = priced.voucher_discount
     transaction.points_discount = priced.points_discount
     transaction.miles_discount = priced.miles_discount
     transaction.total = priced.total
@@ -480,18 +520,21 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         transaction_id=transaction.id, line_no=line.line_no, merchant_id=till.merchant.id,
         sku=line.sku, gtin=line.gtin, name=line.name, category=line.category,
         quantity=line.quantity, unit_price=line.unit_price, amount=line.amount,
-        points_discount=line.points_discount, miles_discount=line.miles_discount,
+        voucher_discount=line.voucher_discount, points_discount=line.points_discount,
+        miles_discount=line.miles_discount,
         points_earned=line.points_earned, points_burned=line.points_burned,
         miles_earned=line.miles_earned, miles_burned=line.miles_burned, returned_quantity=0)
         for line in priced.lines)
     answer = TransactionRead(
         id=transaction.id, receipt_no=data.receipt_no, member_id=priced.member_id,
         channel=data.channel, currency=till.merchant.currency, subtotal=priced.subtotal,
-        points_discount=priced.points_discount, miles_discount=priced.miles_discount,
+        voucher_discount=priced.voucher_discount, points_discount=priced.points_discount,
+        miles_discount=priced.miles_discount,
         total=priced.total, points_earned=priced.points_earned,
         points_burned=priced.points_burned, miles_earned=priced.miles_earned,
         miles_burned=priced.miles_burned, balance_after=balance_after,
-        miles_balance_after=miles_after, lines=priced.lines, offers=[],
+        miles_balance_after=miles_after, lines=priced.lines,
+        vouchers=_applied_read(priced.vouchers), offers=[], benefits=issued,
         occurred_at=occurred_at, created_at=now)
     transaction.response_json = answer.model_dump_json()
     session.flush()

@@ -254,3 +254,20 @@ def revoke_key(session: Session, *, actor: Principal, key_id: uuid.UUID) -> ApiK
                     .values(revoked_at=utcnow()))
     session.refresh(api_key)
     return api_key
+
+
+@dataclass(frozen=True)
+class Till:
+    terminal: Terminal
+    store: Store
+    merchant: Merchant
+
+
+def till_of(session: Session, actor: Principal) -> Till:
+    actor.require(Role.terminal)
+    terminal = session.get(Terminal, actor.terminal_id)
+    assert terminal is not None  # the key was just authenticated against it
+    store = session.get(Store, terminal.store_id)
+    merchant = session.get(Merchant, terminal.merchant_id)
+    assert store is not None and merchant is not None
+    return Till(terminal=terminal, store=store, merchant=merchant)

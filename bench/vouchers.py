@@ -1,0 +1,543 @@
+"""Voucher redemption latency over HTTP under load, on PostgreSQL.
+
+Acceptance (issue 4): ``make bench`` prints redemption latency p50 / p99 over HTTP under
+load; targets on PostgreSQL: p50 <= 5 ms, p99 <= 25 ms.
+
+How it runs (see docs/benchmarks.md):
+1. a new database (``patron_bench_vouchers``: created here, dropped at the end), migrated;
+   the checkout benchmark's shop (``bench.shop.build_shop``: a merchant, stores, tills with
+   their API keys) and two amount-off offers made through the services: a **plain** one
+   (no cap: a redemption updates the code's row only) and a **capped** one (a total
+   redemption cap and a money budget, both out of reach: every redemption also updates
+   the offer's row, the hot row all its redemptions share); single-use codes of each,
+   inserted in bulk (``vouchers.service.insert_codes``), enough for the run;
+2. the server in its production configuration, ``patron serve --workers N``;
+3. a load process (spawned; aiohttp with keep-alive connections, like the checkout
+   benchmark's) redeems each code once, ``POST /v1/vouchers/{code}/redeem`` with a random
+   till's key, plain and capped codes alternating; phases: a warm-up, **unloaded** (one
+   request at a time), the **maximum** rate (closed loop at the best of the probed
+   concurrencies), then **under load**: Poisson arrivals at 70 % of the maximum, latency
+   measured from each request's scheduled send time (a server that falls behind is
+   charged for its queue). The targets are checked on the phase under load;
+4. afterwards the database is checked against the answers: one redemption row per 200,
+   every redeemed code counted once, the capped offer's counters equal to its redemptions.
+
+    python -m bench vouchers [--workers N] [--concurrency 4,8,16] [--seconds 15] [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import math
+import multiprocessing
+import os
+import random
+import shlex
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from types import FrameType, TracebackType
+
+import aiohttp
+from sqlalchemy import func, select
+
+from bench.diagnostics import CpuMeter, CpuUse, WaitSampler
+from bench.environment import describe_machine
+from bench.loadgen import Phase
+from bench.servers import BenchSetupError, Server, postgres_database, running_server
+from bench.shop import Shop, build_shop
+from patron.db import Database
+from patron.tenancy.service import SYSTEM
+from patron.vouchers.codes import display
+from patron.vouchers.models import Offer, OfferKind, Voucher, VoucherRedemption
+from patron.vouchers.schemas import OfferWrite
+from patron.vouchers.service import create_offer, insert_codes
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/patron_bench_vouchers"
+URL_ENV = "PATRON_BENCH_VOUCHERS_URL"
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 25.0
+LOAD_SHARE = 0.70
+VALUE = 100  # yen off per redemption
+KINDS = ("plain", "capped")
+CODES_PER_INSERT = 10_000
+CONNECTIONS = 256
+DRAIN_SECONDS = 60.0
+SHOWN_ERRORS = 3
+SEED = 20261122
+
+
+# --- the load process ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    keys: tuple[str, ...]
+    # The unused codes, by kind; each is redeemed once.
+    codes: dict[str, tuple[str, ...]]
+    seed: int
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    concurrency: int
+    offered_rate: float
+    elapsed: float = 0.0
+    latencies_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {kind: [] for kind in KINDS})
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    cpu: CpuUse | None = None
+
+    @property
+    def ok(self) -> int:
+        return sum(len(values) for values in self.latencies_ms.values())
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def failed(self) -> int:
+        return self.requests - self.ok
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, fraction: float, kind: str | None = None) -> float:
+        """Nearest-rank percentile of the successful latencies, in milliseconds."""
+        values = (self.latencies_ms[kind] if kind is not None
+                  else [v for values in self.latencies_ms.values() for v in values])
+        if not values:
+            return float("nan")
+        ordered = sorted(values)
+        return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+class _Requests:
+    """The next code to redeem (plain and capped in turn) with a random till's key."""
+
+    def __init__(self, target: Target) -> None:
+        self.rng = random.Random(target.seed)
+        self.headers = [{"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+                        for key in target.keys]
+        self.codes = {kind: iter(target.codes[kind]) for kind in KINDS}
+        self.kinds = itertools.cycle(KINDS)
+
+    def next(self) -> tuple[str, str, dict[str, str]] | None:
+        kind = next(self.kinds)
+        code = next(self.codes[kind], None)
+        if code is None:
+            return None
+        return kind, f"/v1/vouchers/{code}/redeem", self.rng.choice(self.headers)
+
+
+class RedemptionsFailed(Exception):
+    """The server refuses the benchmark's redemptions: there is nothing to time."""
+
+
+class OutOfCodes(Exception):
+    """The run needs more codes than were issued (``--codes``)."""
+
+
+async def _send(session: aiohttp.ClientSession, path: str,
+                headers: dict[str, str]) -> tuple[int, str]:
+    try:
+        async with session.post(path, data=b"{}", headers=headers) as response:
+            payload = await response.read()
+            return response.status, "" if response.status == 200 else payload.decode(
+                errors="replace")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return 0, f"{type(exc).__name__}: {exc}"
+
+
+def _record(result: PhaseResult, kind: str, status: int, latency_s: float, text: str) -> None:
+    result.statuses[status] += 1
+    if status == 200:
+        result.latencies_ms[kind].append(latency_s * 1000)
+    elif len(result.errors) < SHOWN_ERRORS:
+        result.errors.append(f"{status}: {text[:160]}")
+
+
+async def _closed_loop(session: aiohttp.ClientSession, requests: _Requests,
+                       phase: Phase) -> PhaseResult:
+    result = PhaseResult(phase.name, phase.concurrency, 0.0)
+    started = time.perf_counter()
+    deadline = started + phase.seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            request = requests.next()
+            if request is None:
+                raise OutOfCodes
+            kind, path, headers = request
+            sent = time.perf_counter()
+            status, text = await _send(session, path, headers)
+            _record(result, kind, status, time.perf_counter() - sent, text)
+
+    await asyncio.gather(*(worker() for _ in range(phase.concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+async def _open_loop(session: aiohttp.ClientSession, requests: _Requests, phase: Phase,
+                     seed: int) -> PhaseResult:
+    result = PhaseResult(phase.name, 0, phase.rate)
+    rng = random.Random(seed)
+
+    async def one(scheduled: float, kind: str, path: str, headers: dict[str, str]) -> None:
+        status, text = await _send(session, path, headers)
+        _record(result, kind, status, time.perf_counter() - scheduled, text)
+
+    tasks: list[asyncio.Task[None]] = []
+    started = time.perf_counter()
+    end = started + phase.seconds
+    scheduled = started
+    while True:
+        scheduled += rng.expovariate(phase.rate)
+        if scheduled >= end:
+            break
+        request = requests.next()
+        if request is None:
+            raise OutOfCodes
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, *request)))
+    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+        _record(result, "plain", 0, 0.0, f"no answer {DRAIN_SECONDS:.0f} s after the phase")
+    result.elapsed = phase.seconds
+    return result
+
+
+async def _serve(target: Target, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    requests = _Requests(target)
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=DRAIN_SECONDS)
+    async with aiohttp.ClientSession(target.base_url, connector=connector,
+                                     timeout=timeout) as session:
+        for number in itertools.count():
+            phase: Phase | None = await loop.run_in_executor(None, conn.recv)
+            if phase is None:
+                return
+            try:
+                if phase.concurrency > 0:
+                    result: PhaseResult | str = await _closed_loop(session, requests, phase)
+                else:
+                    result = await _open_loop(session, requests, phase, target.seed + number)
+            except OutOfCodes:
+                result = "out of codes: issue more with --codes"
+            conn.send(result)
+
+
+def _child(target: Target, conn: Connection) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when this process ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_serve(target, conn))
+
+
+class LoadGenerator:
+    """The load process; ``run(phase)`` waits for that phase's result."""
+
+    def __init__(self, target: Target) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=_child, args=(target, child_conn),
+                                        name="patron-bench-vouchers-load", daemon=True)
+
+    def __enter__(self) -> LoadGenerator:
+        self._process.start()
+        return self
+
+    def run(self, phase: Phase) -> PhaseResult:
+        self._conn.send(phase)
+        wait_until = time.monotonic() + phase.seconds + DRAIN_SECONDS + 60
+        while not self._conn.poll(1.0):
+            if not self._process.is_alive():
+                raise RuntimeError(f"the load process died during {phase.name!r} "
+                                   f"(exit code {self._process.exitcode})")
+            if time.monotonic() > wait_until:
+                raise RuntimeError(f"the load process did not finish {phase.name!r}")
+        result: PhaseResult | str = self._conn.recv()
+        if isinstance(result, str):
+            raise BenchSetupError(result)
+        return result
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(None)
+        self._process.join(10 if error is None else 0.5)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+
+# --- set-up, phases, check -------------------------------------------------------------------
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+@dataclass(frozen=True)
+class Offers:
+    plain: str
+    capped: str
+    codes: dict[str, tuple[str, ...]]
+
+
+def prepare(database: Database, shop: Shop, *, codes_per_kind: int) -> Offers:
+    """The two offers and their codes, issued in bulk."""
+    started = time.perf_counter()
+    issued: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    ids = {}
+    for kind in KINDS:
+        capped = kind == "capped"
+        with database.session_scope() as session:
+            offer = create_offer(session, actor=SYSTEM, data=OfferWrite(
+                name=f"Bench {kind}", kind=OfferKind.amount_off, value=VALUE,
+                merchant_id=shop.merchant_id,
+                # Out of reach, but checked and counted on every redemption.
+                max_redemptions=10**9 if capped else None,
+                budget=10**12 if capped else None))
+            ids[kind] = str(offer.id)
+        while len(issued[kind]) < codes_per_kind:
+            count = min(CODES_PER_INSERT, codes_per_kind - len(issued[kind]))
+            with database.session_scope() as session:
+                row = session.get(Offer, uuid.UUID(ids[kind]))
+                assert row is not None
+                issued[kind] += [display(code) for code in insert_codes(
+                    session, offer=row, count=count, member_id=None, max_redemptions=1,
+                    source="bench")]
+    seconds = time.perf_counter() - started
+    _say(f"  issued 2 offers, {2 * codes_per_kind:,} single-use codes in {seconds:.1f} s")
+    return Offers(plain=ids["plain"], capped=ids["capped"],
+                  codes={kind: tuple(codes) for kind, codes in issued.items()})
+
+
+def _line(result: PhaseResult) -> str:
+    line = (f"{result.rate:7.1f}/s  p50 {result.percentile(0.5):6.1f} ms  "
+            f"p99 {result.percentile(0.99):6.1f} ms  ({result.requests:,} requests, "
+            f"{result.ok:,} redeemed")
+    if result.failed:
+        line += f", {result.failed:,} FAILED: {'; '.join(result.errors)}"
+    return line + ")"
+
+
+def _kinds(result: PhaseResult) -> str:
+    return "; ".join(f"{kind} offer p50 {result.percentile(0.5, kind):.1f} ms, p99 "
+                     f"{result.percentile(0.99, kind):.1f} ms" for kind in KINDS)
+
+
+def _measured(server: Server, database_url: str, load: LoadGenerator,
+              phase: Phase) -> PhaseResult:
+    meter = CpuMeter(server.pid, database_url)
+    meter.start()
+    with WaitSampler(database_url) as sampler:
+        result = load.run(phase)
+    result.cpu = meter.stop()
+    if result.cpu is not None and result.ok:
+        server_ms, database_ms = result.cpu.per_checkout_ms(result.ok)
+        _say(f"    CPU per redemption: server {server_ms:.2f} ms"
+             + (f", PostgreSQL {database_ms:.2f} ms" if database_ms is not None else ""))
+    _say(f"    PostgreSQL sessions in a transaction: {sampler.waits.shares()}")
+    return result
+
+
+@dataclass
+class Run:
+    warm_up: PhaseResult
+    unloaded: PhaseResult
+    probes: list[PhaseResult]
+    maximum: PhaseResult
+    loaded: PhaseResult
+
+    @property
+    def phases(self) -> list[PhaseResult]:
+        return [self.warm_up, self.unloaded, *self.probes, self.maximum, self.loaded]
+
+
+def measure(database_url: str, shop: Shop, offers: Offers, args: argparse.Namespace) -> Run:
+    keys = tuple(till.key for till in shop.tills)
+    with running_server(database_url, workers=args.workers) as server, \
+            LoadGenerator(Target(base_url=server.url, keys=keys, codes=offers.codes,
+                                 seed=SEED)) as load:
+        _say(f"  server: patron serve --workers {args.workers}; warming up "
+             f"{args.warmup_seconds:g} s")
+        warm = load.run(Phase("warm-up", args.warmup_seconds,
+                              concurrency=max(args.concurrency)))
+        if warm.failed:
+            raise RedemptionsFailed(f"the warm-up's redemptions failed: {_line(warm)}")
+        unloaded = load.run(Phase("unloaded", args.unloaded_seconds, concurrency=1))
+        _say(f"  unloaded, one at a time        {_line(unloaded)}")
+        probes = []
+        for concurrency in args.concurrency if len(args.concurrency) > 1 else []:
+            probe = load.run(Phase(f"probe {concurrency}", args.probe_seconds,
+                                   concurrency=concurrency))
+            probes.append(probe)
+            _say(f"  probe, closed loop x{concurrency:<3}       {_line(probe)}")
+        best = (max(probes, key=lambda probe: probe.rate).concurrency if probes
+                else args.concurrency[0])
+        _say(f"  maximum, closed loop x{best} for {args.seconds:g} s:")
+        maximum = _measured(server, database_url, load,
+                            Phase("maximum", args.seconds, concurrency=best))
+        _say(f"  maximum, closed loop x{best:<3}     {_line(maximum)}")
+        rate = max(LOAD_SHARE * maximum.rate, 1.0)
+        _say(f"  under load, Poisson arrivals at {rate:.0f}/s ({LOAD_SHARE:.0%} of the "
+             f"maximum) for {args.seconds:g} s:")
+        loaded = _measured(server, database_url, load,
+                           Phase("under load", args.seconds, rate=rate))
+        _say(f"  under load, open loop {rate:6.1f}/s {_line(loaded)}")
+        _say(f"    {_kinds(loaded)}")
+    return Run(warm_up=warm, unloaded=unloaded, probes=probes, maximum=maximum,
+               loaded=loaded)
+
+
+def check(database: Database, offers: Offers, run: Run) -> str:
+    """What the database holds against what the answers said; empty when they agree."""
+    answered = sum(phase.ok for phase in run.phases)
+    with database.session_scope() as session:
+        rows = session.scalar(select(func.count()).select_from(VoucherRedemption).where(
+            VoucherRedemption.status == "redeemed")) or 0
+        used = session.scalar(select(func.count()).select_from(Voucher).where(
+            Voucher.redemptions_count == 1)) or 0
+        capped = session.get(Offer, uuid.UUID(offers.capped))
+        assert capped is not None
+        capped_rows = session.scalar(select(func.count()).select_from(VoucherRedemption)
+                                     .where(VoucherRedemption.offer_id == capped.id)) or 0
+    problems = []
+    if rows != answered or used != answered:
+        problems.append(f"{answered:,} answered 200 but {rows:,} redemption rows and "
+                        f"{used:,} codes used")
+    if (capped.redemptions_count, capped.budget_used) != (capped_rows, capped_rows * VALUE):
+        problems.append(f"capped offer counts {capped.redemptions_count:,} uses and "
+                        f"{capped.budget_used:,} yen for {capped_rows:,} redemptions")
+    return "; ".join(problems)
+
+
+# --- report --------------------------------------------------------------------------------
+
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def report(run: Run, problems: str) -> list[str]:
+    loaded = run.loaded
+    p50, p99 = loaded.percentile(0.5), loaded.percentile(0.99)
+    lines = [
+        "Redemption latency over HTTP (POST /v1/vouchers/{code}/redeem, single-use codes, "
+        "plain and capped offers alternating):",
+        f"{'phase':<28}{'load':>22}{'requests':>10}{'redeemed/s':>12}{'p50 ms':>9}"
+        f"{'p99 ms':>9}",
+    ]
+    for phase in (run.unloaded, run.maximum, run.loaded):
+        load = (f"closed loop x{phase.concurrency}" if phase.concurrency
+                else f"Poisson {phase.offered_rate:.0f}/s")
+        lines.append(f"{phase.name:<28}{load:>22}{phase.requests:>10,}{phase.rate:>12.1f}"
+                     f"{phase.percentile(0.5):>9.1f}{phase.percentile(0.99):>9.1f}")
+    checks = [f"p50 <= {TARGET_P50_MS:g} ms {_verdict(p50 <= TARGET_P50_MS)} ({p50:.1f} ms)",
+              f"p99 <= {TARGET_P99_MS:g} ms {_verdict(p99 <= TARGET_P99_MS)} ({p99:.1f} ms)"]
+    failed = sum(phase.failed for phase in run.phases)
+    if failed:
+        checks.append(f"FAIL: {failed:,} redemptions refused or lost")
+    checks.append(f"database {'agrees' if not problems else 'FAIL: ' + problems}")
+    lines.append(f"PostgreSQL, under load ({LOAD_SHARE:.0%} of the maximum, "
+                 f"{loaded.offered_rate:.0f}/s, {loaded.requests:,} requests): "
+                 + "; ".join(checks))
+    return lines
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas: {text}") \
+            from exc
+    if not values or any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("every number must be 1 or more")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench vouchers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres-url", default=os.environ.get(URL_ENV, DEFAULT_URL),
+                        help=f"the benchmark's own PostgreSQL database, created and dropped "
+                             f"(env {URL_ENV}; default {DEFAULT_URL})")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="server workers (default: one per core)")
+    parser.add_argument("--concurrency", type=_ints, default=[4, 8, 16],
+                        help="closed-loop concurrencies probed for the maximum rate "
+                             "(default 4,8,16)")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="length of the maximum-rate phase and of the phase under load")
+    parser.add_argument("--unloaded-seconds", type=float, default=5.0)
+    parser.add_argument("--probe-seconds", type=float, default=3.0)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument("--codes", type=int, default=50_000,
+                        help="single-use codes issued per offer (default 50000)")
+    parser.add_argument("--stores", type=int, default=4)
+    parser.add_argument("--tills", type=int, default=4, help="POS tills per store")
+    return parser.parse_args(argv)
+
+
+def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(143)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    given = list(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter()
+    _say(f"command:  python -m bench vouchers {shlex.join(given)}".rstrip())
+    _say(f"settings: --workers {args.workers} --concurrency "
+         f"{','.join(map(str, args.concurrency))} --seconds {args.seconds:g} "
+         f"--unloaded-seconds {args.unloaded_seconds:g} --codes {args.codes} "
+         f"--stores {args.stores} --tills {args.tills}")
+    _say(f"machine:  {describe_machine()}")
+    _say("\n--- PostgreSQL ---")
+    try:
+        with postgres_database(args.postgres_url) as database_url:
+            database = Database(database_url)
+            try:
+                shop = build_shop(database, stores=args.stores, tills_per_store=args.tills)
+                offers = prepare(database, shop, codes_per_kind=args.codes)
+                run = measure(database_url, shop, offers, args)
+                problems = check(database, offers, run)
+            finally:
+                database.dispose()
+    except BenchSetupError as exc:
+        _say(f"  PostgreSQL skipped: {exc}")
+        _say(f"\nvoucher benchmark: no figures ({str(exc).splitlines()[0]})")
+        return
+    except RedemptionsFailed as exc:
+        _say(f"\nvoucher benchmark: FAIL, {exc}")
+        return
+    _say("")
+    _say("\n".join(report(run, problems)))
+    _say(f"\nmachine after: {describe_machine()}")
+    _say(f"voucher benchmark finished in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Offers, voucher codes, validation, reservation, redemption, revocation, tickets."""
