@@ -35,13 +35,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 
 from bench.baskets import Kind, PurchaseMaker
 from bench.capture import capture_raw, capture_real, compare, sample_purchases
-from bench.diagnostics import CpuMeter, Waits, WaitSampler
-from bench.environment import describe_machine
-from bench.loadgen import LoadGenerator, Phase, PhaseResult, Target
+from bench.diagnostics import Waits
+from bench.environment import describe_machine, numbers, say, stop_on_sigterm, verdict
+from bench.loadgen import Checkouts, LoadGenerator, Phase, PhaseResult
 from bench.rawsql import RawResult, run_baseline
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
@@ -95,10 +94,6 @@ class Case:
 
 # --- one case ---------------------------------------------------------------------------
 
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
 def _phase_line(result: PhaseResult) -> str:
     line = (f"{result.rate:7.1f}/s  p50 {result.percentile(0.5):7.1f} ms  "
             f"p99 {result.percentile(0.99):7.1f} ms  ({result.ok:,} ok")
@@ -107,10 +102,11 @@ def _phase_line(result: PhaseResult) -> str:
     return line + ")"
 
 
-def _target(url: str, shop: Shop, members: int) -> Target:
-    return Target(base_url=url, keys=tuple(till.key for till in shop.tills),
-                  merchant_number=shop.merchant_number, members=members,
-                  currency=shop.currency, seed=SEED)
+def _load(url: str, shop: Shop, members: int) -> LoadGenerator:
+    return LoadGenerator(url, Checkouts(keys=tuple(till.key for till in shop.tills),
+                                        merchant_number=shop.merchant_number,
+                                        members=members, currency=shop.currency, seed=SEED),
+                         seed=SEED)
 
 
 def measure_http(database_url: str, shop: Shop, *, members: int, workers: int,
@@ -119,45 +115,25 @@ def measure_http(database_url: str, shop: Shop, *, members: int, workers: int,
     """Warm up, probe the concurrencies, measure the maximum rate, and 70 % of it when
     ``seventy`` says so (given the maximum)."""
     with running_server(database_url, workers=workers) as server, \
-            LoadGenerator(_target(server.url, shop, members)) as load:
-        _say(f"  server: patron serve --workers {workers}; warming up "
-             f"{args.warmup_seconds:g} s")
+            _load(server.url, shop, members) as load:
+        say(f"  server: patron serve --workers {workers}; warming up "
+            f"{args.warmup_seconds:g} s")
         load.run(Phase("warm-up", args.warmup_seconds, concurrency=max(args.concurrency)))
-        probes = []
-        for concurrency in args.concurrency if len(args.concurrency) > 1 else []:
-            probe = load.run(Phase(f"probe {concurrency}", args.probe_seconds,
-                                   concurrency=concurrency))
-            probes.append(probe)
-            _say(f"  probe, closed loop x{concurrency:<3} {_phase_line(probe)}")
-        best = (max(probes, key=lambda probe: probe.rate).concurrency if probes
-                else args.concurrency[0])
-        maximum, waits = _measured(server, database_url, load,
-                                   Phase("maximum", args.seconds, concurrency=best))
-        _say(f"  maximum, closed loop x{best:<3} {_phase_line(maximum)}")
-        _say(f"    {_cpu_line(maximum)}")
+        probes, best = load.probe(
+            args.concurrency, args.probe_seconds,
+            lambda probe: say(f"  probe, closed loop x{probe.concurrency:<3} "
+                              f"{_phase_line(probe)}"))
+        maximum, waits = load.run_measured(Phase("maximum", args.seconds, concurrency=best),
+                                           server_pid=server.pid, database_url=database_url)
+        say(f"  maximum, closed loop x{best:<3} {_phase_line(maximum)}")
+        say(f"    {_cpu_line(maximum)}")
         if waits is not None:
-            _say(f"    PostgreSQL sessions in a transaction: {waits.shares()}")
+            say(f"    PostgreSQL sessions in a transaction: {waits.shares()}")
         http = Http(workers=workers, concurrency=best, probes=probes, maximum=maximum,
                     waits=waits)
         if seventy(http):
             http.seventy = _open_loop(server, database_url, load, maximum.rate, args)
     return http
-
-
-def _measured(server: Server, database_url: str, load: LoadGenerator,
-              phase: Phase) -> tuple[PhaseResult, Waits | None]:
-    """Run a phase with the CPU meter (and, on PostgreSQL, the wait sampler) on it."""
-    postgres = database_url.startswith("postgresql")
-    meter = CpuMeter(server.pid, database_url if postgres else None)
-    meter.start()
-    if postgres:
-        with WaitSampler(database_url) as sampler:
-            result = load.run(phase)
-        waits: Waits | None = sampler.waits
-    else:
-        result, waits = load.run(phase), None
-    result.cpu = meter.stop()
-    return result, waits
 
 
 def _cpu_line(result: PhaseResult) -> str:
@@ -174,9 +150,10 @@ def _cpu_line(result: PhaseResult) -> str:
 def _open_loop(server: Server, database_url: str, load: LoadGenerator, maximum_rate: float,
                args: argparse.Namespace) -> PhaseResult:
     rate = max(LOAD_SHARE * maximum_rate, 1.0)
-    result, _ = _measured(server, database_url, load, Phase("70 %", args.seconds, rate=rate))
-    _say(f"  70 %, open loop {rate:6.1f}/s offered: {_phase_line(result)}")
-    _say(f"    {_cpu_line(result)}")
+    result, _ = load.run_measured(Phase("70 %", args.seconds, rate=rate),
+                                  server_pid=server.pid, database_url=database_url)
+    say(f"  70 %, open loop {rate:6.1f}/s offered: {_phase_line(result)}")
+    say(f"    {_cpu_line(result)}")
     return result
 
 
@@ -184,9 +161,9 @@ def measure_seventy(database_url: str, shop: Shop, *, members: int, http: Http,
                     args: argparse.Namespace) -> None:
     """70 % of an earlier maximum, on a server started afresh (SQLite's best workers)."""
     with running_server(database_url, workers=http.workers) as server, \
-            LoadGenerator(_target(server.url, shop, members)) as load:
-        _say(f"  server: patron serve --workers {http.workers}; warming up "
-             f"{args.warmup_seconds:g} s")
+            _load(server.url, shop, members) as load:
+        say(f"  server: patron serve --workers {http.workers}; warming up "
+            f"{args.warmup_seconds:g} s")
         load.run(Phase("warm-up", args.warmup_seconds, concurrency=http.concurrency))
         http.seventy = _open_loop(server, database_url, load, http.maximum.rate, args)
 
@@ -199,20 +176,20 @@ def prepare(database_url: str, *, members: int, args: argparse.Namespace) -> tup
                               postings_per_member=args.postings_per_member, seed=SEED)
     finally:
         database.dispose()
-    _say(f"  loaded {report.summary()}")
+    say(f"  loaded {report.summary()}")
     return shop, report.postings
 
 
 def finish(case: Case, database_url: str, shop: Shop, args: argparse.Namespace) -> None:
     """The raw baseline, then (small sizes) the ledger invariants over everything."""
-    _say(f"  raw baseline: {args.raw_seconds:g} s of checkouts from one process")
+    say(f"  raw baseline: {args.raw_seconds:g} s of checkouts from one process")
     case.raw = run_baseline(database_url, shop, members=case.members,
                             seconds=args.raw_seconds, seed=SEED + 7)
     raw = case.raw
-    _say(f"  raw baseline {raw.rate:7.1f}/s  p50 {_pct(raw.latencies_ms, 0.5):7.2f} ms  "
-         f"p99 {_pct(raw.latencies_ms, 0.99):7.2f} ms  ({len(raw.latencies_ms):,} checkouts"
-         f"{f', {raw.refused} refused' if raw.refused else ''})")
-    _say(f"    {raw.cpu_line()}")
+    say(f"  raw baseline {raw.rate:7.1f}/s  p50 {_pct(raw.latencies_ms, 0.5):7.2f} ms  "
+        f"p99 {_pct(raw.latencies_ms, 0.99):7.2f} ms  ({len(raw.latencies_ms):,} checkouts"
+        f"{f', {raw.refused} refused' if raw.refused else ''})")
+    say(f"    {raw.cpu_line()}")
     if case.members <= args.check_ledger_up_to:
         database = Database(database_url)
         try:
@@ -221,11 +198,11 @@ def finish(case: Case, database_url: str, shop: Shop, args: argparse.Namespace) 
         finally:
             database.dispose()
         case.ledger = "sound" if not problems else f"{len(problems)} PROBLEMS: {problems[:3]}"
-        _say(f"  ledger invariants after the run: {case.ledger}")
+        say(f"  ledger invariants after the run: {case.ledger}")
 
 
 def run_postgres(url: str, members: int, args: argparse.Namespace) -> Case:
-    _say(f"\n--- PostgreSQL, {members:,} members ---")
+    say(f"\n--- PostgreSQL, {members:,} members ---")
     started = time.perf_counter()
     with postgres_database(url) as database_url:
         shop, postings = prepare(database_url, members=members, args=args)
@@ -233,12 +210,12 @@ def run_postgres(url: str, members: int, args: argparse.Namespace) -> Case:
         case.http = measure_http(database_url, shop, members=members, workers=args.workers,
                                  args=args)
         finish(case, database_url, shop, args)
-    _say(f"  case finished in {time.perf_counter() - started:.0f} s (database dropped)")
+    say(f"  case finished in {time.perf_counter() - started:.0f} s (database dropped)")
     return case
 
 
 def run_sqlite(members: int, args: argparse.Namespace) -> Case:
-    _say(f"\n--- SQLite, {members:,} members ---")
+    say(f"\n--- SQLite, {members:,} members ---")
     started = time.perf_counter()
     with sqlite_database() as database_url:
         shop, postings = prepare(database_url, members=members, args=args)
@@ -260,12 +237,12 @@ def run_sqlite(members: int, args: argparse.Namespace) -> Case:
         tried = ", ".join(f"{http.workers}: {http.maximum.rate:.0f}/s"
                           for http in case.tried_workers)
         case.note = f"workers tried {tried}; best {best.workers}"
-        _say(f"  {case.note}")
+        say(f"  {case.note}")
         if best.seventy is None:
             measure_seventy(database_url, shop, members=members, http=best, args=args)
         case.http = best
         finish(case, database_url, shop, args)
-    _say(f"  case finished in {time.perf_counter() - started:.0f} s")
+    say(f"  case finished in {time.perf_counter() - started:.0f} s")
     return case
 
 
@@ -303,10 +280,6 @@ def table(cases: Sequence[Case]) -> list[str]:
     return lines
 
 
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def targets(cases: Sequence[Case]) -> list[str]:
     lines = []
     for case in cases:
@@ -320,11 +293,11 @@ def targets(cases: Sequence[Case]) -> list[str]:
             lines.append(f"{label}: figures only, no targets ({case.note})")
             continue
         checks = [
-            f">= {TARGET_RATE:g} checkouts/s {_verdict(http.maximum.rate >= TARGET_RATE)} "
+            f">= {TARGET_RATE:g} checkouts/s {verdict(http.maximum.rate >= TARGET_RATE)} "
             f"({http.maximum.rate:.0f}/s)",
-            f"p99 <= {TARGET_P99_MS:g} ms at 70 % {_verdict(seventy_p99 <= TARGET_P99_MS)} "
+            f"p99 <= {TARGET_P99_MS:g} ms at 70 % {verdict(seventy_p99 <= TARGET_P99_MS)} "
             f"({seventy_p99:.1f} ms)",
-            f"ratio >= {TARGET_RATIO:g} {_verdict(case.ratio >= TARGET_RATIO)} "
+            f"ratio >= {TARGET_RATIO:g} {verdict(case.ratio >= TARGET_RATIO)} "
             f"({case.ratio:.2f})",
         ]
         if failed:
@@ -353,7 +326,7 @@ def growth(cases: Sequence[Case]) -> list[str]:
             f"growth, p50 at {name}: {small.members:,} members {p50_small:.1f} ms, "
             f"{large.members:,} members / {large.postings:,} postings {p50_large:.1f} ms "
             f"({change:+.0%}); differs by <= {GROWTH_P50:.0%} "
-            f"{_verdict(abs(change) <= GROWTH_P50)}")
+            f"{verdict(abs(change) <= GROWTH_P50)}")
     # Latency moves with whatever else the machine runs; the work per checkout does not.
     before_cpu, after_cpu = small.http.maximum.cpu, large.http.maximum.cpu
     if before_cpu is not None and after_cpu is not None:
@@ -387,14 +360,14 @@ def show_statements(args: argparse.Namespace) -> int:
                 purchase = samples[kind]
                 real = capture_real(database, shop, purchase, receipt_no=f"SHOW-{kind}")
                 raw = capture_raw(database_url, shop, purchase, receipt_no=f"SHOW-RAW-{kind}")
-                _say(f"\n=== {kind} purchase: real commit, {len(real.statements)} statements")
+                say(f"\n=== {kind} purchase: real commit, {len(real.statements)} statements")
                 for statement in real.statements:
-                    _say(f"  {statement[:150]}")
-                _say(f"=== {kind} purchase: raw baseline, {len(raw.statements)} statements")
+                    say(f"  {statement[:150]}")
+                say(f"=== {kind} purchase: raw baseline, {len(raw.statements)} statements")
                 for statement in raw.statements:
-                    _say(f"  {statement[:150]}")
+                    say(f"  {statement[:150]}")
                 differences = compare(real, raw)
-                _say("=== writes compared: " + ("in step" if not differences else
+                say("=== writes compared: " + ("in step" if not differences else
                                                 "DIFFERENT:\n  " + "\n  ".join(differences)))
                 exit_code = exit_code or bool(differences)
         finally:
@@ -404,17 +377,6 @@ def show_statements(args: argparse.Namespace) -> int:
 
 # --- entry point ------------------------------------------------------------------------
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas: {text}") \
-            from exc
-    if any(value < 1 for value in values):
-        raise argparse.ArgumentTypeError("every number must be 1 or more")
-    return values
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench checkout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,7 +384,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL),
                         help=f"the benchmark's own PostgreSQL database, created and dropped "
                              f"(env {POSTGRES_URL_ENV}; default {DEFAULT_POSTGRES_URL})")
-    parser.add_argument("--sizes", type=_ints, default=[10_000, 1_000_000],
+    parser.add_argument("--sizes", type=numbers, default=[10_000, 1_000_000],
                         help="PostgreSQL cases: members, comma-separated "
                              "(default 10000,1000000)")
     parser.add_argument("--postings-per-member", type=int, default=10,
@@ -433,9 +395,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="members in the SQLite case; 0 skips it (default 10000)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="PostgreSQL server workers (default: one per core)")
-    parser.add_argument("--sqlite-workers", type=_ints, default=[1, 2],
+    parser.add_argument("--sqlite-workers", type=numbers, default=[1, 2],
                         help="SQLite server workers to try; the best is kept (default 1,2)")
-    parser.add_argument("--concurrency", type=_ints, default=[4, 8, 16, 32],
+    parser.add_argument("--concurrency", type=numbers, default=[4, 8, 16, 32],
                         help="closed-loop concurrencies probed for the maximum rate")
     parser.add_argument("--probe-seconds", type=float, default=4.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
@@ -454,17 +416,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(143)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     if args.show_statements:
         raise SystemExit(show_statements(args))
     started = time.perf_counter()
-    _say(f"machine:  {describe_machine()}")
+    say(f"machine:  {describe_machine()}")
     cases: list[Case] = []
     if not args.no_postgres:
         case_args = args
@@ -478,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     case_args = argparse.Namespace(**{**vars(args),
                                                       "concurrency": [first.concurrency]})
             except BenchSetupError as exc:
-                _say(f"  PostgreSQL skipped: {exc}")
+                say(f"  PostgreSQL skipped: {exc}")
                 cases.append(Case(backend="PostgreSQL", members=members, postings=0,
                                   note=f"skipped: {str(exc).splitlines()[0]}"))
                 break
@@ -498,8 +456,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(table(cases)))
     print()
     print("\n".join(targets(cases) + growth(cases)))
-    _say(f"\nmachine after: {describe_machine()}")
-    _say(f"checkout benchmark finished in {time.perf_counter() - started:.0f} s")
+    say(f"\nmachine after: {describe_machine()}")
+    say(f"checkout benchmark finished in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

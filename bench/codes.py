@@ -37,14 +37,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 
 import psycopg
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.diagnostics import cpu_seconds
-from bench.environment import describe_database, describe_machine, is_postgres
+from bench.environment import (
+    describe_database,
+    describe_machine,
+    is_postgres,
+    say,
+    stop_on_sigterm,
+    verdict,
+)
 from bench.servers import (
     DEFAULT_POSTGRES_URL,
     POSTGRES_URL_ENV,
@@ -56,7 +62,7 @@ from patron.db import Database
 from patron.tenancy import service as tenancy
 from patron.tenancy.schemas import MerchantCreate
 from patron.tenancy.service import SYSTEM
-from patron.vouchers import batches, service
+from patron.vouchers import batches, offers, service
 from patron.vouchers.codes import BATCH_SIZE, generate_codes
 from patron.vouchers.models import BatchStatus, Offer, OfferKind, Voucher, VoucherBatch
 from patron.vouchers.schemas import MAX_CODES_AT_ONCE, OfferWrite
@@ -75,9 +81,6 @@ CANONICAL_SQL = "^[0-9A-HJKMNP-TV-Z]{13}$"
 class BenchError(RuntimeError):
     """The benchmark produced a wrong result (codes missing, repeated or malformed)."""
 
-
-def _say(text: str) -> None:
-    print(text, flush=True)
 
 
 # --- 1. pure generation ---------------------------------------------------------------
@@ -117,7 +120,7 @@ def make_offers(database: Database) -> Offers:
         merchant = tenancy.create_merchant(session, actor=SYSTEM, data=MerchantCreate(
             number=MERCHANT_NUMBER, name="Bench codes", currency="EUR",
             timezone="Europe/Berlin", country="DE"))
-        made = [service.create_offer(session, actor=SYSTEM, data=OfferWrite(
+        made = [offers.create_offer(session, actor=SYSTEM, data=OfferWrite(
             name=name, kind=OfferKind.amount_off, value=500, merchant_id=merchant.id))
             for name in ("Preloaded", "Bulk")]
         return Offers(preloaded=made[0].id, timed=made[1].id)
@@ -261,12 +264,12 @@ def run_postgres(url: str, args: argparse.Namespace) -> Measured:
     with postgres_database(url) as migrated:
         database = Database(migrated)
         try:
-            _say(f"database: {describe_database(database)} (created and migrated for this "
+            say(f"database: {describe_database(database)} (created and migrated for this "
                  f"run, dropped after it)")
             offers = make_offers(database)
             started = time.perf_counter()
             preload(database, offers.preloaded, args.preload)
-            _say(f"  preloaded {args.preload:,} codes of another offer through the same "
+            say(f"  preloaded {args.preload:,} codes of another offer through the same "
                  f"path, then VACUUM ANALYZE, in {time.perf_counter() - started:.1f} s "
                  f"(not timed)")
             load_before = os.getloadavg()[0]
@@ -283,9 +286,6 @@ def run_postgres(url: str, args: argparse.Namespace) -> Measured:
 
 
 # --- entry point ----------------------------------------------------------------------
-
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -319,9 +319,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(143)
-
 
 def report(measured: Measured, *, product_chunk: int) -> list[str]:
     bulk = measured.bulk
@@ -347,34 +344,34 @@ def report(measured: Measured, *, product_chunk: int) -> list[str]:
                  f"with existing=, batches of {BATCH_SIZE:,}) would add {per_million:.1f} s "
                  f"per 1,000,000 (measured on {measured.lookup_count:,})")
     lines.append(f"target <= {TARGET_SECONDS:g} s: "
-                 f"{_verdict(bulk.seconds <= TARGET_SECONDS)}")
+                 f"{verdict(bulk.seconds <= TARGET_SECONDS)}")
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    _say(f"machine:  {describe_machine()}")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    say(f"machine:  {describe_machine()}")
     seconds = time_generation(args.count, args.runs)
     best, median = min(seconds), statistics.median(seconds)
-    _say(f"pure generation of {args.count:,} unique codes, not stored (not the target): "
+    say(f"pure generation of {args.count:,} unique codes, not stored (not the target): "
          f"{best:.2f} s (best of {args.runs}; median {median:.2f} s; "
          f"{args.count / best / 1e6:.2f} million codes/s)")
     if args.no_postgres:
-        _say(f"target <= {TARGET_SECONDS:g} s: not measured (storage skipped: --no-postgres)")
+        say(f"target <= {TARGET_SECONDS:g} s: not measured (storage skipped: --no-postgres)")
         return
     product_chunk = batches.CHUNK
     batches.CHUNK = args.chunk
     try:
         measured = run_postgres(bench_url(args.postgres_url), args)
     except BenchSetupError as exc:
-        _say(f"  PostgreSQL skipped: {exc}")
-        _say(f"target <= {TARGET_SECONDS:g} s: not measured (no PostgreSQL)")
+        say(f"  PostgreSQL skipped: {exc}")
+        say(f"target <= {TARGET_SECONDS:g} s: not measured (no PostgreSQL)")
         return
     finally:
         batches.CHUNK = product_chunk
     for line in report(measured, product_chunk=product_chunk):
-        _say(line)
+        say(line)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from sqlalchemy import text
 
@@ -93,3 +94,41 @@ def _cpu_model() -> str | None:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return None
+
+
+# --- what the benchmarks' command lines share ----------------------------------------------
+
+def say(text: str) -> None:
+    """Print at once: a long run shows its progress as it goes."""
+    print(text, flush=True)
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def numbers(text: str) -> list[int]:
+    """An argparse type: numbers separated by commas (``_`` allowed), each 1 or more; none
+    at all is allowed too."""
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas: {text}") \
+            from exc
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("every number must be 1 or more")
+    return values
+
+
+def some_numbers(text: str) -> list[int]:
+    """``numbers``, at least one."""
+    values = numbers(text)
+    if not values:
+        raise argparse.ArgumentTypeError("every number must be 1 or more")
+    return values
+
+
+def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """A SIGTERM handler: stop as Ctrl-C would, so that the servers and databases a
+    benchmark started are stopped and dropped on the way out."""
+    raise SystemExit(143)

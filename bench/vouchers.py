@@ -28,11 +28,6 @@ How it runs (see docs/benchmarks.md):
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import itertools
-import math
-import multiprocessing
 import os
 import random
 import shlex
@@ -40,26 +35,29 @@ import signal
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from types import FrameType, TracebackType
+from dataclasses import dataclass
 
-import aiohttp
 from sqlalchemy import func, select
 
-from bench.diagnostics import CpuMeter, CpuUse, WaitSampler
-from bench.environment import describe_machine
-from bench.loadgen import Phase
+from bench.environment import describe_machine, say, some_numbers, stop_on_sigterm, verdict
+from bench.loadgen import (
+    LoadGenerator,
+    OutOfRequests,
+    Phase,
+    PhaseResult,
+    Request,
+    RequestSource,
+)
 from bench.servers import BenchSetupError, Server, postgres_database, running_server
 from bench.shop import Shop, build_shop
 from patron.db import Database
 from patron.tenancy.service import SYSTEM
 from patron.vouchers.codes import display
 from patron.vouchers.models import Offer, OfferKind, Voucher, VoucherRedemption
+from patron.vouchers.offers import create_offer
 from patron.vouchers.schemas import OfferWrite
-from patron.vouchers.service import create_offer, insert_codes
+from patron.vouchers.service import insert_codes
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/patron_bench_vouchers"
 URL_ENV = "PATRON_BENCH_VOUCHERS_URL"
@@ -69,232 +67,43 @@ LOAD_SHARE = 0.70
 VALUE = 100  # yen off per redemption
 KINDS = ("plain", "capped")
 CODES_PER_INSERT = 10_000
-CONNECTIONS = 256
-DRAIN_SECONDS = 60.0
-SHOWN_ERRORS = 3
 SEED = 20261122
 
 
 # --- the load process ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Target:
-    base_url: str
-    keys: tuple[str, ...]
-    # The unused codes, by kind; each is redeemed once.
-    codes: dict[str, tuple[str, ...]]
-    seed: int
+class Redemptions(RequestSource):
+    """The next code to redeem (plain and capped in turn) with a random till's key; each
+    code once."""
 
+    ok_status = 200
+    error_chars = 160
 
-@dataclass
-class PhaseResult:
-    name: str
-    concurrency: int
-    offered_rate: float
-    elapsed: float = 0.0
-    latencies_ms: dict[str, list[float]] = field(
-        default_factory=lambda: {kind: [] for kind in KINDS})
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-    cpu: CpuUse | None = None
-
-    @property
-    def ok(self) -> int:
-        return sum(len(values) for values in self.latencies_ms.values())
-
-    @property
-    def requests(self) -> int:
-        return sum(self.statuses.values())
-
-    @property
-    def failed(self) -> int:
-        return self.requests - self.ok
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.elapsed if self.elapsed else 0.0
-
-    def percentile(self, fraction: float, kind: str | None = None) -> float:
-        """Nearest-rank percentile of the successful latencies, in milliseconds."""
-        values = (self.latencies_ms[kind] if kind is not None
-                  else [v for values in self.latencies_ms.values() for v in values])
-        if not values:
-            return float("nan")
-        ordered = sorted(values)
-        return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
-
-
-class _Requests:
-    """The next code to redeem (plain and capped in turn) with a random till's key."""
-
-    def __init__(self, target: Target) -> None:
-        self.rng = random.Random(target.seed)
+    def __init__(self, *, keys: tuple[str, ...], codes: dict[str, tuple[str, ...]],
+                 seed: int) -> None:
+        self.rng = random.Random(seed)
         self.headers = [{"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-                        for key in target.keys]
-        self.codes = {kind: iter(target.codes[kind]) for kind in KINDS}
-        self.kinds = itertools.cycle(KINDS)
+                        for key in keys]
+        self.codes = codes
+        self.used = dict.fromkeys(KINDS, 0)
+        self.turns = 0
 
-    def next(self) -> tuple[str, str, dict[str, str]] | None:
-        kind = next(self.kinds)
-        code = next(self.codes[kind], None)
-        if code is None:
-            return None
-        return kind, f"/v1/vouchers/{code}/redeem", self.rng.choice(self.headers)
+    def next(self) -> Request:
+        kind = KINDS[self.turns % len(KINDS)]
+        self.turns += 1
+        index = self.used[kind]
+        if index >= len(self.codes[kind]):
+            raise OutOfRequests("out of codes: issue more with --codes")
+        self.used[kind] = index + 1
+        return Request(f"/v1/vouchers/{self.codes[kind][index]}/redeem",
+                       self.rng.choice(self.headers), b"{}", kind)
 
 
 class RedemptionsFailed(Exception):
     """The server refuses the benchmark's redemptions: there is nothing to time."""
 
 
-class OutOfCodes(Exception):
-    """The run needs more codes than were issued (``--codes``)."""
-
-
-async def _send(session: aiohttp.ClientSession, path: str,
-                headers: dict[str, str]) -> tuple[int, str]:
-    try:
-        async with session.post(path, data=b"{}", headers=headers) as response:
-            payload = await response.read()
-            return response.status, "" if response.status == 200 else payload.decode(
-                errors="replace")
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
-
-
-def _record(result: PhaseResult, kind: str, status: int, latency_s: float, text: str) -> None:
-    result.statuses[status] += 1
-    if status == 200:
-        result.latencies_ms[kind].append(latency_s * 1000)
-    elif len(result.errors) < SHOWN_ERRORS:
-        result.errors.append(f"{status}: {text[:160]}")
-
-
-async def _closed_loop(session: aiohttp.ClientSession, requests: _Requests,
-                       phase: Phase) -> PhaseResult:
-    result = PhaseResult(phase.name, phase.concurrency, 0.0)
-    started = time.perf_counter()
-    deadline = started + phase.seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            request = requests.next()
-            if request is None:
-                raise OutOfCodes
-            kind, path, headers = request
-            sent = time.perf_counter()
-            status, text = await _send(session, path, headers)
-            _record(result, kind, status, time.perf_counter() - sent, text)
-
-    await asyncio.gather(*(worker() for _ in range(phase.concurrency)))
-    result.elapsed = time.perf_counter() - started
-    return result
-
-
-async def _open_loop(session: aiohttp.ClientSession, requests: _Requests, phase: Phase,
-                     seed: int) -> PhaseResult:
-    result = PhaseResult(phase.name, 0, phase.rate)
-    rng = random.Random(seed)
-
-    async def one(scheduled: float, kind: str, path: str, headers: dict[str, str]) -> None:
-        status, text = await _send(session, path, headers)
-        _record(result, kind, status, time.perf_counter() - scheduled, text)
-
-    tasks: list[asyncio.Task[None]] = []
-    started = time.perf_counter()
-    end = started + phase.seconds
-    scheduled = started
-    while True:
-        scheduled += rng.expovariate(phase.rate)
-        if scheduled >= end:
-            break
-        request = requests.next()
-        if request is None:
-            raise OutOfCodes
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(scheduled, *request)))
-    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS) if tasks else (set(), set())
-    for task in pending:
-        task.cancel()
-        _record(result, "plain", 0, 0.0, f"no answer {DRAIN_SECONDS:.0f} s after the phase")
-    result.elapsed = phase.seconds
-    return result
-
-
-async def _serve(target: Target, conn: Connection) -> None:
-    loop = asyncio.get_running_loop()
-    requests = _Requests(target)
-    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-    timeout = aiohttp.ClientTimeout(total=DRAIN_SECONDS)
-    async with aiohttp.ClientSession(target.base_url, connector=connector,
-                                     timeout=timeout) as session:
-        for number in itertools.count():
-            phase: Phase | None = await loop.run_in_executor(None, conn.recv)
-            if phase is None:
-                return
-            try:
-                if phase.concurrency > 0:
-                    result: PhaseResult | str = await _closed_loop(session, requests, phase)
-                else:
-                    result = await _open_loop(session, requests, phase, target.seed + number)
-            except OutOfCodes:
-                result = "out of codes: issue more with --codes"
-            conn.send(result)
-
-
-def _child(target: Target, conn: Connection) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides when this process ends.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_serve(target, conn))
-
-
-class LoadGenerator:
-    """The load process; ``run(phase)`` waits for that phase's result."""
-
-    def __init__(self, target: Target) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_child, args=(target, child_conn),
-                                        name="patron-bench-vouchers-load", daemon=True)
-
-    def __enter__(self) -> LoadGenerator:
-        self._process.start()
-        return self
-
-    def run(self, phase: Phase) -> PhaseResult:
-        self._conn.send(phase)
-        wait_until = time.monotonic() + phase.seconds + DRAIN_SECONDS + 60
-        while not self._conn.poll(1.0):
-            if not self._process.is_alive():
-                raise RuntimeError(f"the load process died during {phase.name!r} "
-                                   f"(exit code {self._process.exitcode})")
-            if time.monotonic() > wait_until:
-                raise RuntimeError(f"the load process did not finish {phase.name!r}")
-        result: PhaseResult | str = self._conn.recv()
-        if isinstance(result, str):
-            raise BenchSetupError(result)
-        return result
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._conn.send(None)
-        self._process.join(10 if error is None else 0.5)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._conn.close()
-
-
 # --- set-up, phases, check -------------------------------------------------------------------
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
 
 @dataclass(frozen=True)
 class Offers:
@@ -327,7 +136,7 @@ def prepare(database: Database, shop: Shop, *, codes_per_kind: int) -> Offers:
                     session, offer=row, count=count, member_id=None, max_redemptions=1,
                     source="bench")]
     seconds = time.perf_counter() - started
-    _say(f"  issued 2 offers, {2 * codes_per_kind:,} single-use codes in {seconds:.1f} s")
+    say(f"  issued 2 offers, {2 * codes_per_kind:,} single-use codes in {seconds:.1f} s")
     return Offers(plain=ids["plain"], capped=ids["capped"],
                   codes={kind: tuple(codes) for kind, codes in issued.items()})
 
@@ -348,16 +157,13 @@ def _kinds(result: PhaseResult) -> str:
 
 def _measured(server: Server, database_url: str, load: LoadGenerator,
               phase: Phase) -> PhaseResult:
-    meter = CpuMeter(server.pid, database_url)
-    meter.start()
-    with WaitSampler(database_url) as sampler:
-        result = load.run(phase)
-    result.cpu = meter.stop()
+    result, waits = load.run_measured(phase, server_pid=server.pid, database_url=database_url)
     if result.cpu is not None and result.ok:
         server_ms, database_ms = result.cpu.per_checkout_ms(result.ok)
-        _say(f"    CPU per redemption: server {server_ms:.2f} ms"
-             + (f", PostgreSQL {database_ms:.2f} ms" if database_ms is not None else ""))
-    _say(f"    PostgreSQL sessions in a transaction: {sampler.waits.shares()}")
+        say(f"    CPU per redemption: server {server_ms:.2f} ms"
+            + (f", PostgreSQL {database_ms:.2f} ms" if database_ms is not None else ""))
+    if waits is not None:
+        say(f"    PostgreSQL sessions in a transaction: {waits.shares()}")
     return result
 
 
@@ -377,35 +183,31 @@ class Run:
 def measure(database_url: str, shop: Shop, offers: Offers, args: argparse.Namespace) -> Run:
     keys = tuple(till.key for till in shop.tills)
     with running_server(database_url, workers=args.workers) as server, \
-            LoadGenerator(Target(base_url=server.url, keys=keys, codes=offers.codes,
-                                 seed=SEED)) as load:
-        _say(f"  server: patron serve --workers {args.workers}; warming up "
-             f"{args.warmup_seconds:g} s")
+            LoadGenerator(server.url, Redemptions(keys=keys, codes=offers.codes, seed=SEED),
+                          seed=SEED, name="patron-bench-vouchers-load") as load:
+        say(f"  server: patron serve --workers {args.workers}; warming up "
+            f"{args.warmup_seconds:g} s")
         warm = load.run(Phase("warm-up", args.warmup_seconds,
                               concurrency=max(args.concurrency)))
         if warm.failed:
             raise RedemptionsFailed(f"the warm-up's redemptions failed: {_line(warm)}")
         unloaded = load.run(Phase("unloaded", args.unloaded_seconds, concurrency=1))
-        _say(f"  unloaded, one at a time        {_line(unloaded)}")
-        probes = []
-        for concurrency in args.concurrency if len(args.concurrency) > 1 else []:
-            probe = load.run(Phase(f"probe {concurrency}", args.probe_seconds,
-                                   concurrency=concurrency))
-            probes.append(probe)
-            _say(f"  probe, closed loop x{concurrency:<3}       {_line(probe)}")
-        best = (max(probes, key=lambda probe: probe.rate).concurrency if probes
-                else args.concurrency[0])
-        _say(f"  maximum, closed loop x{best} for {args.seconds:g} s:")
+        say(f"  unloaded, one at a time        {_line(unloaded)}")
+        probes, best = load.probe(
+            args.concurrency, args.probe_seconds,
+            lambda probe: say(f"  probe, closed loop x{probe.concurrency:<3}       "
+                              f"{_line(probe)}"))
+        say(f"  maximum, closed loop x{best} for {args.seconds:g} s:")
         maximum = _measured(server, database_url, load,
                             Phase("maximum", args.seconds, concurrency=best))
-        _say(f"  maximum, closed loop x{best:<3}     {_line(maximum)}")
+        say(f"  maximum, closed loop x{best:<3}     {_line(maximum)}")
         rate = max(LOAD_SHARE * maximum.rate, 1.0)
-        _say(f"  under load, Poisson arrivals at {rate:.0f}/s ({LOAD_SHARE:.0%} of the "
-             f"maximum) for {args.seconds:g} s:")
+        say(f"  under load, Poisson arrivals at {rate:.0f}/s ({LOAD_SHARE:.0%} of the "
+            f"maximum) for {args.seconds:g} s:")
         loaded = _measured(server, database_url, load,
                            Phase("under load", args.seconds, rate=rate))
-        _say(f"  under load, open loop {rate:6.1f}/s {_line(loaded)}")
-        _say(f"    {_kinds(loaded)}")
+        say(f"  under load, open loop {rate:6.1f}/s {_line(loaded)}")
+        say(f"    {_kinds(loaded)}")
     return Run(warm_up=warm, unloaded=unloaded, probes=probes, maximum=maximum,
                loaded=loaded)
 
@@ -434,10 +236,6 @@ def check(database: Database, offers: Offers, run: Run) -> str:
 
 # --- report --------------------------------------------------------------------------------
 
-def _verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def report(run: Run, problems: str) -> list[str]:
     loaded = run.loaded
     p50, p99 = loaded.percentile(0.5), loaded.percentile(0.99)
@@ -452,8 +250,8 @@ def report(run: Run, problems: str) -> list[str]:
                 else f"Poisson {phase.offered_rate:.0f}/s")
         lines.append(f"{phase.name:<28}{load:>22}{phase.requests:>10,}{phase.rate:>12.1f}"
                      f"{phase.percentile(0.5):>9.1f}{phase.percentile(0.99):>9.1f}")
-    checks = [f"p50 <= {TARGET_P50_MS:g} ms {_verdict(p50 <= TARGET_P50_MS)} ({p50:.1f} ms)",
-              f"p99 <= {TARGET_P99_MS:g} ms {_verdict(p99 <= TARGET_P99_MS)} ({p99:.1f} ms)"]
+    checks = [f"p50 <= {TARGET_P50_MS:g} ms {verdict(p50 <= TARGET_P50_MS)} ({p50:.1f} ms)",
+              f"p99 <= {TARGET_P99_MS:g} ms {verdict(p99 <= TARGET_P99_MS)} ({p99:.1f} ms)"]
     failed = sum(phase.failed for phase in run.phases)
     if failed:
         checks.append(f"FAIL: {failed:,} redemptions refused or lost")
@@ -466,17 +264,6 @@ def report(run: Run, problems: str) -> list[str]:
 
 # --- entry point ---------------------------------------------------------------------------
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas: {text}") \
-            from exc
-    if not values or any(value < 1 for value in values):
-        raise argparse.ArgumentTypeError("every number must be 1 or more")
-    return values
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench vouchers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -485,7 +272,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"(env {URL_ENV}; default {DEFAULT_URL})")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="server workers (default: one per core)")
-    parser.add_argument("--concurrency", type=_ints, default=[4, 8, 16],
+    parser.add_argument("--concurrency", type=some_numbers, default=[4, 8, 16],
                         help="closed-loop concurrencies probed for the maximum rate "
                              "(default 4,8,16)")
     parser.add_argument("--seconds", type=float, default=15.0,
@@ -500,22 +287,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(143)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     given = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    _say(f"command:  python -m bench vouchers {shlex.join(given)}".rstrip())
-    _say(f"settings: --workers {args.workers} --concurrency "
-         f"{','.join(map(str, args.concurrency))} --seconds {args.seconds:g} "
-         f"--unloaded-seconds {args.unloaded_seconds:g} --codes {args.codes} "
-         f"--stores {args.stores} --tills {args.tills}")
-    _say(f"machine:  {describe_machine()}")
-    _say("\n--- PostgreSQL ---")
+    say(f"command:  python -m bench vouchers {shlex.join(given)}".rstrip())
+    say(f"settings: --workers {args.workers} --concurrency "
+        f"{','.join(map(str, args.concurrency))} --seconds {args.seconds:g} "
+        f"--unloaded-seconds {args.unloaded_seconds:g} --codes {args.codes} "
+        f"--stores {args.stores} --tills {args.tills}")
+    say(f"machine:  {describe_machine()}")
+    say("\n--- PostgreSQL ---")
     try:
         with postgres_database(args.postgres_url) as database_url:
             database = Database(database_url)
@@ -527,16 +310,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             finally:
                 database.dispose()
     except BenchSetupError as exc:
-        _say(f"  PostgreSQL skipped: {exc}")
-        _say(f"\nvoucher benchmark: no figures ({str(exc).splitlines()[0]})")
+        say(f"  PostgreSQL skipped: {exc}")
+        say(f"\nvoucher benchmark: no figures ({str(exc).splitlines()[0]})")
         return
     except RedemptionsFailed as exc:
-        _say(f"\nvoucher benchmark: FAIL, {exc}")
+        say(f"\nvoucher benchmark: FAIL, {exc}")
         return
-    _say("")
-    _say("\n".join(report(run, problems)))
-    _say(f"\nmachine after: {describe_machine()}")
-    _say(f"voucher benchmark finished in {time.perf_counter() - started:.0f} s")
+    say("")
+    say("\n".join(report(run, problems)))
+    say(f"\nmachine after: {describe_machine()}")
+    say(f"voucher benchmark finished in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -284,6 +284,12 @@ def test_each_refusal_has_its_own_code_is_recorded_and_changes_nothing_else(
     again = replay(client, world.a.pos_key, [entry(1, body, signed=used)]).json()["results"][0]
     assert again["exceptions"] == result["exceptions"]
     assert changed_tables(middle, snapshot(database)) == []
+    # A forgery (not a register's mistake) is also a security event, once.
+    events = client.get("/v1/security-events", headers=auth(world.a.merchant_key)).json()
+    forgeries = [event for event in events["events"] if event["kind"] == "offline_forgery"]
+    forged = expected in {"allowance_signature_invalid", "allowance_unknown",
+                          "allowance_wrong_terminal", "allowance_member_mismatch"}
+    assert [event["refusal"] for event in forgeries] == ([expected] if forged else [])
 
 
 def test_a_refused_entry_does_not_stop_the_rest_of_the_batch(

@@ -30,8 +30,9 @@ from patron.tenancy.service import (
 )
 from patron.vouchers.codes import display
 from patron.vouchers.models import OfferKind
+from patron.vouchers.offers import create_offer
 from patron.vouchers.schemas import OfferWrite
-from patron.vouchers.service import create_offer, insert_codes
+from patron.vouchers.service import insert_codes
 
 
 @dataclass(frozen=True)

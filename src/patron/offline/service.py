@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -83,6 +84,8 @@ from patron.pos import service as pos
 from patron.pos.models import PosTransaction
 from patron.pos.schemas import PurchaseWrite
 from patron.programs.service import get_program
+from patron.security.models import SecurityEventKind
+from patron.security.service import record_security_event
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, Till, till_of
 
@@ -588,6 +591,10 @@ def _record(session: Session, *, till: Till, entry: BatchEntry, digest: str, ans
     return result
 
 
+FORGERY_CODES = frozenset({"allowance_signature_invalid", "allowance_unknown",
+                           "allowance_wrong_terminal", "allowance_member_mismatch"})
+
+
 def _refuse(session: Session, *, till: Till, entry: BatchEntry, digest: str,
             error: PatronError) -> EntryResult:
     """The entry is not applied; the refusal is recorded for the merchant."""
@@ -607,12 +614,21 @@ def _refuse(session: Session, *, till: Till, entry: BatchEntry, digest: str,
              "provisional": entry.provisional.model_dump(mode="json")}
     if member_id is not None and session.get(Member, member_id) is None:
         member_id = None
+    def forgery_event() -> None:
+        # Not a register's honest mistake: someone changed what the server signed or
+        # handed the register an allowance that is not its own. Recorded with the
+        # exception, so once however often the entry is sent.
+        record_security_event(session, merchant_id=till.merchant.id,
+                              kind=SecurityEventKind.offline_forgery, refusal=error.code,
+                              terminal_id=till.terminal.id, member_id=member_id,
+                              detail=f"offline entry {data.receipt_no}: {error.detail}")
+
     exception_id = _record_exception(
         session, till=till, receipt_no=data.receipt_no, digest=digest,
         kind=ExceptionKind.refused_entry, code=error.code, facts=facts, member_id=member_id,
         allowance_id=allowance_id, transaction_id=None,
         voucher_code=str(error.extra["voucher_code"]) if "voucher_code" in error.extra
-        else None)
+        else None, on_new=forgery_event if error.code in FORGERY_CODES else None)
     return EntryResult(seq=entry.seq, receipt_no=data.receipt_no, status=EntryStatus.refused,
                        transaction=None, differences=[], exceptions=[exception_id],
                        problem=problem)
@@ -621,8 +637,8 @@ def _refuse(session: Session, *, till: Till, entry: BatchEntry, digest: str,
 def _record_exception(session: Session, *, till: Till, receipt_no: str, digest: str,
                       kind: ExceptionKind, code: str, facts: dict[str, Any],
                       member_id: uuid.UUID | None, allowance_id: uuid.UUID | None,
-                      transaction_id: uuid.UUID | None,
-                      voucher_code: str | None) -> uuid.UUID:
+                      transaction_id: uuid.UUID | None, voucher_code: str | None,
+                      on_new: Callable[[], None] | None = None) -> uuid.UUID:
     """Insert the exception once: the same refusal of the same entry sent again finds the
     first record (unique fingerprint)."""
     fingerprint = hashlib.sha256("\x1f".join(
@@ -638,6 +654,8 @@ def _record_exception(session: Session, *, till: Till, receipt_no: str, digest: 
         with session.begin_nested():
             session.add(row)
             session.flush()
+            if on_new is not None:
+                on_new()
     except IntegrityError:
         existing = session.scalar(select(OfflineException.id)
                                   .where(OfflineException.fingerprint == fingerprint))

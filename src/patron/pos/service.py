@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,6 +65,7 @@ from patron.pos.schemas import (
     AppliedVoucher,
     IssuedBenefitRead,
     LineRead,
+    LineWrite,
     PurchaseWrite,
     QuoteRead,
     TransactionRead,
@@ -131,9 +132,15 @@ def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
         raise InvalidBurn("points_to_burn must be 0 or more", field="points_to_burn")
     if data.payment is not None and not 0 <= data.payment.amount <= rules.MAX_AMOUNT_MINOR:
         raise InvalidPaymentAmount(field="payment.amount")
-    gtins: list[str | None] = []
+    check_lines(data.lines)
+    return [_gtin(line.gtin, index) if line.gtin is not None else None
+            for index, line in enumerate(data.lines)]
+
+
+def check_lines(lines: Sequence[LineWrite]) -> int:
+    """Quantities, prices and the basket's size (each its own code); the subtotal."""
     subtotal = 0
-    for index, line in enumerate(data.lines):
+    for index, line in enumerate(lines):
         if not 1 <= line.quantity <= MAX_QUANTITY:
             raise InvalidQuantity(f"lines[{index}].quantity must be 1 to {MAX_QUANTITY}",
                                   field=f"lines[{index}].quantity")
@@ -141,12 +148,11 @@ def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
             raise InvalidPrice(f"lines[{index}].unit_price must be 0 to "
                                f"{rules.MAX_AMOUNT_MINOR} minor units",
                                field=f"lines[{index}].unit_price")
-        gtins.append(_gtin(line.gtin, index) if line.gtin is not None else None)
         subtotal += line.quantity * line.unit_price
     if subtotal > rules.MAX_AMOUNT_MINOR:
         raise BasketTooLarge(f"the basket comes to {subtotal} minor units; at most "
                              f"{rules.MAX_AMOUNT_MINOR}", field="lines")
-    return gtins
+    return subtotal
 
 
 def request_hash(data: PurchaseWrite) -> str:

@@ -30,6 +30,7 @@ class SecurityEventKind(StrEnum):
     voucher_lookup = "voucher_lookup"
     pos_quote = "pos_quote"
     pos_commit = "pos_commit"
+    offline_forgery = "offline_forgery"
 
 
 class SecurityEvent(Base):

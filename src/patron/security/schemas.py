@@ -11,7 +11,8 @@ class SecurityEventRead(BaseModel):
     merchant_id: uuid.UUID
     kind: str = Field(description="What was attempted: voucher_validation, "
                                   "voucher_reservation, voucher_redemption, voucher_lookup, "
-                                  "pos_quote, pos_commit, ...")
+                                  "pos_quote, pos_commit, offline_forgery (a tampered or "
+                                  "foreign offline allowance)")
     terminal_id: uuid.UUID | None
     client_address: str | None = Field(description="The caller's network address")
     member_id: uuid.UUID | None = Field(description="The member the attempt named, if any")

@@ -24,7 +24,7 @@ from patron.db import Database, rowcount
 from patron.kit.clock import utcnow
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal
-from patron.vouchers import codes, service
+from patron.vouchers import codes, offers, service
 from patron.vouchers.errors import BatchNotFound, InvalidCodeRequest
 from patron.vouchers.models import BatchStatus, Offer, Voucher, VoucherBatch
 from patron.vouchers.schemas import MAX_CODES_AT_ONCE, BatchRead
@@ -44,7 +44,7 @@ class _Overtaken(Exception):
 def start_batch(session: Session, *, actor: Principal, offer_id: uuid.UUID, count: int,
                 max_redemptions: int | None) -> VoucherBatch:
     """Record a batch of bearer codes to generate (more than fit in one answer)."""
-    offer = service.visible_offer(session, actor, offer_id)
+    offer = offers.visible_offer(session, actor, offer_id)
     uses = service.check_code_request(session, offer=offer, count=count, member_id=None,
                                       max_redemptions=max_redemptions)
     if not MAX_CODES_AT_ONCE < count <= MAX_BATCH:

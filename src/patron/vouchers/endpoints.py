@@ -13,7 +13,7 @@ from patron.members.service import get_member
 from patron.security.attempts import voucher_attempt
 from patron.security.models import SecurityEventKind
 from patron.tenancy.models import Role
-from patron.vouchers import batches, redemption, service
+from patron.vouchers import batches, offers, redemption, service
 from patron.vouchers.schemas import (
     MAX_CODES_AT_ONCE,
     BatchRead,
@@ -61,22 +61,22 @@ def create_offer(data: OfferWrite, db: Db, caller: Caller) -> OfferRead:
     already out say what they were issued with. Bad terms are 422 `invalid_offer` naming
     the field."""
     with db.session_scope() as session:
-        offer = service.create_offer(session, actor=caller, data=data)
-        return service.offer_read(session, offer)
+        offer = offers.create_offer(session, actor=caller, data=data)
+        return offers.offer_read(session, offer)
 
 
 @router.get("/offers", response_model=list[OfferRead], responses=problems(*AUTHED))
 def list_offers(db: Db, caller: Caller) -> list[OfferRead]:
     """The merchant's offers (the operator: all, the coalition's included)."""
     with db.session_scope() as session:
-        return service.list_offers(session, actor=caller)
+        return offers.list_offers(session, actor=caller)
 
 
 @router.get("/offers/{offer_id}", response_model=OfferRead, responses=problems(*AUTHED))
 def get_offer(offer_id: uuid.UUID, db: Db, caller: Caller) -> OfferRead:
     """One offer with its redemptions and budget used so far."""
     with db.session_scope() as session:
-        return service.get_offer(session, actor=caller, offer_id=offer_id)
+        return offers.get_offer(session, actor=caller, offer_id=offer_id)
 
 
 @router.post("/offers/{offer_id}/revoke", response_model=OfferRead,
@@ -84,7 +84,7 @@ def get_offer(offer_id: uuid.UUID, db: Db, caller: Caller) -> OfferRead:
 def revoke_offer(offer_id: uuid.UUID, db: Db, caller: Caller) -> OfferRead:
     """Revoke the offer: every one of its codes fails from now on, everywhere."""
     with db.session_scope() as session:
-        return service.revoke_offer(session, actor=caller, offer_id=offer_id)
+        return offers.revoke_offer(session, actor=caller, offer_id=offer_id)
 
 
 @router.post("/offers/{offer_id}/codes", status_code=201, response_model=CodesRead,

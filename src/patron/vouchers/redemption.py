@@ -18,8 +18,8 @@ from patron.ledger import service as ledger
 from patron.ledger.errors import IdempotencyKeyReused
 from patron.members.models import Member
 from patron.operations.service import check_occurred_at
-from patron.pos.errors import CurrencyMismatch, InvalidPrice, InvalidQuantity
-from patron.pos.service import MAX_QUANTITY, canonical_hash
+from patron.pos.errors import CurrencyMismatch
+from patron.pos.service import canonical_hash, check_lines
 from patron.programs import rules as program_rules
 from patron.programs.rules import normalise_category
 from patron.programs.service import get_program
@@ -60,20 +60,11 @@ def _lines(basket: Basket, till: Till) -> tuple[list[rules.Line], int] | None:
                                field="currency", expected=till.merchant.currency)
     if basket.lines is None:
         return None
-    lines = []
-    for index, line in enumerate(basket.lines):
-        if not 1 <= line.quantity <= MAX_QUANTITY:
-            raise InvalidQuantity(f"lines[{index}].quantity must be 1 to {MAX_QUANTITY}",
-                                  field=f"lines[{index}].quantity")
-        if not 0 <= line.unit_price <= program_rules.MAX_AMOUNT_MINOR:
-            raise InvalidPrice(f"lines[{index}].unit_price must be 0 to "
-                               f"{program_rules.MAX_AMOUNT_MINOR} minor units",
-                               field=f"lines[{index}].unit_price")
-        lines.append(rules.Line(
-            sku=line.sku, quantity=line.quantity, unit_price=line.unit_price,
-            category=normalise_category(line.category) if line.category else None,
-            due=line.quantity * line.unit_price))
-    return lines, sum(line.due for line in lines)
+    subtotal = check_lines(basket.lines)
+    return [rules.Line(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price,
+                       category=normalise_category(line.category) if line.category else None,
+                       due=line.quantity * line.unit_price)
+            for line in basket.lines], subtotal
 
 
 def _face_value(terms: rules.Terms, code: str) -> tuple[list[rules.Line], int]:
@@ -117,7 +108,8 @@ def present(session: Session, *, actor: Principal, code: str, basket: Basket,
     lines, subtotal = basket_lines
     [applied] = service.price(session, till=till, sale=sale, uses=[(code, hold_id)],
                               lines=lines, subtotal=subtotal,
-                              member_id=who.id if who else None, now=now)
+                              member_id=who.id if who else None, now=now,
+                              found={code: (voucher, offer)})
     if terms.kind in rules.POINTS_KINDS:
         if terms.kind == OfferKind.points_multiplier:
             raise VoucherNeedsPurchase("a points multiplier applies to a purchase: present it "
@@ -174,7 +166,9 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
         session, voucher=applied.voucher, offer=applied.offer, till=till,
         discount=applied.discount, bonus_points=applied.bonus_points, member_id=member_id,
         status=RedemptionStatus.redeemed, now=presented.now,
-        idempotency_key=idempotency_key, request_hash=digest)
+        idempotency_key=idempotency_key, request_hash=digest,
+        answer=lambda row: service.redemption_read(applied.voucher, applied.offer,
+                                                   row).model_dump_json())
     if applied.bonus_points and member_id is not None:
         program = get_program(session, merchant_id=till.merchant.id)
         at = data.occurred_at or presented.now
@@ -184,9 +178,7 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
                         program.rules, earned_at=at, timezone=till.store.timezone),
                     idempotency_key=f"voucher:{redemption.id}", source=f"pos:{till.terminal.id}",
                     reason=f"voucher {applied.display}", occurred_at=at)
-    answer = service.redemption_read(applied.voucher, applied.offer, redemption)
-    redemption.response_json = answer.model_dump_json()
-    session.flush()
+    assert redemption.response_json is not None
     return redemption.response_json
 
 
