@@ -82,9 +82,9 @@ def _face_value(terms: rules.Terms, code: str) -> tuple[list[rules.Line], int]:
 
 def present(session: Session, *, actor: Principal, code: str, basket: Basket,
             member: MemberIdentification | None, hold_id: uuid.UUID | None = None,
-            tickets: bool = False) -> Presented:
+            tickets: bool = False, till: Till | None = None) -> Presented:
     """Every check a use makes, without taking anything."""
-    till = till_of(session, actor)
+    till = till if till is not None else till_of(session, actor)
     now = utcnow()
     at = basket.occurred_at or now
     check_occurred_at(at, now=now, field="occurred_at")
@@ -159,7 +159,7 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
     if replay is not None:
         return replay
     presented = present(session, actor=actor, code=code, basket=data, member=data.member,
-                        tickets=True)
+                        tickets=True, till=till)
     applied = presented.applied
     member_id = presented.member.id if presented.member else None
     redemption = service.take(
