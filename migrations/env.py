@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from patron.config import get_settings
-from patron.db import make_engine
+from patron.db import make_engine, schema_filter
 from patron.models import metadata
 
 config = context.config
@@ -29,6 +29,7 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite can only ALTER tables by copying them
         compare_type=True,
+        include_object=schema_filter(connection.dialect.name),  # type: ignore[attr-defined]
     )
     with context.begin_transaction():
         context.run_migrations()

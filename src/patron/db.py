@@ -9,7 +9,7 @@ when it upgrades a read lock; SQLite allows one writer at a time anyway.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,6 +33,23 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# ``ForeignKey(..., info=STATEMENT_CHECKED)``: on PostgreSQL the key is not a constraint but
+# is checked by a trigger once per statement (a bulk path's table; migration 0012 says why).
+STATEMENT_CHECKED = {"checked_per_statement_on": "postgresql"}
+
+
+def schema_filter(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` for comparing the models with a database: leaves out
+    the foreign keys this backend checks per statement instead (``STATEMENT_CHECKED``)."""
+    def include(item: Any, _name: str | None, kind: str, reflected: bool,
+                _compare_to: Any) -> bool:
+        if kind != "foreign_key_constraint" or reflected:
+            return True
+        return not any(key.info.get("checked_per_statement_on") == dialect_name
+                       for key in item.elements)
+    return include
 
 
 def sql_in(values: type[StrEnum]) -> str:

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.testclient import TestClient
 
-from patron.db import Database
+from patron.db import Database, insert_for
 from patron.tenancy.service import SYSTEM
 from patron.vouchers import batches, bulk, codes, service
 from patron.vouchers.models import Offer, Voucher, VoucherBatch
@@ -27,19 +27,25 @@ SHARED = (Voucher.merchant_id, Voucher.offer_id, Voucher.member_id, Voucher.max_
 
 # --- the text format, without a database ----------------------------------------------
 
-def test_random_ids_are_distinct_version_4_uuids() -> None:
-    ids = bulk.random_ids(5_000)
+def test_time_ordered_ids_are_distinct_version_7_uuids() -> None:
+    millis = 1_790_000_000_123
+    ids = bulk.time_ordered_ids(5_000, now_ms=millis)
     assert len(set(ids)) == 5_000
     for text in ids[:500]:
         parsed = uuid.UUID(text)
-        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert parsed.hex == text
-    # 122 random bits: every hex digit outside the version and variant ones varies.
-    for position in set(range(32)) - {12, 16}:
+        assert parsed.int >> 80 == millis  # the first 48 bits: the Unix millisecond
+    # 74 random bits: every hex digit after the timestamp but the version one varies, and
+    # the variant digit takes its four values.
+    for position in set(range(13, 32)) - {16}:
         assert len({text[position] for text in ids}) == 16, position
-    assert {text[12] for text in ids} == {"4"}
+    assert {text[12] for text in ids} == {"7"}
     assert {text[16] for text in ids} == set("89ab")
-    assert bulk.random_ids(0) == []
+    # Later chunks sort after earlier ones: new rows go to the end of the primary key.
+    assert max(ids) < min(bulk.time_ordered_ids(100, now_ms=millis + 1))
+    assert uuid.UUID(bulk.time_ordered_ids(1)[0]).version == 7
+    assert bulk.time_ordered_ids(0) == []
 
 
 def test_copy_fields_are_what_the_insert_binds() -> None:
@@ -132,7 +138,7 @@ def test_copy_stores_what_the_insert_stores(client: TestClient, world: World,
         assert len(by_copy) == len(by_insert) == options["count"]
         assert len({row[2:] for row in by_copy + by_insert}) == 1
         for row in by_copy:
-            assert isinstance(row[0], uuid.UUID) and row[0].version == 4
+            assert isinstance(row[0], uuid.UUID) and row[0].version == 7
         assert len({row[0] for row in rows.values()}) == len(rows)
     [windowed_row] = {row[2:] for row in _rows(database, offer_id=uuid.UUID(windowed["id"]))}
     stored = dict(zip([column.key for column in SHARED], windowed_row, strict=True))
@@ -219,3 +225,63 @@ def test_a_code_refused_every_time_fails_after_the_attempts(
                 member_id=None, max_redemptions=1, source="api")
     assert draws == [50] * service.INSERT_ATTEMPTS
     assert len(_rows(database, offer_id=uuid.UUID(offer["id"]))) == 0
+
+
+def _shared(offer: Offer, **changes: Any) -> dict[str, Any]:
+    return {"merchant_id": offer.merchant_id, "offer_id": offer.id, "member_id": None,
+            "max_redemptions": 1, "redemptions_count": 0, "valid_from": None,
+            "valid_until": None, "source": "api", "batch_id": None,
+            "issued_at": datetime(2026, 11, 22, tzinfo=UTC), **changes}
+
+
+def test_a_code_must_name_a_stored_offer_and_batch(client: TestClient, world: World,
+                                                   database: Database) -> None:
+    """The references of a code hold on both backends: foreign keys on SQLite, a check
+    per statement on PostgreSQL (migration 0012), for an INSERT and for a COPY alike."""
+    offer_id = uuid.UUID(make_offer(client, world.a.merchant_key)["id"])
+    with database.session_scope() as session:
+        offer = session.get(Offer, offer_id)
+        assert offer is not None
+        good = _shared(offer)
+    bad_rows = [{"offer_id": uuid.uuid4()}, {"batch_id": uuid.uuid4()}]
+    if IS_POSTGRES:
+        # Stricter than a foreign key: the code's merchant is its offer's.
+        bad_rows.append({"merchant_id": uuid.UUID(world.b.merchant_id)})
+    for changes in bad_rows:
+        writes = [lambda session, changes=changes: session.execute(
+            insert_for(session, Voucher),
+            [{"id": uuid.uuid4(), "code": codes.generate_code(), **good, **changes}])]
+        if IS_POSTGRES:
+            writes.append(lambda session, changes=changes: bulk.copy_vouchers(
+                session, codes=codes.generate_codes(3), shared={**good, **changes}))
+        for write in writes:
+            with pytest.raises(IntegrityError), database.session_scope() as session:
+                write(session)
+    with database.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Voucher)) == 0
+        offer = session.get(Offer, offer_id)
+        assert offer is not None
+        made = service.insert_codes(session, offer=offer, count=5, member_id=None,
+                                    max_redemptions=1, source="api")
+    assert len(_rows(database, offer_id=offer_id)) == len(made) == 5
+
+
+@pytest.mark.postgres
+def test_a_codes_references_never_change(client: TestClient, world: World,
+                                         database: Database) -> None:
+    other = make_offer(client, world.a.merchant_key)
+    offer = make_offer(client, world.a.merchant_key)
+    [code] = make_codes(client, world.a.merchant_key, offer["id"])
+    canonical = codes.parse_code(code)
+    for column, value in (("offer_id", uuid.UUID(other["id"])), ("batch_id", uuid.uuid4()),
+                          ("merchant_id", uuid.UUID(world.b.merchant_id))):
+        with pytest.raises(IntegrityError, match="do not change"), \
+                database.session_scope() as session:
+            session.execute(update(Voucher).where(Voucher.code == canonical)
+                            .values({column: value}))
+    with database.session_scope() as session:
+        # Other columns change as before (a use, a revocation).
+        session.execute(update(Voucher).where(Voucher.code == canonical)
+                        .values(redemptions_count=1))
+        row = session.scalars(select(Voucher).where(Voucher.code == canonical)).one()
+        assert (row.offer_id, row.redemptions_count) == (uuid.UUID(offer["id"]), 1)

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.db import Base, UTCDateTime, sql_in
+from patron.db import STATEMENT_CHECKED, Base, UTCDateTime, sql_in
 from patron.kit.clock import utcnow
 
 
@@ -105,13 +105,18 @@ class Voucher(Base):
     __table_args__ = (
         CheckConstraint("max_redemptions >= 1 AND redemptions_count >= 0 AND "
                         "redemptions_count <= max_redemptions", name="within_cap"),
-        Index("ix_vouchers_member_offer", "member_id", "offer_id"),
+        # The wallet's index holds personal codes only: bulk bearer codes skip it.
+        Index("ix_vouchers_member_offer", "member_id", "offer_id",
+              postgresql_where=text("member_id IS NOT NULL"),
+              sqlite_where=text("member_id IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"),
-                                                          index=True)
-    offer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("offers.id"), index=True)
+    # The three references of a code are checked per statement on PostgreSQL (bulk COPY).
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("merchants.id", info=STATEMENT_CHECKED))
+    offer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("offers.id", info=STATEMENT_CHECKED), index=True)
     code: Mapped[str] = mapped_column(String(13), unique=True)
     member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))
     max_redemptions: Mapped[int] = mapped_column(BigInteger, default=1)
@@ -119,8 +124,8 @@ class Voucher(Base):
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(32), default="api")
-    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("voucher_batches.id"),
-                                                       index=True)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("voucher_batches.id", info=STATEMENT_CHECKED), index=True)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(500))
