@@ -20,7 +20,10 @@ How it runs (see docs/benchmarks.md):
    measured from each request's scheduled send time (a server that falls behind is
    charged for its queue). The targets are checked on the phase under load;
 4. afterwards the database is checked against the answers: one redemption row per 200,
-   every redeemed code counted once, the capped offer's counters equal to its redemptions.
+   every redeemed code counted once, the capped offer's counters equal to its redemptions;
+5. the floor, not a target: the same three phases (unloaded, maximum, 70 %) for a POST to
+   a path no route matches, against the same server — what the HTTP stack and the
+   machine's queueing cost with no redemption work at all.
 
     python -m bench vouchers [--workers N] [--concurrency 4,8,16] [--seconds 15] [...]
 """
@@ -36,7 +39,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
@@ -99,6 +102,18 @@ class Redemptions(RequestSource):
                        self.rng.choice(self.headers), b"{}", kind)
 
 
+class Floor(RequestSource):
+    """The same POST to a path no route matches: the answer (404) is routing only — no key
+    read, no database. What the server and the machine cost before any redemption work."""
+
+    ok_status = 404
+    error_chars = 160
+
+    def next(self) -> Request:
+        return Request("/v1/no-such-endpoint", {"Content-Type": "application/json"}, b"{}",
+                       "floor")
+
+
 class RedemptionsFailed(Exception):
     """The server refuses the benchmark's redemptions: there is nothing to time."""
 
@@ -141,10 +156,10 @@ def prepare(database: Database, shop: Shop, *, codes_per_kind: int) -> Offers:
                   codes={kind: tuple(codes) for kind, codes in issued.items()})
 
 
-def _line(result: PhaseResult) -> str:
+def _line(result: PhaseResult, done: str = "redeemed") -> str:
     line = (f"{result.rate:7.1f}/s  p50 {result.percentile(0.5):6.1f} ms  "
             f"p99 {result.percentile(0.99):6.1f} ms  ({result.requests:,} requests, "
-            f"{result.ok:,} redeemed")
+            f"{result.ok:,} {done}")
     if result.failed:
         line += f", {result.failed:,} FAILED: {'; '.join(result.errors)}"
     return line + ")"
@@ -174,6 +189,7 @@ class Run:
     probes: list[PhaseResult]
     maximum: PhaseResult
     loaded: PhaseResult
+    floor: list[PhaseResult] = field(default_factory=list)  # unloaded, maximum, under load
 
     @property
     def phases(self) -> list[PhaseResult]:
@@ -208,8 +224,27 @@ def measure(database_url: str, shop: Shop, offers: Offers, args: argparse.Namesp
                            Phase("under load", args.seconds, rate=rate))
         say(f"  under load, open loop {rate:6.1f}/s {_line(loaded)}")
         say(f"    {_kinds(loaded)}")
+    floor = measure_floor(server, args, concurrency=best)
     return Run(warm_up=warm, unloaded=unloaded, probes=probes, maximum=maximum,
-               loaded=loaded)
+               loaded=loaded, floor=floor)
+
+
+def measure_floor(server: Server, args: argparse.Namespace, *,
+                  concurrency: int) -> list[PhaseResult]:
+    """The same phases for requests that do no work (``Floor``), against the same server
+    with the same kind of load process: how much of the figures is the HTTP stack and the
+    machine's queueing rather than the redemption."""
+    say("  the floor: POST to a path no route matches (404: no key read, no database):")
+    with LoadGenerator(server.url, Floor(), seed=SEED, name="patron-bench-floor-load") as load:
+        load.run(Phase("floor warm-up", args.warmup_seconds, concurrency=concurrency))
+        unloaded = load.run(Phase("floor unloaded", args.unloaded_seconds, concurrency=1))
+        say(f"    unloaded, one at a time        {_line(unloaded, 'answered')}")
+        maximum = load.run(Phase("floor maximum", args.seconds, concurrency=concurrency))
+        say(f"    maximum, closed loop x{concurrency:<3}     {_line(maximum, 'answered')}")
+        rate = max(LOAD_SHARE * maximum.rate, 1.0)
+        loaded = load.run(Phase("floor under load", args.seconds, rate=rate))
+        say(f"    under load, open loop {rate:6.1f}/s {_line(loaded, 'answered')}")
+    return [unloaded, maximum, loaded]
 
 
 def check(database: Database, offers: Offers, run: Run) -> str:
@@ -245,7 +280,7 @@ def report(run: Run, problems: str) -> list[str]:
         f"{'phase':<28}{'load':>22}{'requests':>10}{'redeemed/s':>12}{'p50 ms':>9}"
         f"{'p99 ms':>9}",
     ]
-    for phase in (run.unloaded, run.maximum, run.loaded):
+    for phase in (run.unloaded, run.maximum, run.loaded, *run.floor):
         load = (f"closed loop x{phase.concurrency}" if phase.concurrency
                 else f"Poisson {phase.offered_rate:.0f}/s")
         lines.append(f"{phase.name:<28}{load:>22}{phase.requests:>10,}{phase.rate:>12.1f}"
@@ -259,6 +294,11 @@ def report(run: Run, problems: str) -> list[str]:
     lines.append(f"PostgreSQL, under load ({LOAD_SHARE:.0%} of the maximum, "
                  f"{loaded.offered_rate:.0f}/s, {loaded.requests:,} requests): "
                  + "; ".join(checks))
+    if run.floor:
+        floor = run.floor[-1]
+        lines.append(f"the floor (no work) under load at {LOAD_SHARE:.0%} of its maximum: "
+                     f"p50 {floor.percentile(0.5):.1f} ms, p99 {floor.percentile(0.99):.1f} "
+                     f"ms — not a target; what any endpoint of this server costs here")
     return lines
 
 

@@ -9,6 +9,7 @@ when it upgrades a read lock; SQLite allows one writer at a time anyway.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, Result, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -92,7 +93,13 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reading scope (``Database.read_scope``) takes no write lock: WAL lets it read
+        # while a writer writes.
+        reading = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "patron_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -108,8 +115,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # thread never waits for a connection (see patron.http).
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 40)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A connection back from the pool is pinged first only when it has been idle this long. A
+# ping on every checkout (``pool_pre_ping``) is a round trip per unit of work — two per
+# request with the caller's key read — while a connection in steady use has just proven
+# itself. An idle one may have been closed by the server, a restart or a firewall.
+IDLE_PING_SECONDS = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["patron_checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("patron_checked_in")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)  # the driver's own ping
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if not engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            # The pool discards this connection and checks out another (a new one).
+            raise DisconnectionError("an idle pooled connection is gone")
 
 
 class Database:
@@ -135,6 +171,25 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def read_scope(self) -> Iterator[Session]:
+        """A session for reads that need no transaction of their own (the caller's key):
+        on PostgreSQL its statements run in autocommit, so it costs no BEGIN and no COMMIT
+        round trip; on SQLite in a deferred transaction, which takes no write lock. For
+        reads only: what it would write is not rolled back."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                connection = connection.execution_options(**{READ_ONLY: True})
+            session = Session(bind=connection, expire_on_commit=False)
+            try:
+                yield session
+            finally:
+                session.close()
+                if connection.in_transaction():
+                    connection.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

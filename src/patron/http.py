@@ -80,7 +80,9 @@ def media_response(media_type: str, description: str,
     return {200: {"content": {media_type: {"schema": schema}}, "description": description}}
 
 
-def get_database(request: Request) -> Database:
+# Dependencies that do no I/O are ``async``: FastAPI runs them on the event loop instead of
+# handing each to a worker thread and back.
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -98,14 +100,14 @@ def get_principal(
     database: Db,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    with database.session_scope() as session:
+    with database.read_scope() as session:
         return authenticate(session, key=credentials.credentials if credentials else None)
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
-def get_client_address(request: Request) -> str:
+async def get_client_address(request: Request) -> str:
     """The caller's network address. Behind a reverse proxy this is the proxy's unless the
     server trusts its forwarding headers (uvicorn ``--forwarded-allow-ips``)."""
     return request.client.host if request.client else "unknown"

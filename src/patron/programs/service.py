@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -197,6 +197,38 @@ def _set_settings(program: Program, view: ProgramView, now: datetime) -> None:
     program.updated_at = now
 
 
+def _earned_12m_statement() -> Select[int, int]:
+    """Earned in the window, and clawed back from those same earnings, in one statement
+    (the member's points account found by its key inside it). Built once at import: it runs
+    twice in every identified checkout."""
+    account = (select(LedgerAccount.id).where(LedgerAccount.key == bindparam("account_key"))
+               .scalar_subquery())
+    def mine(entry: type[JournalEntry]) -> tuple[ColumnElement[bool], ...]:
+        return (entry.member_id == bindparam("member_id"),
+                entry.merchant_id == bindparam("merchant_id"),
+                entry.occurred_at <= bindparam("now"), Posting.account_id == account)
+
+    entry = aliased(JournalEntry)
+    earned = (select(func.coalesce(func.sum(Posting.amount), 0))
+              .join(entry, entry.id == Posting.entry_id)
+              .where(*mine(entry), entry.kind.in_(EARNING_KINDS),
+                     entry.occurred_at > bindparam("since"))
+              .scalar_subquery())
+    back, original = aliased(JournalEntry), aliased(JournalEntry)
+    clawed_back = (select(func.coalesce(func.sum(Posting.amount), 0))
+                   .join(back, back.id == Posting.entry_id)
+                   .join(original, original.id == back.reverses_entry_id)
+                   .where(*mine(back), back.kind == EntryKind.return_.value,
+                          original.kind.in_(EARNING_KINDS),
+                          original.occurred_at > bindparam("since"),
+                          original.occurred_at <= bindparam("now"))
+                   .scalar_subquery())
+    return select(earned, clawed_back)
+
+
+_EARNED_12M = _earned_12m_statement()
+
+
 def points_earned_12m(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID,
                       now: datetime | None = None) -> int:
     """Points the member earned at the merchant (purchases and taps) in the 365 days up to
@@ -209,28 +241,9 @@ def points_earned_12m(session: Session, *, merchant_id: uuid.UUID, member_id: uu
     tiers are about what a member earned, not what they hold.
     """
     now = now or utcnow()
-    since = now - TIER_WINDOW
-    account_id = session.scalar(select(LedgerAccount.id).where(
-        LedgerAccount.key == member_points_key(merchant_id, member_id)))
-    if account_id is None:
-        return 0
-    earned = session.scalar(
-        select(func.coalesce(func.sum(Posting.amount), 0))
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(JournalEntry.member_id == member_id, JournalEntry.merchant_id == merchant_id,
-               JournalEntry.kind.in_(EARNING_KINDS),
-               JournalEntry.occurred_at > since, JournalEntry.occurred_at <= now,
-               Posting.account_id == account_id))
-    original = aliased(JournalEntry)
-    clawed_back = session.scalar(
-        select(func.coalesce(func.sum(Posting.amount), 0))
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .join(original, original.id == JournalEntry.reverses_entry_id)
-        .where(JournalEntry.member_id == member_id, JournalEntry.merchant_id == merchant_id,
-               JournalEntry.kind == EntryKind.return_.value, JournalEntry.occurred_at <= now,
-               original.kind.in_(EARNING_KINDS),
-               original.occurred_at > since, original.occurred_at <= now,
-               Posting.account_id == account_id))
+    earned, clawed_back = session.execute(_EARNED_12M, {
+        "account_key": member_points_key(merchant_id, member_id), "member_id": member_id,
+        "merchant_id": merchant_id, "now": now, "since": now - TIER_WINDOW}).one()
     return max(int(earned or 0) + int(clawed_back or 0), 0)
 
 

@@ -13,8 +13,10 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, select
+from sqlalchemy import ScalarSelect, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
@@ -86,15 +88,21 @@ SUBJECT_NAMES = {"terminal_id": "this terminal", "client_address": "this address
                  "member_id": "this member"}
 
 
-def _nth_newest(column: ColumnElement[object], value: object, *, since: datetime,
-                n: int) -> ScalarSelect[datetime]:
-    """The time of the subject's n-th newest failure after ``since`` (NULL when it has
+def _nth_newest(name: str, n: int) -> ScalarSelect[datetime]:
+    """The time of the subject's n-th newest failure after ``:since`` (NULL when it has
     fewer): at most n index entries read, newest first."""
     return (select(SecurityEvent.occurred_at)
-            .where(column == value, SecurityEvent.occurred_at > since)
+            .where(getattr(SecurityEvent, name) == bindparam(name),
+                   SecurityEvent.occurred_at > bindparam("since"))
             .order_by(SecurityEvent.occurred_at.desc())
             .limit(1).offset(n - 1)
             .scalar_subquery())
+
+
+@lru_cache(maxsize=64)
+def _failures_statement(names: tuple[str, ...], n: int) -> Select[*tuple[Any, ...]]:
+    # Built once per set of subjects and limit: every voucher attempt runs it first.
+    return select(*(_nth_newest(name, n).label(name) for name in names))
 
 
 def retry_after(session: Session, *, limit: Limit, now: datetime,
@@ -104,15 +112,13 @@ def retry_after(session: Session, *, limit: Limit, now: datetime,
     subject it is; None when none has reached the limit. One statement."""
     if limit.failures <= 0:
         return None
-    since = now - limit.window
     subjects = {name: value for name, value in (
         ("terminal_id", terminal_id), ("client_address", client_address),
         ("member_id", member_id)) if value is not None}
     if not subjects:
         return None
-    row = session.execute(select(*(
-        _nth_newest(getattr(SecurityEvent, name), value, since=since, n=limit.failures)
-        .label(name) for name, value in subjects.items()))).one()
+    statement = _failures_statement(tuple(subjects), limit.failures)
+    row = session.execute(statement, {**subjects, "since": now - limit.window}).one()
     waits = {name: (at + limit.window - now).total_seconds()
              for name, at in row._mapping.items() if at is not None}
     if not waits:

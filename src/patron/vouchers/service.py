@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -187,23 +187,29 @@ def parse(text: str) -> codes.ParsedCode:
         raise InvalidVoucherCode(str(exc), field="code") from exc
 
 
-def find(session: Session, *, text: str, merchant_id: uuid.UUID | None,
-         for_update: bool = False) -> tuple[Voucher, Offer]:
+# Built once: every use of a code starts here. The code and its offer in one statement.
+_BY_CODE = (select(Voucher, Offer).join(Offer, Offer.id == Voucher.offer_id)
+            .where(Voucher.code == bindparam("code"))
+            .execution_options(populate_existing=True))
+
+
+def find(session: Session, *, text: str,
+         merchant_id: uuid.UUID | None) -> tuple[Voucher, Offer]:
     """The code as the merchant ``merchant_id`` may see it (its own codes and the
     coalition's; None: the operator, every code). Unknown codes and other merchants' codes
     are the same ``VoucherNotFound``."""
     attempts.note_code(text)
     parsed = parse(text)
-    voucher = session.scalars(select(Voucher).where(Voucher.code == parsed.code)
-                              .execution_options(populate_existing=True)).one_or_none()
-    if voucher is None or (merchant_id is not None and voucher.merchant_id is not None
-                           and voucher.merchant_id != merchant_id):
+    row = session.execute(_BY_CODE, {"code": parsed.code}).one_or_none()
+    if row is None:
+        raise VoucherNotFound("no such voucher", field="code")
+    voucher, offer = row.tuple()
+    if merchant_id is not None and voucher.merchant_id is not None \
+            and voucher.merchant_id != merchant_id:
         raise VoucherNotFound("no such voucher", field="code")
     if parsed.merchant_number is not None and parsed.merchant_number != merchant_number(
             session, voucher.merchant_id):
         raise VoucherNotFound("no such voucher", field="code")
-    offer = session.get(Offer, voucher.offer_id, populate_existing=True)
-    assert offer is not None
     return voucher, offer
 
 
