@@ -224,7 +224,7 @@ def measure(database_url: str, shop: Shop, offers: Offers, args: argparse.Namesp
                            Phase("under load", args.seconds, rate=rate))
         say(f"  under load, open loop {rate:6.1f}/s {_line(loaded)}")
         say(f"    {_kinds(loaded)}")
-    floor = measure_floor(server, args, concurrency=best)
+        floor = measure_floor(server, args, concurrency=best)
     return Run(warm_up=warm, unloaded=unloaded, probes=probes, maximum=maximum,
                loaded=loaded, floor=floor)
 
