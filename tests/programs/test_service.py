@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from patron.db import Database
 from patron.errors import Forbidden, NotFound
@@ -294,3 +294,50 @@ def test_concurrent_puts_leave_one_whole_program(database: Database, shop: Shop)
     winner = final.earn_points - 1
     assert [(t.name, t.threshold_points) for t in final.tiers] == [
         ("Base", 0), (f"Top {winner}", 100 * (winner + 1))]
+
+
+def _tables_read(database: Database, merchant_id: uuid.UUID) -> tuple[service.MerchantProgram,
+                                                                     set[str]]:
+    """The program as a new transaction reads it, and the program tables it queried."""
+    read: set[str] = set()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        for table in ("program_categories", "program_tiers", "programs"):
+            if f"FROM {table}" in statement:
+                read.add(table)
+
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        with database.session_scope() as session:
+            program = service.get_program(session, merchant_id=merchant_id)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    return program, read
+
+
+def test_a_programs_categories_and_tiers_are_read_once_per_version(
+        database: Database, shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    put(database, shop.merchant_id, GOLD_PROGRAM)
+    monkeypatch.setattr(service, "_program_parts", service._ProgramParts())  # a new process
+    first, read = _tables_read(database, shop.merchant_id)
+    assert [tier.name for tier in first.rules.tiers] == ["Blue", "Silver", "Gold"]
+    assert read == {"programs", "program_categories", "program_tiers"}
+    again, read = _tables_read(database, shop.merchant_id)
+    assert again == first
+    assert read == {"programs"}  # the version is known: its parts are not read again
+    # Another process changes the program: a new version (every change moves updated_at),
+    # which this process reads whole the next time.
+    reader = service._program_parts
+    monkeypatch.setattr(service, "_program_parts", service._ProgramParts())
+    changed = {**GOLD_PROGRAM, "category_multipliers_bp": {"Tea": 15_000},
+               "tiers": [{"name": "Blue", "threshold_points": 0},
+                         {"name": "Platinum", "threshold_points": 9000,
+                          "earn_multiplier_bp": 20_000}]}
+    put(database, shop.merchant_id, changed)
+    monkeypatch.setattr(service, "_program_parts", reader)
+    after, read = _tables_read(database, shop.merchant_id)
+    assert read == {"programs", "program_categories", "program_tiers"}
+    assert [tier.name for tier in after.rules.tiers] == ["Blue", "Platinum"]
+    assert after.rules.category_multipliers_bp == {"tea": 15_000}
+    assert after.updated_at is not None and first.updated_at is not None
+    assert after.updated_at > first.updated_at

@@ -3,7 +3,9 @@ in a tier by the points they earned in the last 365 days."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +46,52 @@ class MerchantProgram:
     rules: ProgramView
 
 
+_PROGRAM_BY_MERCHANT = select(Program).where(Program.merchant_id == bindparam("merchant_id"))
+
+
+class _ProgramParts:
+    """A program's categories and tiers by (program id, ``updated_at``), per process.
+
+    Every change of them (``update_program``, the only writer) also moves the program's
+    ``updated_at`` in the same transaction, so a version seen in the program row has one
+    content for good: the row is read on every call, its parts only when its version is
+    new here. Two statements fewer for most reads of a program (twice per checkout)."""
+
+    SIZE = 1024
+
+    def __init__(self) -> None:
+        self._parts: OrderedDict[tuple[uuid.UUID, datetime],
+                                 tuple[tuple[tuple[str, int], ...], tuple[TierView, ...]]]
+        self._parts = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, program: Program
+            ) -> tuple[tuple[tuple[str, int], ...], tuple[TierView, ...]]:
+        version = (program.id, program.updated_at)
+        with self._lock:
+            known = self._parts.get(version)
+            if known is not None:
+                self._parts.move_to_end(version)
+                return known
+        categories = tuple((name, bp) for name, bp in session.execute(
+            select(ProgramCategory.category, ProgramCategory.multiplier_bp)
+            .where(ProgramCategory.program_id == program.id)
+            .order_by(ProgramCategory.category)))
+        tiers = tuple(TierView(name=tier.name, threshold_points=tier.threshold_points,
+                               earn_multiplier_bp=tier.earn_multiplier_bp)
+                      for tier in session.scalars(
+                          select(ProgramTier).where(ProgramTier.program_id == program.id)
+                          .order_by(ProgramTier.threshold_points)))
+        with self._lock:
+            self._parts[version] = (categories, tiers)
+            while len(self._parts) > self.SIZE:
+                self._parts.popitem(last=False)
+        return categories, tiers
+
+
+_program_parts = _ProgramParts()
+
+
 def get_program(session: Session, *, merchant_id: uuid.UUID) -> MerchantProgram:
     """The merchant's program; ``rules.DEFAULT_PROGRAM`` when it never configured one.
 
@@ -52,20 +100,14 @@ def get_program(session: Session, *, merchant_id: uuid.UUID) -> MerchantProgram:
     merchant = session.get(Merchant, merchant_id)
     if merchant is None:
         raise NotFound("no such merchant")
-    program = session.scalars(
-        select(Program).where(Program.merchant_id == merchant_id)).one_or_none()
+    program = session.scalars(_PROGRAM_BY_MERCHANT,
+                              {"merchant_id": merchant_id}).one_or_none()
     base = MerchantProgram(merchant_id=merchant.id, currency=merchant.currency,
                            currency_minor_units=currency_minor_units(merchant.currency),
                            configured=False, updated_at=None, rules=rules.DEFAULT_PROGRAM)
     if program is None:
         return base
-    categories = session.execute(
-        select(ProgramCategory.category, ProgramCategory.multiplier_bp)
-        .where(ProgramCategory.program_id == program.id)
-        .order_by(ProgramCategory.category)).all()
-    tiers = session.scalars(
-        select(ProgramTier).where(ProgramTier.program_id == program.id)
-        .order_by(ProgramTier.threshold_points)).all()
+    categories, tiers = _program_parts.get(session, program)
     view = ProgramView(
         earn_points=program.earn_points,
         earn_per_amount=program.earn_per_amount,
@@ -75,8 +117,7 @@ def get_program(session: Session, *, merchant_id: uuid.UUID) -> MerchantProgram:
         expiry_months=program.expiry_months,
         category_multipliers_bp={name: bp for name, bp in categories if bp},
         excluded_categories=frozenset(name for name, bp in categories if not bp),
-        tiers=tuple(TierView(name=tier.name, threshold_points=tier.threshold_points,
-                             earn_multiplier_bp=tier.earn_multiplier_bp) for tier in tiers),
+        tiers=tiers,
     )
     return MerchantProgram(merchant_id=base.merchant_id, currency=base.currency,
                            currency_minor_units=base.currency_minor_units, configured=True,
