@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, and_, func, select, update
+from sqlalchemy import Executable, and_, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -90,8 +90,20 @@ def get_or_create_account(session: Session, *, key: str, kind: AccountKind, unit
     return account
 
 
+# Built once: the checkout runs these for every entry (compiled forms are cached anyway;
+# building a select() anew is what costs).
+_ACCOUNT_BY_KEY = select(LedgerAccount).where(LedgerAccount.key == bindparam("key"))
+_BALANCE_BY_KEY = select(LedgerAccount.balance).where(LedgerAccount.key == bindparam("key"))
+_ENTRY_BY_KEY = select(JournalEntry).where(JournalEntry.idempotency_key == bindparam("key"))
+_MOVE_BALANCE = (update(LedgerAccount).where(LedgerAccount.id == bindparam("account_id"))
+                 .values(balance=LedgerAccount.balance + bindparam("amount"))
+                 .returning(LedgerAccount.balance))
+# The guard and the change are one statement: no read-modify-write.
+_MOVE_BALANCE_GUARDED = _MOVE_BALANCE.where(LedgerAccount.balance + bindparam("amount") >= 0)
+
+
 def _account_by_key(session: Session, key: str) -> LedgerAccount | None:
-    return session.scalars(select(LedgerAccount).where(LedgerAccount.key == key)).one_or_none()
+    return session.scalars(_ACCOUNT_BY_KEY, {"key": key}).one_or_none()
 
 
 def member_points_account(session: Session, *, merchant_id: uuid.UUID,
@@ -134,14 +146,12 @@ def coalition_pool_account(session: Session) -> LedgerAccount:
 
 def points_balance(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID) -> int:
     """A member's points at a merchant as stored now (negative = owed after a return)."""
-    balance = session.scalar(select(LedgerAccount.balance).where(
-        LedgerAccount.key == member_points_key(merchant_id, member_id)))
+    balance = session.scalar(_BALANCE_BY_KEY, {"key": member_points_key(merchant_id, member_id)})
     return int(balance or 0)
 
 
 def miles_balance(session: Session, *, member_id: uuid.UUID) -> int:
-    balance = session.scalar(select(LedgerAccount.balance).where(
-        LedgerAccount.key == f"member_miles:{member_id}"))
+    balance = session.scalar(_BALANCE_BY_KEY, {"key": f"member_miles:{member_id}"})
     return int(balance or 0)
 
 
@@ -179,9 +189,8 @@ def _post(session: Session, *, kind: EntryKind, idempotency_key: str,
     _check_postings(postings)
     if occurred_at.tzinfo is None:
         raise LedgerBug("occurred_at must be timezone-aware")
-    existing = _entry_by_key(session, idempotency_key)
-    if existing is not None:
-        return _replayed(session, existing, kind, merchant_id, member_id, postings)
+    # No look-up first: the unique key refuses a second entry, and a refused insert reads
+    # the first one (a replay is rare; a look-up would cost every entry a round trip).
     entry = JournalEntry(kind=kind.value, idempotency_key=idempotency_key,
                          merchant_id=merchant_id, member_id=member_id, source=source,
                          reason=reason, occurred_at=occurred_at,
@@ -202,17 +211,13 @@ def _post(session: Session, *, kind: EntryKind, idempotency_key: str,
     balances: dict[uuid.UUID, int] = {}
     # Ascending account id: every transaction locks account rows in the same order.
     for account, amount in sorted(postings, key=lambda posting: posting[0].id):
-        conditions: list[ColumnElement[bool]] = [LedgerAccount.id == account.id]
         may_go_negative = (account.kind in COUNTER_KINDS
                            or (member_debt_allowed
                                and account.kind == AccountKind.member_points.value))
-        if amount < 0 and not may_go_negative:
-            # The guard and the change are one statement: no read-modify-write.
-            conditions.append(LedgerAccount.balance + amount >= 0)
+        guarded = amount < 0 and not may_go_negative
         new_balance = session.execute(
-            update(LedgerAccount).where(*conditions)
-            .values(balance=LedgerAccount.balance + amount)
-            .returning(LedgerAccount.balance),
+            _MOVE_BALANCE_GUARDED if guarded else _MOVE_BALANCE,
+            {"account_id": account.id, "amount": amount},
             execution_options={"synchronize_session": False},
         ).scalar_one_or_none()
         if new_balance is None:
@@ -241,8 +246,7 @@ def _check_postings(postings: LedgerPostings) -> None:
 
 
 def _entry_by_key(session: Session, key: str) -> JournalEntry | None:
-    return session.scalars(select(JournalEntry)
-                           .where(JournalEntry.idempotency_key == key)).one_or_none()
+    return session.scalars(_ENTRY_BY_KEY, {"key": key}).one_or_none()
 
 
 def _replayed(session: Session, existing: JournalEntry, kind: EntryKind,

@@ -279,5 +279,5 @@ def till_of(session: Session, actor: Principal) -> Till:
     actor.require(Role.terminal)
     # The key was just authenticated: its terminal exists.
     terminal, store, merchant = session.execute(
-        _TILL, {"terminal_id": actor.terminal_id}).one().tuple()
+        _TILL, {"terminal_id": actor.terminal_id}).one()
     return Till(terminal=terminal, store=store, merchant=merchant)

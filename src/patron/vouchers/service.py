@@ -203,7 +203,7 @@ def find(session: Session, *, text: str,
     row = session.execute(_BY_CODE, {"code": parsed.code}).one_or_none()
     if row is None:
         raise VoucherNotFound("no such voucher", field="code")
-    voucher, offer = row.tuple()
+    voucher, offer = row
     if merchant_id is not None and voucher.merchant_id is not None \
             and voucher.merchant_id != merchant_id:
         raise VoucherNotFound("no such voucher", field="code")
