@@ -52,7 +52,7 @@ _PROGRAM_BY_MERCHANT = select(Program).where(Program.merchant_id == bindparam("m
 class _ProgramParts:
     """A program's categories and tiers by (program id, ``updated_at``), per process.
 
-    Every change of them (``update_program``, the only writer) also moves the program's
+    Every change of them (``put_program``, the only writer) also moves the program's
     ``updated_at`` in the same transaction, so a version seen in the program row has one
     content for good: the row is read on every call, its parts only when its version is
     new here. Two statements fewer for most reads of a program (twice per checkout)."""
