@@ -187,9 +187,7 @@ class Database:
             try:
                 yield session
             finally:
-                session.close()
-                if connection.in_transaction():
-                    connection.rollback()
+                session.close()  # the connection's close rolls back what is open
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,7 +11,7 @@ from patron.db import Database
 from patron.vouchers import codes
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import World, auth
-from tests.vouchers.conftest import make_codes, make_offer
+from tests.vouchers.conftest import make_codes, make_offer, redeem
 
 BAD_TERMS = [
     ({"kind": "amount_off", "value": 0}, "value"),
@@ -148,3 +148,27 @@ def test_a_revoked_offer_issues_nothing_and_its_codes_fail(client: TestClient,
     check = client.post("/v1/vouchers/validate", headers=auth(world.a.pos_key),
                         json={"code": code})
     assert (check.json()["valid"], check.json()["reason"]) == (False, "voucher_revoked")
+
+
+def test_the_offer_list_counts_each_offers_redemptions(client: TestClient,
+                                                       world: World) -> None:
+    """One grouped count for the whole list, each offer its own figure; a hold released
+    is no redemption."""
+    key = world.a.merchant_key
+    first, second, unused = (make_offer(client, key, value=100) for _ in range(3))
+    for code in make_codes(client, key, first["id"], count=3):
+        assert redeem(client, world.a, code).status_code == 200
+    used, held = make_codes(client, key, second["id"], count=2)
+    assert redeem(client, world.a, used).status_code == 200
+    hold = client.post(f"/v1/vouchers/{held}/reserve", headers=auth(world.a.pos_key),
+                       json={"ttl_seconds": 60})
+    assert hold.status_code == 201, hold.text
+    release = client.post(f"/v1/vouchers/reservations/{hold.json()['id']}/release",
+                          headers=auth(world.a.pos_key))
+    assert release.status_code == 200, release.text
+    listed = client.get("/v1/offers", headers=auth(key)).json()
+    counts = {offer["id"]: offer["redemptions_count"] for offer in listed}
+    assert counts == {first["id"]: 3, second["id"]: 1, unused["id"]: 0}
+    for offer_id, count in counts.items():
+        one = client.get(f"/v1/offers/{offer_id}", headers=auth(key)).json()
+        assert one["redemptions_count"] == count

@@ -49,6 +49,13 @@ class Principal:
             allowed = ", ".join(r.value for r in roles)
             raise Forbidden(f"this needs a key with one of the roles: {allowed}")
 
+    def holds(self, merchant_id: uuid.UUID | None) -> bool:
+        """Whether a row owned by ``merchant_id`` belongs to this key's tenant: the operator
+        holds every row (the coalition's, merchant None, included); any other key only its
+        own merchant's rows. For the "404 before the role" checks of owned objects."""
+        return self.role == Role.operator or (merchant_id is not None
+                                              and merchant_id == self.merchant_id)
+
     def sees_merchant(self, merchant_id: uuid.UUID) -> bool:
         if self.role == Role.operator:
             return True

@@ -133,7 +133,7 @@ def resume_stale(database: Database, now: datetime, *,
 
 def _visible(session: Session, actor: Principal, batch_id: uuid.UUID) -> VoucherBatch:
     batch = session.get(VoucherBatch, batch_id)
-    if batch is None or (actor.role != Role.operator and batch.merchant_id != actor.merchant_id):
+    if batch is None or not actor.holds(batch.merchant_id):
         raise BatchNotFound("no such code batch")
     actor.require(Role.operator, Role.merchant)
     return batch

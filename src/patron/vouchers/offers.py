@@ -4,6 +4,7 @@ how they read. Terms never change afterwards (docs/vouchers.md)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -155,7 +156,7 @@ def create_offer(session: Session, *, actor: Principal, data: OfferWrite) -> Off
 def visible_offer(session: Session, actor: Principal, offer_id: uuid.UUID) -> Offer:
     """Another merchant's offer is not found, whatever the key's role; then the role."""
     offer = session.get(Offer, offer_id)
-    if offer is None or (actor.role != Role.operator and offer.merchant_id != actor.merchant_id):
+    if offer is None or not actor.holds(offer.merchant_id):
         raise OfferNotFound("no such offer")
     actor.require(Role.operator, Role.merchant)
     return offer
@@ -170,7 +171,7 @@ def list_offers(session: Session, *, actor: Principal) -> list[OfferRead]:
     query = select(Offer).order_by(Offer.created_at, Offer.id)
     if actor.role == Role.merchant:
         query = query.where(Offer.merchant_id == actor.merchant_id)
-    return [offer_read(session, offer) for offer in session.scalars(query)]
+    return offer_reads(session, list(session.scalars(query)))
 
 
 def revoke_offer(session: Session, *, actor: Principal, offer_id: uuid.UUID) -> OfferRead:
@@ -182,15 +183,14 @@ def revoke_offer(session: Session, *, actor: Principal, offer_id: uuid.UUID) -> 
     return offer_read(session, offer)
 
 
-def _uses(session: Session, offer_id: uuid.UUID) -> int:
-    return int(session.scalar(
-        select(func.count()).select_from(VoucherRedemption)
-        .where(VoucherRedemption.offer_id == offer_id,
-               VoucherRedemption.status == RedemptionStatus.redeemed.value)) or 0)
-
-
-def offer_read(session: Session, offer: Offer) -> OfferRead:
-    return OfferRead(
+def offer_reads(session: Session, offers: Sequence[Offer]) -> list[OfferRead]:
+    """The offers as the API shows them, their redemptions counted in one statement."""
+    uses: dict[uuid.UUID, int] = dict(session.execute(
+        select(VoucherRedemption.offer_id, func.count())
+        .where(VoucherRedemption.offer_id.in_([offer.id for offer in offers]),
+               VoucherRedemption.status == RedemptionStatus.redeemed.value)
+        .group_by(VoucherRedemption.offer_id)).all()) if offers else {}
+    return [OfferRead(
         id=offer.id, merchant_id=offer.merchant_id, name=offer.name,
         description=offer.description, kind=OfferKind(offer.kind), value=offer.value,
         currency=offer.currency, max_discount=offer.max_discount, item_sku=offer.item_sku,
@@ -200,6 +200,11 @@ def offer_read(session: Session, offer: Offer) -> OfferRead:
         from_time=_clock(offer.from_minute), until_time=_clock(offer.until_minute),
         valid_from=offer.valid_from, valid_until=offer.valid_until,
         valid_days=offer.valid_days, per_member_limit=offer.per_member_limit,
-        max_redemptions=offer.max_redemptions, redemptions_count=_uses(session, offer.id),
+        max_redemptions=offer.max_redemptions, redemptions_count=int(uses.get(offer.id, 0)),
         budget=offer.budget, budget_used=offer.budget_used, stackable=offer.stackable,
-        created_at=offer.created_at, revoked_at=offer.revoked_at)
+        created_at=offer.created_at, revoked_at=offer.revoked_at) for offer in offers]
+
+
+def offer_read(session: Session, offer: Offer) -> OfferRead:
+    [read] = offer_reads(session, [offer])
+    return read

@@ -140,9 +140,7 @@ def _visible_rule(session: Session, actor: Principal, rule_id: uuid.UUID) -> Ben
     """The rule if the caller's tenant holds it (404 otherwise, before the role: a key
     learns nothing about other tenants' rules), then the role."""
     rule = session.get(BenefitRule, rule_id)
-    if rule is None or (actor.role != Role.operator and (rule.merchant_id is None
-                                                          or rule.merchant_id
-                                                          != actor.merchant_id)):
+    if rule is None or not actor.holds(rule.merchant_id):
         raise BenefitRuleNotFound("no such benefit rule")
     actor.require(Role.operator, Role.merchant)
     return rule
