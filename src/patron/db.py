@@ -8,18 +8,21 @@ when it upgrades a read lock; SQLite allows one writer at a time anyway.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Result, create_engine, event
+import psycopg
+from sqlalchemy import JSON, DateTime, MetaData, Result, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -200,6 +203,67 @@ def flush_or_raise(session: Session, error: Exception) -> None:
             session.flush()
     except IntegrityError as exc:
         raise error from exc
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (multi-row inserts and updates that bypass the
+    ORM's unit of work)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def uses_copy(session: Session) -> bool:
+    """Whether the session's database takes ``COPY`` from this driver."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_UTC_COLUMN = UTCDateTime()
+
+
+def copy_field(value: object) -> str:
+    """One value in ``COPY``'s text format, as the ``INSERT`` binds it."""
+    if value is None:
+        return r"\N"
+    if isinstance(value, datetime):
+        stored = _UTC_COLUMN.process_bind_param(value, None)
+        assert stored is not None
+        return stored.isoformat()
+    if isinstance(value, bool) or not isinstance(value, uuid.UUID | int | str):
+        raise TypeError(f"no COPY text form for {type(value).__name__}")
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows (each with the same keys) in the session's transaction: one
+    ``COPY … FROM STDIN`` on PostgreSQL (no statement to parse or bind per row), one
+    multi-row ``INSERT`` elsewhere. A unique or foreign-key violation is SQLAlchemy's
+    ``IntegrityError`` either way, so the caller's savepoint works alike."""
+    if not rows:
+        return
+    if not uses_copy(session):
+        session.execute(table.insert(), list(rows))
+        return
+    columns = list(rows[0])
+    as_json = {name for name in columns if isinstance(table.c[name].type, JSON)}
+    lines = []
+    for row in rows:
+        lines.append("\t".join(
+            copy_field(json.dumps(row[name], separators=(",", ":"))
+                       if name in as_json and row[name] is not None else row[name])
+            for name in columns))
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write("\n".join(lines) + "\n")
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error,
+                                  dialect=connection.dialect) from exc
 
 
 def rowcount(result: Result[Any]) -> int:

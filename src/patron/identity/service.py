@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
 from patron.db import rowcount
-from patron.errors import NotFound
+from patron.errors import NotFound, PatronError
 from patron.identity import qr as qr_tokens
 from patron.identity.errors import (
     CardAlreadyBlocked,
@@ -43,7 +44,7 @@ from patron.identity.schemas import (
 )
 from patron.kit.clock import utcnow
 from patron.members.errors import CardTaken, InvalidPhone
-from patron.members.models import Member, MemberStatus
+from patron.members.models import Member, Membership, MemberStatus
 from patron.members.pins import pin_matches
 from patron.members.service import (
     card_lookup,
@@ -59,14 +60,20 @@ from patron.tenancy.service import Principal
 
 # --- resolving one identifier to a member ----------------------------------------------
 
-def _by_member_number(session: Session, text: str) -> Member:
+def _member_number(text: str) -> str:
+    """The member number a scanned barcode carries (check digits verified)."""
     try:
         parse_member_number(text)
     except CheckDigitError as exc:
         raise CheckDigitMismatch(field="barcode") from exc
     except NumberFormatError as exc:
         raise MalformedCode(f"{exc}", field="barcode") from exc
-    member = session.scalars(select(Member).where(Member.member_number == clean(text))).first()
+    return clean(text)
+
+
+def _by_member_number(session: Session, text: str) -> Member:
+    member = session.scalars(select(Member).where(Member.member_number == _member_number(text))
+                             ).first()
     if member is None:
         raise MemberNotFound("no member has this number")
     return member
@@ -353,6 +360,66 @@ def inbound_call(session: Session, *, caller: str, called: str) -> CallerIdWait 
             session.refresh(wait)
             return wait
     return None
+
+
+def members_for(session: Session, *, actor: Principal,
+                identifications: Sequence[MemberIdentification]
+                ) -> list[Member | PatronError]:
+    """``member_for`` for many identifications at once, each answered with its member or
+    the error ``member_for`` raises: members named by id or by barcode are read with one
+    statement (and their memberships here with another), any other way one by one.
+
+    Only for identifications without a PIN at a till that does not require one: naming a
+    member then writes nothing."""
+    if actor.require_pin or any(item.pin is not None for item in identifications):
+        raise ValueError("members_for does not check PINs")
+    numbers: dict[int, str | PatronError] = {}
+    for index, item in enumerate(identifications):
+        if item.member_id is None and item.barcode is not None:
+            try:
+                numbers[index] = _member_number(item.barcode)
+            except PatronError as exc:
+                numbers[index] = exc
+    ids = {item.member_id for item in identifications if item.member_id is not None}
+    wanted = {number for number in numbers.values() if isinstance(number, str)}
+    by_id: dict[uuid.UUID, Member] = {}
+    by_number: dict[str, Member] = {}
+    if ids or wanted:
+        for row in session.scalars(select(Member).where(
+                or_(Member.id.in_(ids), Member.member_number.in_(wanted)))):
+            by_id[row.id] = row
+            by_number[row.member_number] = row
+    visible: set[uuid.UUID] = set()
+    if ids and actor.role != Role.operator:
+        visible = set(session.scalars(select(Membership.member_id).where(
+            Membership.merchant_id == actor.merchant_id, Membership.member_id.in_(ids))))
+    answers: list[Member | PatronError] = []
+    for index, item in enumerate(identifications):
+        member: Member | None
+        try:
+            if item.member_id is not None:
+                actor.require(Role.operator, Role.merchant, Role.terminal)
+                member = by_id.get(item.member_id)
+                # As get_member: another merchant's member is not there for this key.
+                if member is None or (actor.role != Role.operator
+                                      and member.id not in visible):
+                    raise NotFound("no such member")
+            elif index in numbers:
+                actor.require(Role.operator, Role.merchant, Role.terminal)
+                number = numbers[index]
+                if isinstance(number, PatronError):
+                    raise number
+                member = by_number.get(number)
+                if member is None:
+                    raise MemberNotFound("no member has this number")
+            else:
+                member = member_for(session, actor=actor, identification=item)
+                assert member is not None
+            _check_status(member)
+            answers.append(member)
+        except PatronError as exc:
+            answers.append(exc)
+    return answers
 
 
 def member_for(session: Session, *, actor: Principal,

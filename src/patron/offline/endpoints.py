@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from patron.http import AUTHED, Caller, Db, problems
 from patron.offline import service
@@ -45,7 +45,7 @@ def issue_allowance(data: AllowanceWrite, db: Db, caller: Caller) -> AllowanceRe
 
 @router.post("/v1/pos/offline/batches", response_model=BatchRead,
              responses=problems(*AUTHED))
-def replay_batch(data: BatchWrite, db: Db, caller: Caller) -> BatchRead:
+def replay_batch(data: BatchWrite, db: Db, caller: Caller) -> Response:
     """Replay a register's offline queue (terminal key), 1 to 500 entries in `seq` order,
     in one database transaction with a savepoint per entry. Each entry is committed with
     authority (the POS commit, idempotent by receipt number) and answered with `status`:
@@ -62,7 +62,10 @@ def replay_batch(data: BatchWrite, db: Db, caller: Caller) -> BatchRead:
     Whole-batch refusals (422): `batch_too_large`, `batch_out_of_order`,
     `duplicate_receipt_in_batch`, `validation_failed`."""
     with db.session_scope() as session:
-        return service.replay_batch(session, actor=caller, data=data)
+        answer = service.replay_batch(session, actor=caller, data=data)
+    # Serialised once, as built (the answers are the service's own models: validating them
+    # again against the response model would cost as much as making them).
+    return Response(content=answer.model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/offline/exceptions", response_model=list[ExceptionRead],

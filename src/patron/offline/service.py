@@ -13,21 +13,22 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.coalition.service import rate_for
 from patron.config import get_settings
-from patron.db import rowcount
+from patron.db import rowcount, table_of
 from patron.errors import PatronError
+from patron.identity import service as identity
 from patron.identity.schemas import MemberIdentification
 from patron.identity.service import member_for
 from patron.kit.clock import utcnow
@@ -35,7 +36,7 @@ from patron.ledger import service as ledger
 from patron.ledger.errors import InsufficientPoints
 from patron.ledger.models import LedgerAccount
 from patron.members.models import Member
-from patron.offline import signing, vouchers
+from patron.offline import bulk, results, signing, vouchers
 from patron.offline.errors import (
     AllowanceExpired,
     AllowanceMemberMismatch,
@@ -73,7 +74,6 @@ from patron.offline.schemas import (
     BatchRead,
     BatchWrite,
     CoalitionRateRead,
-    Difference,
     EntryResult,
     EntryStatus,
     ExceptionRead,
@@ -88,6 +88,7 @@ from patron.security.models import SecurityEventKind
 from patron.security.service import record_security_event
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, Till, till_of
+from patron.vouchers.benefits import service as benefits
 
 PACKAGE_LIFETIME = timedelta(hours=24)
 ALLOWANCE_LIFETIME = timedelta(hours=24)
@@ -283,12 +284,129 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> Bat
         select(PosTransaction.receipt_no).where(PosTransaction.terminal_id == till.terminal.id,
                                                 PosTransaction.receipt_no.in_(receipts))))
     verified: dict[tuple[str, str], _Verified | EntryRefused] = {}
-    results = [_replay_entry(session, actor=actor, till=till, entry=entry,
-                             replayed=replayed.get(entry.transaction.receipt_no),
-                             committed_online=entry.transaction.receipt_no in committed_online,
-                             verified=verified)
-               for entry in entries]
-    return BatchRead(results=results)
+    now = utcnow()
+    classifier = _Classifier(session, actor=actor, till=till, now=now)
+    classifier.name_members(entries)
+    answers: list[EntryResult | None] = [None] * len(entries)
+    # Consecutive plain sales wait here to be committed as a set (offline.bulk); any other
+    # entry first commits the ones before it, so entries always apply in order.
+    run: list[tuple[int, bulk.Plain]] = []
+
+    def commit_run() -> None:
+        while run:
+            try:
+                taken = bulk.replay(session, till=till, plains=[plain for _, plain in run],
+                                    now=now)
+            except bulk.SetConflict:
+                taken = []
+                stuck = len(run)  # a receipt taken meanwhile: every one of them alone
+            else:
+                stuck = 1  # the plan stopped at this sale: it replays alone
+            for (index, _), answer in zip(run, taken, strict=False):
+                answers[index] = answer
+            alone, rest = run[len(taken):len(taken) + stuck], run[len(taken) + stuck:]
+            for index, plain in alone:
+                if stuck > 1:  # the receipt may have been committed online meanwhile
+                    answers[index] = _replay_entry(
+                        session, actor=actor, till=till, entry=plain.entry, replayed=None,
+                        committed_online=_committed(session, till, plain.entry),
+                        verified=verified)
+                    continue
+                answers[index] = _apply(session, actor=actor, till=till, entry=plain.entry,
+                                        digest=plain.digest, allowance=_allowance_of(
+                                            session, plain.entry, verified))
+            run[:] = rest
+
+    for index, entry in enumerate(entries):
+        receipt_no = entry.transaction.receipt_no
+        previous = replayed.get(receipt_no)
+        online = receipt_no in committed_online
+        plain = (None if previous is not None or online
+                 else classifier.plain(entry, verified))
+        if plain is not None:
+            run.append((index, plain))
+            continue
+        commit_run()
+        answers[index] = _replay_entry(session, actor=actor, till=till, entry=entry,
+                                       replayed=previous, committed_online=online,
+                                       verified=verified)
+    commit_run()
+    return BatchRead(results=[answer for answer in answers if answer is not None])
+
+
+class _Classifier:
+    """Decides which entries the set path takes (``offline.bulk``: plain sales), with what
+    it needs of each read once per batch: the benefit rules' presence and the members."""
+
+    def __init__(self, session: Session, *, actor: Principal, till: Till,
+                 now: datetime) -> None:
+        self.session, self.actor, self.till, self.now = session, actor, till, now
+        self._benefits: bool | None = None
+        self._members: dict[str, Member | None] = {}
+
+    def plain(self, entry: BatchEntry,
+              verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | None:
+        data = entry.transaction
+        if data.vouchers or data.miles_to_burn or data.miles is not None:
+            return None
+        if data.member is not None and (data.member.pin is not None or self.actor.require_pin):
+            return None  # a PIN is checked (and a wrong one counted) one sale at a time
+        try:
+            allowance = _check_entry(self.session, till=self.till, entry=entry,
+                                     verified=verified)
+            gtins = pos.validate(data, merchant=self.till.merchant)
+            occurred_at = data.occurred_at.astimezone(UTC)
+            pos.check_time(data, now=self.now)
+        except (PatronError, OverflowError):
+            return None
+        if occurred_at > self.now:
+            return None  # the tier window after it would move: one by one
+        member: Member | None = None
+        if data.member is not None:
+            if self._benefits_live():
+                return None
+            member = self._member(data.member)
+            if member is None:
+                return None
+        return bulk.Plain(entry=entry, digest=_entry_hash(entry),
+                          allowance_id=None if allowance is None else allowance.row.id,
+                          member=member, gtins=gtins, occurred_at=occurred_at)
+
+    def _benefits_live(self) -> bool:
+        if self._benefits is None:
+            merchant = self.till.merchant
+            self._benefits = benefits.has_live_rules(
+                self.session, merchant_id=merchant.id,
+                miles=rate_for(self.session, merchant.currency) is not None)
+        return self._benefits
+
+    def name_members(self, entries: Sequence[BatchEntry]) -> None:
+        """Find every member the batch's PIN-less sales name, all at once."""
+        if self.actor.require_pin:
+            return
+        named = {item.model_dump_json(): item for item in (
+            entry.transaction.member for entry in entries) if item is not None
+            and item.pin is None}
+        found = identity.members_for(self.session, actor=self.actor,
+                                     identifications=list(named.values()))
+        self._members = {key: member if isinstance(member, Member) else None
+                         for key, member in zip(named, found, strict=True)}
+
+    def _member(self, identification: MemberIdentification) -> Member | None:
+        return self._members.get(identification.model_dump_json())
+
+
+def _committed(session: Session, till: Till, entry: BatchEntry) -> bool:
+    return session.scalar(select(PosTransaction.id).where(
+        PosTransaction.terminal_id == till.terminal.id,
+        PosTransaction.receipt_no == entry.transaction.receipt_no)) is not None
+
+
+def _allowance_of(session: Session, entry: BatchEntry,
+                  verified: dict[tuple[str, str], _Verified | EntryRefused]
+                  ) -> _Verified | None:
+    """A plain entry's allowance, verified already (the cache answers)."""
+    return None if entry.allowance is None else _verify(session, entry, verified)
 
 
 def _replay_entry(session: Session, *, actor: Principal, till: Till, entry: BatchEntry,
@@ -552,42 +670,29 @@ def _member_id(session: Session, actor: Principal,
     """Who the identification names now, or None when it names no active member."""
     if identification is None:
         return None
+    member = _member_or_none(session, actor, identification)
+    return None if member is None else member.id
+
+
+def _member_or_none(session: Session, actor: Principal,
+                    identification: MemberIdentification) -> Member | None:
     try:
         with session.begin_nested():
-            return _identified(session, actor, identification).id
+            return _identified(session, actor, identification)
     except PatronError:
         return None
-
-
-def _differences(entry: BatchEntry, transaction: dict[str, Any]) -> list[Difference]:
-    provisional = entry.provisional
-    figures = [("points_earned", provisional.points_earned,
-                int(transaction.get("points_earned", 0))),
-               ("points_burned", provisional.points_burned,
-                int(transaction.get("points_burned", 0))),
-               ("points_discount", provisional.discounts.points,
-                int(transaction.get("points_discount", 0))),
-               ("voucher_discount", sum(provisional.discounts.vouchers.values()),
-                int(transaction.get("voucher_discount", 0))),
-               ("miles_discount", provisional.discounts.miles,
-                int(transaction.get("miles_discount", 0)))]
-    return [Difference(figure=name, provisional=mine, server=theirs)
-            for name, mine, theirs in figures if mine != theirs]
 
 
 def _record(session: Session, *, till: Till, entry: BatchEntry, digest: str, answer: str,
             status: EntryStatus, allowance_id: uuid.UUID | None,
             exceptions: list[uuid.UUID]) -> EntryResult:
     transaction = json.loads(answer)
-    result = EntryResult(seq=entry.seq, receipt_no=entry.transaction.receipt_no,
-                         status=status, transaction=transaction,
-                         differences=_differences(entry, transaction), exceptions=exceptions)
-    session.add(OfflineEntry(
-        terminal_id=till.terminal.id, receipt_no=entry.transaction.receipt_no,
-        merchant_id=till.merchant.id, transaction_id=uuid.UUID(transaction["id"]),
-        allowance_id=allowance_id, entry_hash=digest, result_json=result.model_dump_json(),
-        created_at=utcnow()))
-    session.flush()
+    result = results.entry_result(entry, transaction=transaction, status=status,
+                                  exceptions=exceptions)
+    session.execute(insert(table_of(OfflineEntry)), [results.entry_row(
+        result, terminal_id=till.terminal.id, merchant_id=till.merchant.id,
+        transaction_id=uuid.UUID(transaction["id"]), allowance_id=allowance_id, digest=digest,
+        now=utcnow())])
     return result
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from stdnum import ean
@@ -37,6 +37,7 @@ from patron.coalition import rules as coalition_rules
 from patron.coalition.errors import InvalidMiles, MilesExceedBasket, MilesNotOffered
 from patron.coalition.rules import Rate
 from patron.coalition.service import rate_for as coalition_rate_for
+from patron.db import table_of
 from patron.errors import PatronError
 from patron.identity.service import member_for
 from patron.kit.clock import utcnow
@@ -72,6 +73,7 @@ from patron.pos.schemas import (
 )
 from patron.programs import rules
 from patron.programs.errors import InvalidBurn
+from patron.programs.rules import TierProgress, TierView
 from patron.programs.service import MerchantProgram, get_program, member_tier
 from patron.scores.service import record_purchase
 from patron.tenancy.models import Merchant, Role
@@ -223,18 +225,47 @@ def _vouchers(session: Session, *, data: PurchaseWrite, till: Till, member: Memb
                           member_id=member.id if member else None, now=now)
 
 
-def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
-           gtins: list[str | None], now: datetime) -> Priced:
-    program = get_program(session, merchant_id=till.merchant.id)
-    view = program.rules
-    amounts = [line.quantity * line.unit_price for line in data.lines]
-    subtotal = sum(amounts)
-    if (data.points_to_burn or data.miles_to_burn) and member is None:
+def check_payers(data: PurchaseWrite, *, identified: bool) -> None:
+    """Burns need a member; reported miles must be in range (before any voucher is read)."""
+    if (data.points_to_burn or data.miles_to_burn) and not identified:
         field = "points_to_burn" if data.points_to_burn else "miles_to_burn"
         raise BurnNeedsMember("identify the member to pay with points or miles", field=field)
     if data.miles is not None and not 0 <= data.miles <= coalition_rules.MAX_MILES:
         raise InvalidMiles(f"miles must be 0 to {coalition_rules.MAX_MILES}", field="miles")
+
+
+def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
+           gtins: list[str | None], now: datetime) -> Priced:
+    """Read what pricing needs (program, vouchers, rate, balance, tier), then price."""
+    program = get_program(session, merchant_id=till.merchant.id)
+    check_payers(data, identified=member is not None)
+    amounts = [line.quantity * line.unit_price for line in data.lines]
     applied = _vouchers(session, data=data, till=till, member=member, amounts=amounts, now=now)
+    rate = coalition_rate_for(session, till.merchant.currency)
+    balance: int | None = None
+    tier: TierView | None = None
+    if member is not None:
+        balance = ledger.points_balance(session, merchant_id=till.merchant.id,
+                                        member_id=member.id)
+        tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id,
+                           program=program).current
+    return price_sale(data, program=program, gtins=gtins,
+                      member_id=member.id if member else None, applied=applied, rate=rate,
+                      balance=balance, tier=tier)
+
+
+def price_sale(data: PurchaseWrite, *, program: MerchantProgram, gtins: list[str | None],
+               member_id: uuid.UUID | None, applied: list[vouchers.Applied],
+               rate: Rate | None, balance: int | None, tier: TierView | None) -> Priced:
+    """The whole price of a sale from what was read for it, without a session: the one
+    pricing of the online commit, the quote and the set-wise offline replay.
+
+    ``balance`` and ``tier`` are the member's points and tier before the sale (None when
+    anonymous); ``applied`` the vouchers already priced on the lines.
+    """
+    view = program.rules
+    amounts = [line.quantity * line.unit_price for line in data.lines]
+    subtotal = sum(amounts)
     voucher_shares = [sum(parts) for parts in zip(
         *(item.line_discounts for item in applied), strict=True)] if applied else [0] * len(amounts)
     voucher_discount = sum(voucher_shares)
@@ -244,7 +275,6 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
                                 basket_total_minor=subtotal - voucher_discount,
                                 point_value_minor=view.point_value_minor,
                                 min_burn=view.min_burn)
-    rate = coalition_rate_for(session, till.merchant.currency)
     miles_discount = _miles_discount(data, rate=rate, due=subtotal - voucher_discount - discount)
     # Each discount is split over the lines in proportion to what is still due on them.
     point_shares = shares(discount, after_vouchers)
@@ -253,20 +283,16 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
     mile_shares = shares(miles_discount, after_points)
     paid = [due - share for due, share in zip(after_points, mile_shares, strict=True)]
     total = subtotal - voucher_discount - discount - miles_discount
-    balance: int | None = None
     most: int | None = None
     tier_name: str | None = None
     tier_bp = rules.BP_ONE
     miles_earned = 0
-    if member is not None:
-        balance = ledger.points_balance(session, merchant_id=till.merchant.id,
-                                        member_id=member.id)
+    if member_id is not None:
+        assert balance is not None
         most = rules.max_burnable(balance=balance,
                                   basket_total_minor=subtotal - voucher_discount,
                                   point_value_minor=view.point_value_minor,
                                   min_burn=view.min_burn)
-        tier = member_tier(session, merchant_id=till.merchant.id, member_id=member.id,
-                           program=program).current
         if tier is not None:
             tier_name, tier_bp = tier.name, tier.earn_multiplier_bp
         # Earn on what is paid: each line's amount less its shares of the discounts.
@@ -308,7 +334,7 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
                       points_earned=line_points[index], points_burned=line_burned[index],
                       miles_earned=line_miles[index], miles_burned=line_miles_burned[index])
              for index, line in enumerate(data.lines)]
-    return Priced(member_id=member.id if member else None, program=program,
+    return Priced(member_id=member_id, program=program,
                   tier_name=tier_name, balance_before=balance, max_burnable=most,
                   subtotal=subtotal, voucher_discount=voucher_discount,
                   points_discount=discount, miles_discount=miles_discount, total=total,
@@ -522,17 +548,35 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     transaction.points_burned = priced.points_burned
     transaction.miles_earned = priced.miles_earned
     transaction.miles_burned = priced.miles_burned
-    session.add_all(PosTransactionLine(
-        transaction_id=transaction.id, line_no=line.line_no, merchant_id=till.merchant.id,
-        sku=line.sku, gtin=line.gtin, name=line.name, category=line.category,
-        quantity=line.quantity, unit_price=line.unit_price, amount=line.amount,
-        voucher_discount=line.voucher_discount, points_discount=line.points_discount,
-        miles_discount=line.miles_discount,
-        points_earned=line.points_earned, points_burned=line.points_burned,
-        miles_earned=line.miles_earned, miles_burned=line.miles_burned, returned_quantity=0)
-        for line in priced.lines)
-    answer = TransactionRead(
-        id=transaction.id, receipt_no=data.receipt_no, member_id=priced.member_id,
+    answer = answer_for(transaction.id, data=data, till=till, priced=priced,
+                        balance_after=balance_after, miles_after=miles_after, issued=issued,
+                        occurred_at=occurred_at, now=now)
+    transaction.response_json = answer.model_dump_json()
+    session.flush()
+    session.execute(insert(table_of(PosTransactionLine)), line_rows(transaction.id, till=till,
+                                                          priced=priced))
+    tier_after: TierProgress | None = None
+    if member is not None and transaction.earn_entry_id is not None:
+        # Only an earn can move a member up (or, with the window, keep them); compare the
+        # tier the purchase was priced in with the one after it.
+        tier_after = member_tier(session, merchant_id=till.merchant.id, member_id=member.id,
+                                 now=max(now, occurred_at), program=priced.program)
+    for type_, payload in commit_events(
+            till=till, transaction_id=transaction.id, data=data, priced=priced,
+            burn_entry_id=transaction.burn_entry_id, earn_entry_id=transaction.earn_entry_id,
+            balance_after=balance_after, tier_after=tier_after):
+        emit(session, type=type_, merchant_id=till.merchant.id, member_id=priced.member_id,
+             occurred_at=occurred_at, payload=payload)
+    return transaction.response_json
+
+
+def answer_for(transaction_id: uuid.UUID, *, data: PurchaseWrite, till: Till, priced: Priced,
+               balance_after: int | None, miles_after: int | None,
+               issued: list[IssuedBenefitRead], occurred_at: datetime,
+               now: datetime) -> TransactionRead:
+    """The commit's answer (stored with the receipt and returned to every replay)."""
+    return TransactionRead(
+        id=transaction_id, receipt_no=data.receipt_no, member_id=priced.member_id,
         channel=data.channel, currency=till.merchant.currency, subtotal=priced.subtotal,
         voucher_discount=priced.voucher_discount, points_discount=priced.points_discount,
         miles_discount=priced.miles_discount,
@@ -542,52 +586,61 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         miles_balance_after=miles_after, lines=priced.lines,
         vouchers=_applied_read(priced.vouchers), offers=[], benefits=issued,
         occurred_at=occurred_at, created_at=now)
-    transaction.response_json = answer.model_dump_json()
-    session.flush()
-    _emit_events(session, till=till, transaction=transaction, priced=priced,
-                 balance_after=balance_after, now=now)
-    return transaction.response_json
 
 
-def _emit_events(session: Session, *, till: Till, transaction: PosTransaction, priced: Priced,
-                 balance_after: int | None, now: datetime) -> None:
-    merchant_id, member_id = till.merchant.id, priced.member_id
-    base: dict[str, Any] = {"transaction_id": str(transaction.id),
-                            "receipt_no": transaction.receipt_no,
-                            "merchant_id": str(merchant_id), "store_id": str(till.store.id),
+def line_rows(transaction_id: uuid.UUID, *, till: Till, priced: Priced) -> list[dict[str, Any]]:
+    """The purchase's lines as rows of ``pos_transaction_lines``."""
+    return [{"transaction_id": transaction_id, "line_no": line.line_no,
+             "merchant_id": till.merchant.id, "sku": line.sku, "gtin": line.gtin,
+             "name": line.name, "category": line.category, "quantity": line.quantity,
+             "unit_price": line.unit_price, "amount": line.amount,
+             "voucher_discount": line.voucher_discount,
+             "points_discount": line.points_discount, "miles_discount": line.miles_discount,
+             "points_earned": line.points_earned, "points_burned": line.points_burned,
+             "miles_earned": line.miles_earned, "miles_burned": line.miles_burned,
+             "returned_quantity": 0}
+            for line in priced.lines]
+
+
+def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
+                  priced: Priced, burn_entry_id: uuid.UUID | None,
+                  earn_entry_id: uuid.UUID | None, balance_after: int | None,
+                  tier_after: TierProgress | None) -> list[tuple[EventType, dict[str, Any]]]:
+    """The outbox events of a committed purchase, in order: (type, payload).
+
+    ``tier_after`` is the member's tier after an earn (None without one): a
+    ``tier.changed`` event when it differs from the tier the purchase was priced in."""
+    member_id = priced.member_id
+    currency = till.merchant.currency
+    base: dict[str, Any] = {"transaction_id": str(transaction_id),
+                            "receipt_no": data.receipt_no,
+                            "merchant_id": str(till.merchant.id), "store_id": str(till.store.id),
                             "terminal_id": str(till.terminal.id),
                             "member_id": str(member_id) if member_id else None}
-    occurred_at = transaction.occurred_at
-    emit(session, type=EventType.transaction_committed, merchant_id=merchant_id,
-         member_id=member_id, occurred_at=occurred_at, payload={
-             **base, "channel": transaction.channel, "currency": transaction.currency,
-             "subtotal": transaction.subtotal, "points_discount": transaction.points_discount,
-             "total": transaction.total, "points_earned": transaction.points_earned,
-             "points_burned": transaction.points_burned})
+    events: list[tuple[EventType, dict[str, Any]]] = [(EventType.transaction_committed, {
+        **base, "channel": data.channel.value, "currency": currency,
+        "subtotal": priced.subtotal, "points_discount": priced.points_discount,
+        "total": priced.total, "points_earned": priced.points_earned,
+        "points_burned": priced.points_burned})]
     if member_id is None:
-        return
-    if transaction.burn_entry_id is not None:
-        emit(session, type=EventType.points_burned, merchant_id=merchant_id,
-             member_id=member_id, occurred_at=occurred_at, payload={
-                 **base, "entry_id": str(transaction.burn_entry_id),
-                 "points": transaction.points_burned,
-                 "discount_minor": transaction.points_discount,
-                 "currency": transaction.currency, "balance_after": balance_after})
-    if transaction.earn_entry_id is not None:
-        emit(session, type=EventType.points_earned, merchant_id=merchant_id,
-             member_id=member_id, occurred_at=occurred_at, payload={
-                 **base, "entry_id": str(transaction.earn_entry_id),
-                 "points": transaction.points_earned, "balance_after": balance_after})
-        # Only an earn can move a member up (or, with the window, keep them); compare the
-        # tier the purchase was priced in with the one after it.
-        after = member_tier(session, merchant_id=merchant_id, member_id=member_id,
-                            now=max(now, occurred_at), program=priced.program)
-        after_name = after.current.name if after.current is not None else None
+        return events
+    if burn_entry_id is not None:
+        events.append((EventType.points_burned, {
+            **base, "entry_id": str(burn_entry_id), "points": priced.points_burned,
+            "discount_minor": priced.points_discount, "currency": currency,
+            "balance_after": balance_after}))
+    if earn_entry_id is not None:
+        events.append((EventType.points_earned, {
+            **base, "entry_id": str(earn_entry_id), "points": priced.points_earned,
+            "balance_after": balance_after}))
+        after_name = (tier_after.current.name
+                      if tier_after is not None and tier_after.current is not None else None)
         if after_name != priced.tier_name:
-            emit(session, type=EventType.tier_changed, merchant_id=merchant_id,
-                 member_id=member_id, occurred_at=occurred_at, payload={
-                     **base, "from": priced.tier_name, "to": after_name,
-                     "points_earned_12m": after.points_earned_12m})
+            assert tier_after is not None
+            events.append((EventType.tier_changed, {
+                **base, "from": priced.tier_name, "to": after_name,
+                "points_earned_12m": tier_after.points_earned_12m}))
+    return events
 
 
 # --- reading ----------------------------------------------------------------------------

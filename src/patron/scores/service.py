@@ -1,64 +1,137 @@
 """Member stats: one atomic upsert per row touched by a purchase, in its transaction.
 
 A purchase costs 3 statements whatever the member's history and however many categories
-it has (one multi-row upsert for them all): no reads.
+it has (one multi-row upsert for them all): no reads. A batch of purchases costs the same 3.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from patron.db import insert_for
+from patron.db import table_of
 from patron.scores.models import MemberCategoryCount, MemberStats, MemberStoreVisit
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One identified purchase as the member stats count it."""
+
+    member_id: uuid.UUID
+    merchant_id: uuid.UUID
+    store_id: uuid.UUID
+    occurred_at: datetime
+    spend_minor: int
+    category_quantities: Mapping[str, int]
 
 
 def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
                     store_id: uuid.UUID, occurred_at: datetime, spend_minor: int,
                     category_quantities: Mapping[str, int]) -> None:
     """Count one purchase (``category_quantities``: units bought per category)."""
-    stats = insert_for(session, MemberStats).values(
-        member_id=member_id, merchant_id=merchant_id, first_purchase_at=occurred_at,
-        last_purchase_at=occurred_at, purchase_count=1, spend_minor=spend_minor)
+    record_purchases(session, [Purchase(
+        member_id=member_id, merchant_id=merchant_id, store_id=store_id,
+        occurred_at=occurred_at, spend_minor=spend_minor,
+        category_quantities=category_quantities)])
+
+
+def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
+    """Count purchases: one multi-row upsert per table, each row once (the purchases of
+    one member are added up first), rows in key order so that concurrent writers lock
+    them in the same order."""
+    if not purchases:
+        return
+    stats: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
+    counts: dict[tuple[uuid.UUID, uuid.UUID, str], dict[str, Any]] = {}
+    visits: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
+    for item in purchases:
+        row = stats.get((item.member_id, item.merchant_id))
+        if row is None:
+            stats[item.member_id, item.merchant_id] = {
+                "member_id": item.member_id, "merchant_id": item.merchant_id,
+                "first_purchase_at": item.occurred_at, "last_purchase_at": item.occurred_at,
+                "purchase_count": 1, "spend_minor": item.spend_minor}
+        else:
+            row["first_purchase_at"] = min(row["first_purchase_at"], item.occurred_at)
+            row["last_purchase_at"] = max(row["last_purchase_at"], item.occurred_at)
+            row["purchase_count"] += 1
+            row["spend_minor"] += item.spend_minor
+        for category, quantity in item.category_quantities.items():
+            key = (item.member_id, item.merchant_id, category)
+            count = counts.get(key)
+            if count is None:
+                counts[key] = {"member_id": item.member_id, "merchant_id": item.merchant_id,
+                               "category": category, "purchase_count": 1,
+                               "quantity": quantity}
+            else:
+                count["purchase_count"] += 1
+                count["quantity"] += quantity
+        visit = visits.get((item.member_id, item.store_id))
+        if visit is None:
+            visits[item.member_id, item.store_id] = {
+                "member_id": item.member_id, "merchant_id": item.merchant_id,
+                "store_id": item.store_id, "visit_count": 1,
+                "last_visit_at": item.occurred_at}
+        else:
+            visit["visit_count"] += 1
+            visit["last_visit_at"] = max(visit["last_visit_at"], item.occurred_at)
+    statements = _upserts(session.get_bind().dialect.name)
+    session.execute(statements.stats, [stats[key] for key in sorted(stats)])
+    if counts:
+        session.execute(statements.counts, [counts[key] for key in sorted(counts)])
+    session.execute(statements.visits, [visits[key] for key in sorted(visits)])
+
+
+@dataclass(frozen=True)
+class _Upserts:
+    stats: Any
+    counts: Any
+    visits: Any
+
+
+@functools.cache
+def _upserts(dialect: str) -> _Upserts:
+    """The three upserts, built once per backend and run with a list of rows each."""
+    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stats = build(table_of(MemberStats))
     excluded = stats.excluded
-    session.execute(stats.on_conflict_do_update(
-        index_elements=[MemberStats.member_id, MemberStats.merchant_id],
+    columns = stats.table.c
+    stats = stats.on_conflict_do_update(
+        index_elements=["member_id", "merchant_id"],
         set_={
             # Purchases may arrive out of order (offline tills): keep the extremes.
             "first_purchase_at": case(
-                (excluded.first_purchase_at < MemberStats.first_purchase_at,
-                 excluded.first_purchase_at), else_=MemberStats.first_purchase_at),
+                (excluded.first_purchase_at < columns.first_purchase_at,
+                 excluded.first_purchase_at), else_=columns.first_purchase_at),
             "last_purchase_at": case(
-                (excluded.last_purchase_at > MemberStats.last_purchase_at,
-                 excluded.last_purchase_at), else_=MemberStats.last_purchase_at),
-            "purchase_count": MemberStats.purchase_count + 1,
-            "spend_minor": MemberStats.spend_minor + excluded.spend_minor,
-        }))
-    if category_quantities:
-        # One multi-row upsert for all the categories (each row still changes atomically;
-        # rows in category order, so concurrent purchases lock them in the same order).
-        counts = insert_for(session, MemberCategoryCount).values([
-            {"member_id": member_id, "merchant_id": merchant_id, "category": category,
-             "purchase_count": 1, "quantity": category_quantities[category]}
-            for category in sorted(category_quantities)])
-        session.execute(counts.on_conflict_do_update(
-            index_elements=[MemberCategoryCount.member_id, MemberCategoryCount.merchant_id,
-                            MemberCategoryCount.category],
-            set_={"purchase_count": MemberCategoryCount.purchase_count + 1,
-                  "quantity": MemberCategoryCount.quantity + counts.excluded.quantity}))
-    visit = insert_for(session, MemberStoreVisit).values(
-        member_id=member_id, merchant_id=merchant_id, store_id=store_id, visit_count=1,
-        last_visit_at=occurred_at)
-    session.execute(visit.on_conflict_do_update(
-        index_elements=[MemberStoreVisit.member_id, MemberStoreVisit.store_id],
-        set_={"visit_count": MemberStoreVisit.visit_count + 1,
+                (excluded.last_purchase_at > columns.last_purchase_at,
+                 excluded.last_purchase_at), else_=columns.last_purchase_at),
+            "purchase_count": columns.purchase_count + excluded.purchase_count,
+            "spend_minor": columns.spend_minor + excluded.spend_minor,
+        })
+    counts = build(table_of(MemberCategoryCount))
+    columns = counts.table.c
+    counts = counts.on_conflict_do_update(
+        index_elements=["member_id", "merchant_id", "category"],
+        set_={"purchase_count": columns.purchase_count + counts.excluded.purchase_count,
+              "quantity": columns.quantity + counts.excluded.quantity})
+    visits = build(table_of(MemberStoreVisit))
+    columns = visits.table.c
+    visits = visits.on_conflict_do_update(
+        index_elements=["member_id", "store_id"],
+        set_={"visit_count": columns.visit_count + visits.excluded.visit_count,
               "last_visit_at": case(
-                  (visit.excluded.last_visit_at > MemberStoreVisit.last_visit_at,
-                   visit.excluded.last_visit_at), else_=MemberStoreVisit.last_visit_at)}))
+                  (visits.excluded.last_visit_at > columns.last_visit_at,
+                   visits.excluded.last_visit_at), else_=columns.last_visit_at)})
+    return _Upserts(stats=stats, counts=counts, visits=visits)
 
 
 def member_stats(session: Session, *, member_id: uuid.UUID,

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 
 import numpy as np
 import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from patron.db import UTCDateTime
+from patron.db import copy_field, uses_copy
 
 # The columns a chunk writes: the two that differ per row first, then the shared ones.
 SHARED_COLUMNS = ("merchant_id", "offer_id", "member_id", "max_redemptions",
@@ -39,15 +37,8 @@ SHARED_COLUMNS = ("merchant_id", "offer_id", "member_id", "max_redemptions",
                   "issued_at")
 COPY_SQL = f"COPY vouchers (id, code, {', '.join(SHARED_COLUMNS)}) FROM STDIN"
 _UUID_BYTES = 16
-_UTC = UTCDateTime()
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+__all__ = ["copy_field", "copy_vouchers", "time_ordered_ids", "uses_copy"]
 _SPECIAL = "\\\t\n\r"
-
-
-def uses_copy(session: Session) -> bool:
-    """Whether the session's database takes ``COPY`` from this driver."""
-    dialect = session.get_bind().dialect
-    return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
 def time_ordered_ids(count: int, *, now_ms: int | None = None) -> list[str]:
@@ -62,19 +53,6 @@ def time_ordered_ids(count: int, *, now_ms: int | None = None) -> list[str]:
     text = raw.tobytes().hex()
     width = 2 * _UUID_BYTES
     return [text[start:start + width] for start in range(0, len(text), width)]
-
-
-def copy_field(value: object) -> str:
-    """One value in ``COPY``'s text format, as the ``INSERT`` binds it."""
-    if value is None:
-        return r"\N"
-    if isinstance(value, datetime):
-        stored = _UTC.process_bind_param(value, None)
-        assert stored is not None
-        return stored.isoformat()
-    if isinstance(value, bool) or not isinstance(value, uuid.UUID | int | str):
-        raise TypeError(f"no COPY text form for {type(value).__name__}")
-    return str(value).translate(_ESCAPES)
 
 
 def copy_vouchers(session: Session, *, codes: Sequence[str],

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.db import insert_for, rowcount
@@ -266,6 +266,23 @@ def _issue(session: Session, *, rule: BenefitRule, offer: Offer, member_id: uuid
     return answers
 
 
+def _live_rules(merchant_id: uuid.UUID, *, miles: bool) -> Select[BenefitRule, Offer]:
+    """The live rules a purchase at this merchant counts towards: the merchant's own, and
+    the coalition's miles rules when it earned miles."""
+    owners = [BenefitRule.merchant_id == merchant_id]
+    if miles:
+        owners.append(and_(BenefitRule.merchant_id.is_(None),
+                           BenefitRule.measure == Measure.miles.value))
+    return (select(BenefitRule, Offer).join(Offer, Offer.id == BenefitRule.offer_id)
+            .where(or_(*owners), BenefitRule.deactivated_at.is_(None),
+                   Offer.revoked_at.is_(None)))
+
+
+def has_live_rules(session: Session, *, merchant_id: uuid.UUID, miles: bool) -> bool:
+    """Whether a purchase at this merchant would count towards any live rule."""
+    return session.execute(_live_rules(merchant_id, miles=miles).limit(1)).first() is not None
+
+
 def on_purchase(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID,
                 transaction_id: uuid.UUID, points_earned: int, miles_earned: int,
                 lines: Sequence[tuple[str, str | None, int]], occurred_at: datetime,
@@ -275,14 +292,8 @@ def on_purchase(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUI
 
     ``lines``: (sku, category as sent, quantity) of each purchase line.
     """
-    owners = [BenefitRule.merchant_id == merchant_id]
-    if miles_earned:
-        owners.append(and_(BenefitRule.merchant_id.is_(None),
-                           BenefitRule.measure == Measure.miles.value))
-    live = session.execute(
-        select(BenefitRule, Offer).join(Offer, Offer.id == BenefitRule.offer_id)
-        .where(or_(*owners), BenefitRule.deactivated_at.is_(None), Offer.revoked_at.is_(None))
-        .order_by(BenefitRule.id)).all()
+    live = session.execute(_live_rules(merchant_id, miles=bool(miles_earned))
+                           .order_by(BenefitRule.id)).all()
     if not live:
         return []
     purchase_lines = [_line(sku, category, quantity) for sku, category, quantity in lines]

@@ -1,0 +1,303 @@
+"""Set-wise replay of a batch's plain sales (docs/offline.md, "Plain sales as a set").
+
+A queued sale is *plain* when the set path can commit it exactly as the POS commit would:
+no vouchers, no miles burned or reported, a member named without a PIN (or none), a sale
+time the commit accepts and not ahead of the server's clock, and no live benefit rule it
+could count towards (``offline.service`` decides; everything else replays one by one).
+
+A run of consecutive plain sales is committed as a set, in the batch's transaction:
+1. read once for the run: the program, the coalition rate, each member's tier window, the
+   members' memberships, the allowances' burn counters (locked), and every ledger
+   account with its lots (locked, ``patron.ledger.bulk``);
+2. plan each sale in order with the commit's own pricing (``pos.service.price_sale``), the
+   allowance's limit and the ledger's rules; the first sale the plan cannot take as sent
+   (a burn over its allowance or the balance, a pricing refusal) ends the run there, and
+   the caller replays that one alone, which records the exception as usual;
+3. write the run with one multi-row statement per table, in a savepoint: transactions,
+   lines, journal entries, postings, lots and draws, balances, memberships, member stats,
+   allowance counters, outbox events and the ``offline_entries`` answers. A unique key
+   refused there (a receipt committed online meanwhile) rolls the savepoint back and the
+   run replays one by one (``SetConflict``).
+
+The answers, rows and events are those of the one-by-one replay (tested by replaying the
+same queues both ways and comparing the databases).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from patron.coalition.rules import Rate
+from patron.coalition.service import rate_for
+from patron.db import insert_for, insert_rows, rowcount, table_of
+from patron.errors import PatronError
+from patron.ledger.bulk import Book
+from patron.ledger.errors import InsufficientPoints, LedgerInconsistent
+from patron.ledger.service import member_points_key
+from patron.members.models import Member, Membership
+from patron.notify.models import OutboxEvent
+from patron.offline import results
+from patron.offline.models import OfflineAllowance, OfflineEntry
+from patron.offline.schemas import BatchEntry, EntryResult, EntryStatus
+from patron.pos import service as pos
+from patron.pos.models import PosTransaction, PosTransactionLine
+from patron.programs import rules
+from patron.programs.service import MerchantProgram, get_program, points_earned_12m
+from patron.scores.service import Purchase, record_purchases
+from patron.tenancy.service import Till
+
+
+class SetConflict(Exception):
+    """A unique key refused the run's rows: replay it one by one."""
+
+
+@dataclass(frozen=True)
+class Plain:
+    """A queued sale the set path takes, with what its checks found."""
+
+    entry: BatchEntry
+    digest: str
+    allowance_id: uuid.UUID | None
+    member: Member | None
+    gtins: list[str | None]
+    occurred_at: datetime
+
+
+@dataclass
+class _Allowance:
+    burn_limit: int
+    burned_read: int
+    burned: int
+
+
+_ALLOWANCES = table_of(OfflineAllowance)
+_SET_BURNED = (update(_ALLOWANCES)
+               .where(_ALLOWANCES.c.id == bindparam("allowance_id"),
+                      _ALLOWANCES.c.burned == bindparam("before"),
+                      _ALLOWANCES.c.burn_limit >= bindparam("after"))
+               .values(burned=bindparam("after")))
+
+
+class _Stop(Exception):
+    """The plan cannot take this sale as sent; the run ends before it."""
+
+
+def replay(session: Session, *, till: Till, plains: Sequence[Plain],
+           now: datetime) -> list[EntryResult]:
+    """Commit the longest prefix of ``plains`` the plan takes (at least nothing, at most
+    all); their answers, in order. ``SetConflict`` when a unique key refuses the rows."""
+    merchant_id = till.merchant.id
+    program = get_program(session, merchant_id=merchant_id)
+    rate = rate_for(session, till.merchant.currency)
+    member_ids = sorted({plain.member.id for plain in plains if plain.member is not None})
+    # Every account a sale of the run may read or move, in one statement (those that do
+    # not exist yet are known absent, so reading them costs nothing more).
+    keys = [key for member_id in member_ids
+            for key in (member_points_key(merchant_id, member_id), f"member_miles:{member_id}")]
+    if member_ids:
+        keys.append(f"merchant_liability:{merchant_id}")
+        if rate is not None:
+            keys.append("coalition_pool")
+    book = Book.open(session, keys)
+    book.load_lots(member_points_key(merchant_id, plain.member.id) for plain in plains
+                   if plain.member is not None and plain.entry.transaction.points_to_burn)
+    allowances = _allowances(session, plains)
+    earned: dict[uuid.UUID, int] = {}
+
+    def earned_12m(member_id: uuid.UUID) -> int:
+        if member_id not in earned:
+            earned[member_id] = points_earned_12m(session, merchant_id=merchant_id,
+                                                  member_id=member_id, now=now)
+        return earned[member_id]
+
+    planned: list[_Planned] = []
+    for plain in plains:
+        try:
+            planned.append(_plan(plain, till=till, program=program, rate=rate, book=book,
+                                 allowances=allowances, earned_12m=earned_12m,
+                                 earned=earned, now=now))
+        except _Stop:
+            break
+    if not planned:
+        return []
+    try:
+        with session.begin_nested():
+            _write(session, till=till, book=book, planned=planned, allowances=allowances,
+                   now=now)
+    except IntegrityError as exc:
+        raise SetConflict(str(exc.orig)) from exc
+    return [item.result for item in planned]
+
+
+def _allowances(session: Session, plains: Sequence[Plain]) -> dict[uuid.UUID, _Allowance]:
+    ids = sorted({plain.allowance_id for plain in plains if plain.allowance_id is not None
+                  and plain.entry.transaction.points_to_burn})
+    if not ids:
+        return {}
+    # After the accounts: the order every writer of a member's points takes its locks in.
+    rows = session.execute(select(OfflineAllowance.id, OfflineAllowance.burn_limit,
+                                  OfflineAllowance.burned)
+                           .where(OfflineAllowance.id.in_(ids)).order_by(OfflineAllowance.id)
+                           .with_for_update()).all()
+    return {row_id: _Allowance(burn_limit=int(limit), burned_read=int(burned),
+                               burned=int(burned)) for row_id, limit, burned in rows}
+
+
+@dataclass
+class _Planned:
+    plain: Plain
+    transaction: dict[str, Any]
+    lines: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    purchase: Purchase | None
+    result: EntryResult
+
+
+def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | None,
+          book: Book, allowances: dict[uuid.UUID, _Allowance],
+          earned_12m: Callable[[uuid.UUID], int], earned: dict[uuid.UUID, int],
+          now: datetime) -> _Planned:
+    data = plain.entry.transaction
+    member = plain.member
+    merchant_id = till.merchant.id
+    tiers = program.rules.tiers
+    points_key = None if member is None else member_points_key(merchant_id, member.id)
+    try:
+        pos.check_payers(data, identified=member is not None)
+        tier = (None if member is None or not tiers
+                else rules.progress_to_next(earned_12m(member.id), tiers).current)
+        priced = pos.price_sale(
+            data, program=program, gtins=plain.gtins,
+            member_id=None if member is None else member.id, applied=[], rate=rate,
+            balance=None if points_key is None else book.balance(points_key), tier=tier)
+    except PatronError as exc:
+        raise _Stop from exc
+    allowance = (allowances.get(plain.allowance_id)
+                 if plain.allowance_id is not None and priced.points_burned else None)
+    if priced.points_burned and (allowance is None
+                                 or allowance.burned + priced.points_burned
+                                 > allowance.burn_limit):
+        raise _Stop
+    transaction_id = uuid.uuid4()
+    source = f"pos:{till.terminal.id}"
+    reason = f"purchase {data.receipt_no}"
+    occurred_at = plain.occurred_at
+    entries: dict[str, uuid.UUID | None] = {"burn": None, "earn": None, "miles": None}
+    balance_after: int | None = None
+    miles_after: int | None = None
+    purchase: Purchase | None = None
+    tier_after: rules.TierProgress | None = None
+    if member is not None:
+        assert points_key is not None
+        if priced.points_burned:
+            assert allowance is not None
+            try:
+                entries["burn"] = book.burn(
+                    merchant_id=merchant_id, member_id=member.id, points=priced.points_burned,
+                    idempotency_key=f"pos:{transaction_id}:burn", source=source,
+                    reason=reason, occurred_at=occurred_at)
+            except InsufficientPoints as exc:
+                raise _Stop from exc
+            allowance.burned += priced.points_burned
+        if priced.points_earned:
+            expires_at = rules.points_expire_at(program.rules, earned_at=occurred_at,
+                                                timezone=till.store.timezone)
+            entries["earn"] = book.earn(
+                merchant_id=merchant_id, member_id=member.id, points=priced.points_earned,
+                expires_at=expires_at, idempotency_key=f"pos:{transaction_id}:earn",
+                source=source, reason=reason, occurred_at=occurred_at)
+            if tiers:
+                # The sale is not ahead of the clock, so it is inside the window at ``now``.
+                earned[member.id] = earned_12m(member.id) + priced.points_earned
+            tier_after = rules.progress_to_next(earned.get(member.id, 0), tiers)
+        if priced.miles_earned:
+            entries["miles"] = book.earn_miles(
+                merchant_id=merchant_id, member_id=member.id, miles=priced.miles_earned,
+                idempotency_key=f"pos:{transaction_id}:miles", source=source, reason=reason,
+                occurred_at=occurred_at)
+        balance_after = book.balance(points_key)
+        miles_after = book.balance(f"member_miles:{member.id}")
+        categories: dict[str, int] = {}
+        for line in data.lines:
+            if line.category is not None:
+                name = rules.normalise_category(line.category)
+                categories[name] = categories.get(name, 0) + line.quantity
+        purchase = Purchase(member_id=member.id, merchant_id=merchant_id,
+                            store_id=till.store.id, occurred_at=occurred_at,
+                            spend_minor=priced.total, category_quantities=categories)
+    answer = pos.answer_for(transaction_id, data=data, till=till, priced=priced,
+                            balance_after=balance_after, miles_after=miles_after, issued=[],
+                            occurred_at=occurred_at, now=now)
+    answer_json = answer.model_dump_json()
+    transaction = {
+        "id": transaction_id, "merchant_id": merchant_id, "store_id": till.store.id,
+        "terminal_id": till.terminal.id, "receipt_no": data.receipt_no,
+        "member_id": priced.member_id, "channel": data.channel.value,
+        "currency": till.merchant.currency, "subtotal": priced.subtotal,
+        "voucher_discount": priced.voucher_discount,
+        "points_discount": priced.points_discount, "miles_discount": priced.miles_discount,
+        "total": priced.total, "points_earned": priced.points_earned,
+        "points_burned": priced.points_burned, "miles_earned": priced.miles_earned,
+        "miles_burned": priced.miles_burned,
+        "payment_method": data.payment.method.value if data.payment else None,
+        "payment_amount": data.payment.amount if data.payment else None,
+        "occurred_at": occurred_at, "created_at": now, "request_hash": pos.request_hash(data),
+        "response_json": answer_json, "earn_entry_id": entries["earn"],
+        "burn_entry_id": entries["burn"], "miles_earn_entry_id": entries["miles"],
+        "miles_burn_entry_id": None}
+    events = [{"id": uuid.uuid4(), "type": str(type_), "merchant_id": merchant_id,
+               "member_id": priced.member_id, "payload": payload, "occurred_at": occurred_at,
+               "created_at": now, "delivered_at": None}
+              for type_, payload in pos.commit_events(
+                  till=till, transaction_id=transaction_id, data=data, priced=priced,
+                  burn_entry_id=entries["burn"], earn_entry_id=entries["earn"],
+                  balance_after=balance_after, tier_after=tier_after)]
+    result = results.entry_result(plain.entry, transaction=answer.model_dump(mode="json"),
+                                  status=EntryStatus.committed, exceptions=[])
+    return _Planned(plain=plain, transaction=transaction,
+                    lines=pos.line_rows(transaction_id, till=till, priced=priced),
+                    events=events, purchase=purchase, result=result)
+
+
+def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
+           allowances: dict[uuid.UUID, _Allowance], now: datetime) -> None:
+    merchant_id = till.merchant.id
+    book.write()
+    insert_rows(session, table_of(PosTransaction), [item.transaction for item in planned])
+    insert_rows(session, table_of(PosTransactionLine),
+                [line for item in planned for line in item.lines])
+    purchases = [item.purchase for item in planned if item.purchase is not None]
+    if purchases:
+        members = sorted({purchase.member_id for purchase in purchases})
+        known = set(session.scalars(select(Membership.member_id).where(
+            Membership.merchant_id == merchant_id, Membership.member_id.in_(members))))
+        joining = [{"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
+                    "joined_at": now, "source": "purchase"}
+                   for member_id in members if member_id not in known]
+        if joining:
+            session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
+                index_elements=["member_id", "merchant_id"]), joining)
+        record_purchases(session, purchases)
+    moved = [{"allowance_id": allowance_id, "before": allowance.burned_read,
+              "after": allowance.burned}
+             for allowance_id, allowance in sorted(allowances.items())
+             if allowance.burned != allowance.burned_read]
+    if moved and rowcount(session.execute(
+            _SET_BURNED, moved, execution_options={"synchronize_session": False})) != len(moved):
+        raise LedgerInconsistent("an allowance changed under a held lock")
+    for allowance in allowances.values():
+        allowance.burned_read = allowance.burned
+    insert_rows(session, table_of(OutboxEvent),
+                [event for item in planned for event in item.events])
+    insert_rows(session, table_of(OfflineEntry), [results.entry_row(
+        item.result, terminal_id=till.terminal.id, merchant_id=merchant_id,
+        transaction_id=item.transaction["id"], allowance_id=item.plain.allowance_id,
+        digest=item.plain.digest, now=now) for item in planned])
