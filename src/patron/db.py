@@ -221,19 +221,42 @@ def uses_copy(session: Session) -> bool:
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _UTC_COLUMN = UTCDateTime()
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _copy_datetime(value: datetime) -> str:
+    stored = _UTC_COLUMN.process_bind_param(value, None)
+    assert stored is not None
+    return stored.isoformat()
+
+
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+# By exact type (a bool is not written as an int); a uuid as its 32 hex digits, which
+# PostgreSQL reads as a uuid, several times faster to make than the hyphenated form.
+_COPY_FORMATS: dict[type, Callable[[Any], str]] = {
+    str: _copy_text, int: str, uuid.UUID: lambda value: value.hex, datetime: _copy_datetime,
+    type(None): lambda value: r"\N"}
 
 
 def copy_field(value: object) -> str:
     """One value in ``COPY``'s text format, as the ``INSERT`` binds it."""
-    if value is None:
-        return r"\N"
-    if isinstance(value, datetime):
-        stored = _UTC_COLUMN.process_bind_param(value, None)
-        assert stored is not None
-        return stored.isoformat()
-    if isinstance(value, bool) or not isinstance(value, uuid.UUID | int | str):
+    format_ = _COPY_FORMATS.get(type(value))
+    if format_ is None:
         raise TypeError(f"no COPY text form for {type(value).__name__}")
-    return str(value).translate(_COPY_ESCAPES)
+    return format_(value)
+
+
+def _column_format(column: Any) -> Callable[[Any], str]:
+    """How a column's values are written for ``COPY``: chosen once per column from its
+    type (JSON as compact JSON text; uuids, numbers and times never need escaping)."""
+    kind = column.type
+    if isinstance(kind, JSON):
+        return lambda value: (r"\N" if value is None
+                              else _copy_text(_JSON_ENCODER.encode(value)))
+    return copy_field
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -247,13 +270,9 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         session.execute(table.insert(), list(rows))
         return
     columns = list(rows[0])
-    as_json = {name for name in columns if isinstance(table.c[name].type, JSON)}
-    lines = []
-    for row in rows:
-        lines.append("\t".join(
-            copy_field(json.dumps(row[name], separators=(",", ":"))
-                       if name in as_json and row[name] is not None else row[name])
-            for name in columns))
+    formats = [_column_format(table.c[name]) for name in columns]
+    lines = ["\t".join([format_(value) for format_, value in zip(
+        formats, map(row.__getitem__, columns), strict=True)]) for row in rows]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     connection = session.connection()
     raw = connection.connection.dbapi_connection

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from patron.db import insert_rows, rowcount, table_of
@@ -269,12 +269,16 @@ class Book:
             insert_rows(session, table_of(JournalEntry), self.entries)
             insert_rows(session, table_of(Posting), self.postings)
         if self.new_lots:
-            ids = session.scalars(
-                insert(_LOTS).returning(_LOTS.c.id, sort_by_parameter_order=True),
-                [{**lot.row, "remaining": lot.remaining} for lot in self.new_lots
-                 if lot.row is not None]).all()
-            for lot, lot_id in zip(self.new_lots, ids, strict=True):
-                lot.id = int(lot_id)
+            rows = [{**lot.row, "remaining": lot.remaining} for lot in self.new_lots
+                    if lot.row is not None]
+            insert_rows(session, _LOTS, rows)
+            # Each new lot is its earn's only lot: found again by its entry. The ids were
+            # given in the order the rows went in, the order the plan assumed.
+            found = {entry_id: lot_id for entry_id, lot_id in session.execute(
+                select(_LOTS.c.entry_id, _LOTS.c.id).where(
+                    _LOTS.c.entry_id.in_([row["entry_id"] for row in rows])))}
+            for lot, row in zip(self.new_lots, rows, strict=True):
+                lot.id = int(found[row["entry_id"]])
         if self.draws:
             insert_rows(session, table_of(PointLotDraw), [
                 {"lot_id": draw["lot"].id, "entry_id": draw["entry_id"],

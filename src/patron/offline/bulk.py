@@ -65,6 +65,7 @@ class Plain:
 
     entry: BatchEntry
     digest: str
+    request_hash: str  # the POS commit's (``pos.request_hash``)
     allowance_id: uuid.UUID | None
     member: Member | None
     gtins: list[str | None]
@@ -177,7 +178,8 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
         priced = pos.price_sale(
             data, program=program, gtins=plain.gtins,
             member_id=None if member is None else member.id, applied=[], rate=rate,
-            balance=None if points_key is None else book.balance(points_key), tier=tier)
+            balance=None if points_key is None else book.balance(points_key), tier=tier,
+            explain=False)
     except PatronError as exc:
         raise _Stop from exc
     allowance = (allowances.get(plain.allowance_id)
@@ -249,7 +251,7 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
         "miles_burned": priced.miles_burned,
         "payment_method": data.payment.method.value if data.payment else None,
         "payment_amount": data.payment.amount if data.payment else None,
-        "occurred_at": occurred_at, "created_at": now, "request_hash": pos.request_hash(data),
+        "occurred_at": occurred_at, "created_at": now, "request_hash": plain.request_hash,
         "response_json": answer_json, "earn_entry_id": entries["earn"],
         "burn_entry_id": entries["burn"], "miles_earn_entry_id": entries["miles"],
         "miles_burn_entry_id": None}

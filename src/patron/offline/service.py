@@ -242,13 +242,13 @@ class _OverAllowance(Exception):
         self.remaining = remaining
 
 
-def _entry_hash(entry: BatchEntry) -> str:
-    body = {"transaction": entry.transaction.model_dump(mode="json",
-                                                        exclude={"member": {"pin"}}),
-            "allowance_id": (None if entry.allowance is None
-                             else entry.allowance.allowance.get("id"))}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _entry_hash(entry: BatchEntry, body: dict[str, Any] | None = None) -> str:
+    """SHA-256 of the entry as sent: its transaction (``pos.purchase_body``, computed here
+    unless given) and its allowance's id."""
+    return pos.json_hash({
+        "transaction": pos.purchase_body(entry.transaction) if body is None else body,
+        "allowance_id": (None if entry.allowance is None
+                         else entry.allowance.allowance.get("id"))})
 
 
 def _serialise_merchant(session: Session, merchant_id: uuid.UUID) -> None:
@@ -368,7 +368,9 @@ class _Classifier:
             member = self._member(data.member)
             if member is None:
                 return None
-        return bulk.Plain(entry=entry, digest=_entry_hash(entry),
+        body = pos.purchase_body(data)
+        return bulk.Plain(entry=entry, digest=_entry_hash(entry, body),
+                          request_hash=pos.body_hash(body),
                           allowance_id=None if allowance is None else allowance.row.id,
                           member=member, gtins=gtins, occurred_at=occurred_at)
 

@@ -160,16 +160,30 @@ def check_lines(lines: Sequence[LineWrite]) -> int:
 def request_hash(data: PurchaseWrite) -> str:
     """SHA-256 of the canonical body (defaults filled in, keys sorted; the PIN left out).
     No vouchers hashes as before vouchers existed, so older receipts still replay."""
-    exclude: dict[str, Any] = {"member": {"pin"}}
-    if not data.vouchers:
-        exclude["vouchers"] = True
-    return canonical_hash(data, exclude=exclude)
+    return body_hash(purchase_body(data))
+
+
+def purchase_body(data: PurchaseWrite) -> dict[str, Any]:
+    """The body as JSON-ready data with defaults filled in and without the PIN: what a
+    replay must match (``body_hash``)."""
+    return data.model_dump(mode="json", exclude={"member": {"pin"}})
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """``request_hash`` of a ``purchase_body``."""
+    if not body.get("vouchers"):
+        body = {name: value for name, value in body.items() if name != "vouchers"}
+    return json_hash(body)
 
 
 def canonical_hash(data: BaseModel, exclude: dict[str, Any] | None = None) -> str:
     """SHA-256 of a request body as JSON with defaults filled in and keys sorted: what a
     replay must match exactly."""
-    body = data.model_dump(mode="json", exclude=exclude)
+    return json_hash(data.model_dump(mode="json", exclude=exclude))
+
+
+def json_hash(body: dict[str, Any]) -> str:
+    """SHA-256 of JSON-ready data, keys sorted, compact, UTF-8."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -235,7 +249,7 @@ def check_payers(data: PurchaseWrite, *, identified: bool) -> None:
 
 
 def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member | None,
-           gtins: list[str | None], now: datetime) -> Priced:
+           gtins: list[str | None], now: datetime, explain: bool) -> Priced:
     """Read what pricing needs (program, vouchers, rate, balance, tier), then price."""
     program = get_program(session, merchant_id=till.merchant.id)
     check_payers(data, identified=member is not None)
@@ -251,17 +265,19 @@ def _price(session: Session, *, data: PurchaseWrite, till: Till, member: Member 
                            program=program).current
     return price_sale(data, program=program, gtins=gtins,
                       member_id=member.id if member else None, applied=applied, rate=rate,
-                      balance=balance, tier=tier)
+                      balance=balance, tier=tier, explain=explain)
 
 
 def price_sale(data: PurchaseWrite, *, program: MerchantProgram, gtins: list[str | None],
                member_id: uuid.UUID | None, applied: list[vouchers.Applied],
-               rate: Rate | None, balance: int | None, tier: TierView | None) -> Priced:
+               rate: Rate | None, balance: int | None, tier: TierView | None,
+               explain: bool = True) -> Priced:
     """The whole price of a sale from what was read for it, without a session: the one
     pricing of the online commit, the quote and the set-wise offline replay.
 
     ``balance`` and ``tier`` are the member's points and tier before the sale (None when
-    anonymous); ``applied`` the vouchers already priced on the lines.
+    anonymous); ``applied`` the vouchers already priced on the lines. ``explain=False``
+    (a commit: its answer shows no explanation) skips writing the earn's explanation.
     """
     view = program.rules
     amounts = [line.quantity * line.unit_price for line in data.lines]
@@ -299,7 +315,8 @@ def price_sale(data: PurchaseWrite, *, program: MerchantProgram, gtins: list[str
         earned = rules.earn_for_basket(
             view, [rules.BasketLine(amount=amount, category=line.category)
                    for amount, line in zip(paid, data.lines, strict=True)],
-            tier_bp, currency=program.currency, minor_units=program.currency_minor_units)
+            tier_bp, currency=program.currency, minor_units=program.currency_minor_units,
+            explain=explain)
         line_points = [line.points for line in earned.lines]
         points_earned, explanation = earned.points, list(earned.explanation)
         bonus = vouchers.add_bonus_points(applied, points_earned=points_earned)
@@ -359,7 +376,8 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
     now = utcnow()
     check_time(data, now=now)
     member = member_for(session, actor=actor, identification=data.member)
-    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now)
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now,
+                    explain=True)
     if priced.balance_before is not None and data.points_to_burn > priced.balance_before:
         raise InsufficientPoints(f"the points balance is lower than {data.points_to_burn}",
                                  unit="points", requested=data.points_to_burn)
@@ -483,7 +501,8 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
             session.delete(transaction)
             session.flush()
         raise
-    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now)
+    priced = _price(session, data=data, till=till, member=member, gtins=gtins, now=now,
+                    explain=False)
     # Codes first: a refused code fails the purchase before any ledger row is locked.
     vouchers.redeem_applied(session, till=till, applied=priced.vouchers,
                             member_id=priced.member_id, transaction_id=transaction.id, now=now)

@@ -159,13 +159,15 @@ def _check_multiplier(value: int, field_name: str) -> None:
 
 def earn_for_basket(program: ProgramView, lines: Sequence[BasketLine],
                     tier_multiplier_bp: int = BP_ONE, *,
-                    currency: str | None = None, minor_units: int | None = None) -> EarnResult:
+                    currency: str | None = None, minor_units: int | None = None,
+                    explain: bool = True) -> EarnResult:
     """Points a basket earns, with each line's share and a human-readable explanation.
 
     Exact points = Σ eligible amount x earn_points x category multiplier x tier multiplier
     / earn_per_amount; rounded once by the program's rule; split over the lines in
     proportion to their exact points. ``currency`` / ``minor_units`` only shape the
-    explanation (amounts shown as 12.99 USD rather than 1299 minor units).
+    explanation (amounts shown as 12.99 USD rather than 1299 minor units); with
+    ``explain=False`` (a commit, which shows none) the explanation is left empty.
     """
     _check_multiplier(tier_multiplier_bp, "tier_multiplier_bp")
     if len(lines) > MAX_LINES:
@@ -201,6 +203,10 @@ def earn_for_basket(program: ProgramView, lines: Sequence[BasketLine],
                  exact_points=Fraction(weights[index], denominator), points=shares[index])
         for index, line in enumerate(lines))
     exact = Fraction(numerator, denominator)
+    if not explain:
+        return EarnResult(points=total, exact_points=exact, eligible_amount=sum(eligible),
+                          tier_multiplier_bp=tier_multiplier_bp, rounding=program.rounding,
+                          lines=line_results, explanation=())
 
     explanation = [f"{_count(program.earn_points, 'point')} per "
                    f"{show(program.earn_per_amount)}"]
