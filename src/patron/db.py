@@ -19,7 +19,20 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from sqlalchemy import JSON, DateTime, MetaData, Result, Table, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    MetaData,
+    Result,
+    String,
+    Table,
+    Uuid,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
@@ -249,37 +262,61 @@ def copy_field(value: object) -> str:
     return format_(value)
 
 
-def _column_format(column: Any) -> Callable[[Any], str]:
-    """How a column's values are written for ``COPY``: chosen once per column from its
-    type (JSON as compact JSON text; uuids, numbers and times never need escaping)."""
+def _copy_type(column: Any) -> str:
+    """The PostgreSQL type a column's values are sent as in a binary ``COPY``."""
     kind = column.type
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
     if isinstance(kind, JSON):
-        return lambda value: (r"\N" if value is None
-                              else _copy_text(_JSON_ENCODER.encode(value)))
-    return copy_field
+        return "json"
+    if isinstance(kind, Uuid):
+        return "uuid"
+    if isinstance(kind, BigInteger):
+        return "int8"
+    if isinstance(kind, Integer):
+        return "int4"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    if isinstance(kind, String):  # Text included
+        return "text"
+    raise TypeError(f"no COPY type for {column.table.name}.{column.name} ({kind!r})")
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert many rows (each with the same keys) in the session's transaction: one
-    ``COPY … FROM STDIN`` on PostgreSQL (no statement to parse or bind per row), one
-    multi-row ``INSERT`` elsewhere. A unique or foreign-key violation is SQLAlchemy's
-    ``IntegrityError`` either way, so the caller's savepoint works alike."""
+    """Insert many rows (each with the same keys) in the session's transaction: one binary
+    ``COPY … FROM STDIN`` on PostgreSQL (no statement to parse or bind per row, no text
+    to parse), one multi-row ``INSERT`` elsewhere. A unique or foreign-key violation is
+    SQLAlchemy's ``IntegrityError`` either way, so the caller's savepoint works alike.
+
+    Values go as the ``INSERT`` would bind them: times must be timezone-aware (stored in
+    UTC), JSON columns take JSON-ready data."""
     if not rows:
         return
     if not uses_copy(session):
         session.execute(table.insert(), list(rows))
         return
     columns = list(rows[0])
-    formats = [_column_format(table.c[name]) for name in columns]
-    lines = ["\t".join([format_(value) for format_, value in zip(
-        formats, map(row.__getitem__, columns), strict=True)]) for row in rows]
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    types = [_copy_type(table.c[name]) for name in columns]
+    as_json = [index for index, kind in enumerate(types) if kind == "json"]
+    times = [index for index, kind in enumerate(types) if kind == "timestamptz"]
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.write("\n".join(lines) + "\n")
+            copy.set_types(types)
+            for row in rows:
+                values = [row[name] for name in columns]
+                for index in as_json:
+                    if values[index] is not None:
+                        values[index] = _JSON_ENCODER.encode(values[index])
+                for index in times:
+                    if values[index] is not None and values[index].tzinfo is None:
+                        raise ValueError("naive datetime given to a UTC column")
+                copy.write_row(values)
     except psycopg.Error as exc:
         raise DBAPIError.instance(statement, None, exc, psycopg.Error,
                                   dialect=connection.dialect) from exc
