@@ -4,9 +4,10 @@ replay, docs/offline.md).
 The same books as ``patron.ledger.service``, the same rules, another way to write them:
 
 1. every account the batch touches is locked before anything is planned — the accounts
-   known at the start in one ``SELECT … FOR UPDATE`` in ascending id order (the order
-   every writer of the ledger locks in), an account first needed later when it is
-   created or first read (on SQLite ``BEGIN IMMEDIATE`` already holds the write lock);
+   known at the start with ``SELECT … FOR UPDATE`` in ascending id order, points
+   accounts before miles accounts (the order a POS commit locks in), an account first
+   needed later when it is created or first read (on SQLite ``BEGIN IMMEDIATE`` already
+   holds the write lock);
 2. earns, burns and miles are planned in memory under those locks with the ledger's own
    rules: a member's points never go below zero on a burn (``InsufficientPoints`` and
    nothing planned), a member in debt repays it before a lot is kept
@@ -104,16 +105,22 @@ class Book:
     new_lots: list[_Lot] = field(default_factory=list)
 
     @classmethod
-    def open(cls, session: Session, keys: Iterable[str]) -> Book:
+    def open(cls, session: Session, *groups: Iterable[str]) -> Book:
         """Lock and read the accounts with these keys that exist (the others are made or
-        read when first needed)."""
+        read when first needed): group after group, each in ascending id order.
+
+        Points accounts (members' and the liability) form one group, miles accounts
+        (members' and the pool) the next: the order a POS commit takes them in (its
+        points entries before its miles entry), so the two never wait on each other in a
+        cycle."""
         book = cls(session)
-        wanted = sorted(set(keys))
-        if wanted:
-            ids = list(session.scalars(select(LedgerAccount.id)
-                                       .where(LedgerAccount.key.in_(wanted))))
-            book._lock(ids)
-            book.absent.update(key for key in wanted if key not in book.accounts)
+        for keys in groups:
+            wanted = sorted(set(keys))
+            if wanted:
+                ids = list(session.scalars(select(LedgerAccount.id)
+                                           .where(LedgerAccount.key.in_(wanted))))
+                book._lock(ids)
+                book.absent.update(key for key in wanted if key not in book.accounts)
         return book
 
     def _lock(self, account_ids: list[uuid.UUID]) -> None:

@@ -99,15 +99,15 @@ def replay(session: Session, *, till: Till, plains: Sequence[Plain],
     program = get_program(session, merchant_id=merchant_id)
     rate = rate_for(session, till.merchant.currency)
     member_ids = sorted({plain.member.id for plain in plains if plain.member is not None})
-    # Every account a sale of the run may read or move, in one statement (those that do
-    # not exist yet are known absent, so reading them costs nothing more).
-    keys = [key for member_id in member_ids
-            for key in (member_points_key(merchant_id, member_id), f"member_miles:{member_id}")]
+    # Every account a sale of the run may read or move (those that do not exist yet are
+    # known absent, so reading them costs nothing more): points, then miles.
+    points = [member_points_key(merchant_id, member_id) for member_id in member_ids]
+    miles = [f"member_miles:{member_id}" for member_id in member_ids]
     if member_ids:
-        keys.append(f"merchant_liability:{merchant_id}")
+        points.append(f"merchant_liability:{merchant_id}")
         if rate is not None:
-            keys.append("coalition_pool")
-    book = Book.open(session, keys)
+            miles.append("coalition_pool")
+    book = Book.open(session, points, miles)
     book.load_lots(member_points_key(merchant_id, plain.member.id) for plain in plains
                    if plain.member is not None and plain.entry.transaction.points_to_burn)
     allowances = _allowances(session, plains)

@@ -29,9 +29,12 @@ def differences(entry: BatchEntry, transaction: dict[str, Any]) -> list[Differen
 
 def entry_result(entry: BatchEntry, *, transaction: dict[str, Any], status: EntryStatus,
                  exceptions: list[uuid.UUID]) -> EntryResult:
-    return EntryResult(seq=entry.seq, receipt_no=entry.transaction.receipt_no,
-                       status=status, transaction=transaction,
-                       differences=differences(entry, transaction), exceptions=exceptions)
+    # Built from values that are already what the fields hold (the committed answer as
+    # JSON-ready data, ids, models): nothing to validate again.
+    return EntryResult.model_construct(
+        seq=entry.seq, receipt_no=entry.transaction.receipt_no, status=status,
+        transaction=transaction, differences=differences(entry, transaction),
+        exceptions=exceptions, problem=None)
 
 
 def entry_row(result: EntryResult, *, terminal_id: uuid.UUID, merchant_id: uuid.UUID,

@@ -10,6 +10,7 @@ replayed entry got, returned again to a resent entry).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import uuid
@@ -343,10 +344,26 @@ class _Classifier:
         self.session, self.actor, self.till, self.now = session, actor, till, now
         self._benefits: bool | None = None
         self._members: dict[str, Member | None] = {}
+        # Whether a sale dated after the batch's clock went one by one (see ``plain``).
+        self._ahead = False
 
     def plain(self, entry: BatchEntry,
               verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | None:
+        """The entry as a plain sale, or None when it goes one by one."""
+        found = self._plain(entry, verified)
+        if found is None and not self._ahead:
+            # Committed alone, after this batch's clock: its earn counts in a member's tier
+            # window only from then on, so every later identified sale of the batch goes
+            # alone too (the set path reads the window at the batch's clock).
+            with contextlib.suppress(OverflowError):  # year 1 or 9999: refused anyway
+                self._ahead = entry.transaction.occurred_at.astimezone(UTC) > self.now
+        return found
+
+    def _plain(self, entry: BatchEntry,
+               verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | None:
         data = entry.transaction
+        if data.member is not None and self._ahead:
+            return None
         if data.vouchers or data.miles_to_burn or data.miles is not None:
             return None
         if data.member is not None and (data.member.pin is not None or self.actor.require_pin):
@@ -363,10 +380,8 @@ class _Classifier:
             return None  # the tier window after it would move: one by one
         member: Member | None = None
         if data.member is not None:
-            if self._benefits_live():
-                return None
             member = self._member(data.member)
-            if member is None:
+            if member is None or self._benefits_live():
                 return None
         body = pos.purchase_body(data)
         return bulk.Plain(entry=entry, digest=_entry_hash(entry, body),

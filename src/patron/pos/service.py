@@ -18,6 +18,7 @@ less its share (see docs/pos.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -621,6 +622,14 @@ def line_rows(transaction_id: uuid.UUID, *, till: Till, priced: Priced) -> list[
             for line in priced.lines]
 
 
+@functools.lru_cache(maxsize=1024)
+def _till_ids(merchant_id: uuid.UUID, store_id: uuid.UUID,
+              terminal_id: uuid.UUID) -> dict[str, str]:
+    """A till's ids as event payloads show them (made once per till, not per purchase)."""
+    return {"merchant_id": str(merchant_id), "store_id": str(store_id),
+            "terminal_id": str(terminal_id)}
+
+
 def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
                   priced: Priced, burn_entry_id: uuid.UUID | None,
                   earn_entry_id: uuid.UUID | None, balance_after: int | None,
@@ -633,8 +642,7 @@ def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
     currency = till.merchant.currency
     base: dict[str, Any] = {"transaction_id": str(transaction_id),
                             "receipt_no": data.receipt_no,
-                            "merchant_id": str(till.merchant.id), "store_id": str(till.store.id),
-                            "terminal_id": str(till.terminal.id),
+                            **_till_ids(till.merchant.id, till.store.id, till.terminal.id),
                             "member_id": str(member_id) if member_id else None}
     events: list[tuple[EventType, dict[str, Any]]] = [(EventType.transaction_committed, {
         **base, "channel": data.channel.value, "currency": currency,
