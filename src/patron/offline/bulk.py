@@ -46,7 +46,7 @@ from patron.members.models import Member, Membership
 from patron.notify.models import OutboxEvent
 from patron.offline import results
 from patron.offline.models import OfflineAllowance, OfflineEntry
-from patron.offline.schemas import BatchEntry, EntryResult, EntryStatus
+from patron.offline.schemas import BatchEntry
 from patron.pos import service as pos
 from patron.pos.models import PosTransaction, PosTransactionLine
 from patron.programs import rules
@@ -92,9 +92,10 @@ class _Stop(Exception):
 
 
 def replay(session: Session, *, till: Till, plains: Sequence[Plain],
-           now: datetime) -> list[EntryResult]:
+           now: datetime) -> list[str]:
     """Commit the longest prefix of ``plains`` the plan takes (at least nothing, at most
-    all); their answers, in order. ``SetConflict`` when a unique key refuses the rows."""
+    all); their answers as JSON text, in order. ``SetConflict`` when a unique key refuses
+    the rows."""
     merchant_id = till.merchant.id
     program = get_program(session, merchant_id=merchant_id)
     rate = rate_for(session, till.merchant.currency)
@@ -135,7 +136,7 @@ def replay(session: Session, *, till: Till, plains: Sequence[Plain],
                    now=now)
     except IntegrityError as exc:
         raise SetConflict(str(exc.orig)) from exc
-    return [item.result for item in planned]
+    return [item.result_json for item in planned]
 
 
 def _allowances(session: Session, plains: Sequence[Plain]) -> dict[uuid.UUID, _Allowance]:
@@ -159,7 +160,7 @@ class _Planned:
     lines: list[dict[str, Any]]
     events: list[dict[str, Any]]
     purchase: Purchase | None
-    result: EntryResult
+    result_json: str  # the entry's answer, as JSON text
 
 
 def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | None,
@@ -262,11 +263,13 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                   till=till, transaction_id=transaction_id, data=data, priced=priced,
                   burn_entry_id=entries["burn"], earn_entry_id=entries["earn"],
                   balance_after=balance_after, tier_after=tier_after)]
-    result = results.entry_result(plain.entry, transaction=answer.model_dump(mode="json"),
-                                  status=EntryStatus.committed, exceptions=[])
+    result_json = results.committed_json(plain.entry, answer_json=answer_json, figures={
+        "points_earned": priced.points_earned, "points_burned": priced.points_burned,
+        "points_discount": priced.points_discount,
+        "voucher_discount": priced.voucher_discount, "miles_discount": priced.miles_discount})
     return _Planned(plain=plain, transaction=transaction,
                     lines=pos.line_rows(transaction_id, till=till, priced=priced),
-                    events=events, purchase=purchase, result=result)
+                    events=events, purchase=purchase, result_json=result_json)
 
 
 def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
@@ -300,6 +303,7 @@ def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
     insert_rows(session, table_of(OutboxEvent),
                 [event for item in planned for event in item.events])
     insert_rows(session, table_of(OfflineEntry), [results.entry_row(
-        item.result, terminal_id=till.terminal.id, merchant_id=merchant_id,
+        receipt_no=item.plain.entry.transaction.receipt_no, result_json=item.result_json,
+        terminal_id=till.terminal.id, merchant_id=merchant_id,
         transaction_id=item.transaction["id"], allowance_id=item.plain.allowance_id,
         digest=item.plain.digest, now=now) for item in planned])

@@ -72,7 +72,6 @@ from patron.offline.schemas import (
     AllowanceRead,
     AllowanceWrite,
     BatchEntry,
-    BatchRead,
     BatchWrite,
     CoalitionRateRead,
     EntryResult,
@@ -263,7 +262,9 @@ def _serialise_merchant(session: Session, merchant_id: uuid.UUID) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(:number)"), {"number": number})
 
 
-def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> BatchRead:
+def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str:
+    """The batch's answer (``BatchRead``) as JSON text: the set path's answers are made as
+    text, and each answer is serialised once."""
     till = till_of(session, actor)
     entries = data.entries
     if not 1 <= len(entries) <= MAX_BATCH_ENTRIES:
@@ -288,7 +289,7 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> Bat
     now = utcnow()
     classifier = _Classifier(session, actor=actor, till=till, now=now)
     classifier.name_members(entries)
-    answers: list[EntryResult | None] = [None] * len(entries)
+    answers: list[EntryResult | str | None] = [None] * len(entries)
     # Consecutive plain sales wait here to be committed as a set (offline.bulk); any other
     # entry first commits the ones before it, so entries always apply in order.
     run: list[tuple[int, bulk.Plain]] = []
@@ -332,7 +333,9 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> Bat
                                        replayed=previous, committed_online=online,
                                        verified=verified)
     commit_run()
-    return BatchRead(results=[answer for answer in answers if answer is not None])
+    return '{"results":[' + ",".join(
+        answer if isinstance(answer, str) else answer.model_dump_json()
+        for answer in answers if answer is not None) + "]}"
 
 
 class _Classifier:
@@ -707,7 +710,8 @@ def _record(session: Session, *, till: Till, entry: BatchEntry, digest: str, ans
     result = results.entry_result(entry, transaction=transaction, status=status,
                                   exceptions=exceptions)
     session.execute(insert(table_of(OfflineEntry)), [results.entry_row(
-        result, terminal_id=till.terminal.id, merchant_id=till.merchant.id,
+        receipt_no=result.receipt_no, result_json=result.model_dump_json(),
+        terminal_id=till.terminal.id, merchant_id=till.merchant.id,
         transaction_id=uuid.UUID(transaction["id"]), allowance_id=allowance_id, digest=digest,
         now=utcnow())])
     return result
