@@ -299,18 +299,27 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     types = [_copy_type(table.c[name]) for name in columns]
     times = [index for index, kind in enumerate(types) if kind == "timestamptz"]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with copy_in(session, statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            values = [row[name] for name in columns]
+            for index in times:
+                if values[index] is not None and values[index].tzinfo is None:
+                    raise ValueError("naive datetime given to a UTC column")
+            copy.write_row(values)
+
+
+@contextmanager
+def copy_in(session: Session, statement: str) -> Iterator[psycopg.Copy]:
+    """``COPY … FROM STDIN`` in the session's transaction (PostgreSQL with psycopg). A
+    violation during the copy is raised as SQLAlchemy's ``DBAPIError`` subclass for it
+    (``IntegrityError`` for a unique or foreign key), as from an ``INSERT``."""
     connection = session.connection()
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, psycopg.Connection)
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.set_types(types)
-            for row in rows:
-                values = [row[name] for name in columns]
-                for index in times:
-                    if values[index] is not None and values[index].tzinfo is None:
-                        raise ValueError("naive datetime given to a UTC column")
-                copy.write_row(values)
+            yield copy
     except psycopg.Error as exc:
         raise DBAPIError.instance(statement, None, exc, psycopg.Error,
                                   dialect=connection.dialect) from exc

@@ -25,11 +25,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import psycopg
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from patron.db import copy_field, uses_copy
+from patron.db import copy_field, copy_in, uses_copy
 
 # The columns a chunk writes: the two that differ per row first, then the shared ones.
 SHARED_COLUMNS = ("merchant_id", "offer_id", "member_id", "max_redemptions",
@@ -68,12 +66,5 @@ def copy_vouchers(session: Session, *, codes: Sequence[str],
     tail = "\t".join(copy_field(shared[column]) for column in SHARED_COLUMNS)
     data = "".join(f"{row_id}\t{code}\t{tail}\n"
                    for row_id, code in zip(time_ordered_ids(len(codes)), codes, strict=True))
-    connection = session.connection()
-    raw = connection.connection.dbapi_connection
-    assert isinstance(raw, psycopg.Connection)
-    try:
-        with raw.cursor() as cursor, cursor.copy(COPY_SQL) as copy:
-            copy.write(data)
-    except psycopg.Error as exc:
-        raise DBAPIError.instance(COPY_SQL, None, exc, psycopg.Error,
-                                  dialect=connection.dialect) from exc
+    with copy_in(session, COPY_SQL) as copy:
+        copy.write(data)
