@@ -298,16 +298,12 @@ STATS = """INSERT INTO member_stats (member_id, merchant_id, first_purchase_at,
         THEN excluded.last_purchase_at ELSE member_stats.last_purchase_at END,
     purchase_count = member_stats.purchase_count + 1,
     spend_minor = member_stats.spend_minor + excluded.spend_minor"""
-CATEGORIES = """INSERT INTO member_category_counts (member_id, merchant_id, category,
-    purchase_count, quantity) VALUES {rows} ON CONFLICT (member_id, merchant_id, category)
+# One row per category, sent together (executemany), as the product issues it.
+CATEGORY = """INSERT INTO member_category_counts (member_id, merchant_id, category,
+    purchase_count, quantity) VALUES (%(member)s, %(merchant)s, %(category)s, 1,
+    %(quantity)s) ON CONFLICT (member_id, merchant_id, category)
     DO UPDATE SET purchase_count = member_category_counts.purchase_count + 1,
     quantity = member_category_counts.quantity + excluded.quantity"""
-CATEGORY_ROW = "(%(member)s, %(merchant)s, %(category{n})s, 1, %(quantity{n})s)"
-
-
-def categories_statement(count: int) -> str:
-    """One multi-row upsert for ``count`` categories, as the product issues it."""
-    return CATEGORIES.format(rows=", ".join(CATEGORY_ROW.format(n=n) for n in range(count)))
 VISIT = """INSERT INTO member_store_visits (member_id, merchant_id, store_id, visit_count,
     last_visit_at) VALUES (%(member)s, %(merchant)s, %(store)s, 1, %(occurred_at)s)
     ON CONFLICT (member_id, store_id) DO UPDATE SET
@@ -422,11 +418,9 @@ def write_checkout(db: RawDatabase, till: RawTill, checkout: RawCheckout) -> Non
                      "amount": -miles, "unit": "miles"}])
             x(STATS, {**common, "member": member, "spend": checkout.total})
             if checkout.categories:
-                rows: dict[str, Any] = {}
-                for n, (category, quantity) in enumerate(checkout.categories):
-                    rows[f"category{n}"], rows[f"quantity{n}"] = category, quantity
-                x(categories_statement(len(checkout.categories)),
-                  {**common, "member": member, **rows})
+                db.executemany(CATEGORY, [
+                    {**common, "member": member, "category": category, "quantity": quantity}
+                    for category, quantity in sorted(checkout.categories)])
             x(VISIT, {**common, "member": member, "store": i(till.store_id)})
         x(FIGURES, {"id": i(checkout.id), "member": i(member_id),
                     "subtotal": checkout.subtotal, "discount": checkout.points_discount,
