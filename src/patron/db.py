@@ -333,6 +333,11 @@ def rowcount(result: Result[Any]) -> int:
 def insert_for(session: Session, target: Any) -> Any:
     """An INSERT with ON CONFLICT support (upserts, skip-duplicates) for the session's
     backend. Patron runs on PostgreSQL and SQLite, which spell it alike."""
-    if session.get_bind().dialect.name == "postgresql":
+    return insert_for_dialect(session.get_bind().dialect.name, target)
+
+
+def insert_for_dialect(dialect: str, target: Any) -> Any:
+    """``insert_for`` by the backend's name (for statements built once per backend)."""
+    if dialect == "postgresql":
         return postgresql.insert(target)
     return sqlite.insert(target)

@@ -25,12 +25,12 @@ tests replay the same sales both ways and compare).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from patron.db import insert_rows, rowcount, table_of
@@ -38,8 +38,6 @@ from patron.kit.clock import utcnow
 from patron.ledger import rules
 from patron.ledger.errors import InsufficientPoints, LedgerInconsistent
 from patron.ledger.models import (
-    COUNTER_KINDS,
-    AccountKind,
     EntryKind,
     JournalEntry,
     LedgerAccount,
@@ -117,29 +115,24 @@ class Book:
         for keys in groups:
             wanted = sorted(set(keys))
             if wanted:
-                ids = list(session.scalars(select(LedgerAccount.id)
-                                           .where(LedgerAccount.key.in_(wanted))))
-                book._lock(ids)
+                book._lock(LedgerAccount.key.in_(wanted))
                 book.absent.update(key for key in wanted if key not in book.accounts)
         return book
 
-    def _lock(self, account_ids: list[uuid.UUID]) -> None:
-        if not account_ids:
-            return
+    def _lock(self, which: ColumnElement[bool]) -> None:
         rows = self.session.execute(
             select(LedgerAccount.id, LedgerAccount.key, LedgerAccount.kind, LedgerAccount.unit,
                    LedgerAccount.balance)
-            .where(LedgerAccount.id.in_(account_ids)).order_by(LedgerAccount.id)
-            .with_for_update()).all()
+            .where(which).order_by(LedgerAccount.id).with_for_update()).all()
         for account_id, key, kind, unit, balance in rows:
             self.accounts[key] = _Account(id=account_id, kind=kind, unit=unit,
                                           balance_read=int(balance), balance=int(balance))
 
-    def _account(self, key: str, make: Any) -> _Account:
+    def _account(self, key: str, make: Callable[[], LedgerAccount]) -> _Account:
+        """The account with this key, made (``make``) and locked on first use."""
         known = self.accounts.get(key)
         if known is None:
-            made = make()
-            self._lock([made.id])
+            self._lock(LedgerAccount.id == make().id)
             self.absent.discard(key)
             known = self.accounts[key]
         return known
@@ -151,14 +144,13 @@ class Book:
         if known is None:
             if key in self.absent:
                 return 0
-            row = self.session.scalar(select(LedgerAccount.id).where(LedgerAccount.key == key))
-            if row is None:
+            self._lock(LedgerAccount.key == key)
+            known = self.accounts.get(key)
+            if known is None:
                 # As a read outside the batch would see it; the batch's first move of it
                 # makes it (or finds one made meanwhile) and locks it.
                 self.absent.add(key)
                 return 0
-            self._lock([row])
-            known = self.accounts[key]
         return known.balance
 
     def load_lots(self, keys: Iterable[str]) -> None:
@@ -201,8 +193,7 @@ class Book:
              occurred_at: datetime) -> uuid.UUID:
         _check_amount(points)
         member = self._points(merchant_id, member_id)
-        liability = self._account(f"merchant_liability:{merchant_id}", lambda: liability_account(
-            self.session, merchant_id=merchant_id))
+        liability = self._liability(merchant_id)
         entry_id = self._entry(kind=EntryKind.earn, idempotency_key=idempotency_key,
                                merchant_id=merchant_id, member_id=member_id, source=source,
                                reason=reason, occurred_at=occurred_at,
@@ -229,8 +220,7 @@ class Book:
         member = self._points(merchant_id, member_id)
         if member.id not in self.lots:
             self.load_lots([member_points_key(merchant_id, member_id)])
-        liability = self._account(f"merchant_liability:{merchant_id}", lambda: liability_account(
-            self.session, merchant_id=merchant_id))
+        liability = self._liability(merchant_id)
         lots = self.lots[member.id]
         plan = rules.consumption_plan(
             [rules.LotView(id=lot.id, remaining=lot.remaining, expires_at=lot.expires_at)
@@ -261,6 +251,10 @@ class Book:
                            reason=reason, occurred_at=occurred_at,
                            postings=[(member, miles), (pool, -miles)])
 
+    def _liability(self, merchant_id: uuid.UUID) -> _Account:
+        return self._account(f"merchant_liability:{merchant_id}",
+                             lambda: liability_account(self.session, merchant_id=merchant_id))
+
     def _points(self, merchant_id: uuid.UUID, member_id: uuid.UUID) -> _Account:
         return self._account(member_points_key(merchant_id, member_id),
                              lambda: member_points_account(self.session,
@@ -270,7 +264,7 @@ class Book:
     # --- writing --------------------------------------------------------------------
 
     def write(self) -> None:
-        """Write everything planned (in the caller's transaction; flushes, never commits)."""
+        """Write everything planned, once (in the caller's transaction; never commits)."""
         session = self.session
         if self.entries:
             insert_rows(session, table_of(JournalEntry), self.entries)
@@ -294,28 +288,18 @@ class Book:
         changed_lots = [{"lot_id": lot.id, "before": lot.remaining_read, "after": lot.remaining}
                         for lots in self.lots.values() for lot in lots
                         if lot.row is None and lot.remaining != lot.remaining_read]
-        _guarded(session, _SET_REMAINING, changed_lots, "a lot changed under a held lock")
+        guarded_update(session, _SET_REMAINING, changed_lots,
+                       "a lot changed under a held lock")
         moved = [{"account_id": account.id, "before": account.balance_read,
                   "after": account.balance}
                  for account in self.accounts.values()
                  if account.balance != account.balance_read]
-        for account in self.accounts.values():
-            if (account.balance < 0 and account.kind not in COUNTER_KINDS
-                    and account.kind != AccountKind.member_points.value):
-                raise LedgerInconsistent(f"account {account.id} would go below zero")
-        _guarded(session, _SET_BALANCE, sorted(moved, key=lambda row: row["account_id"]),
-                 "a balance changed under a held lock")
+        guarded_update(session, _SET_BALANCE, sorted(moved, key=lambda row: row["account_id"]),
+                       "a balance changed under a held lock")
         # What the session's identity map holds of these rows is stale now.
         for instance in list(session.identity_map.values()):
             if isinstance(instance, LedgerAccount | PointLot):
                 session.expire(instance)
-        for account in self.accounts.values():
-            account.balance_read = account.balance
-        for lots in self.lots.values():
-            for lot in lots:
-                lot.remaining_read = lot.remaining
-                lot.row = None
-        self.entries, self.postings, self.draws, self.new_lots = [], [], [], []
 
 
 def _check_amount(amount: int) -> None:
@@ -323,9 +307,10 @@ def _check_amount(amount: int) -> None:
         raise ValueError(f"a move must be 1 to {MAX_POINTS_PER_ENTRY}, not {amount!r}")
 
 
-def _guarded(session: Session, statement: Any, rows: list[dict[str, Any]],
-             message: str) -> None:
-    """One guarded update per row (executemany); every row must match its guard."""
+def guarded_update(session: Session, statement: Any, rows: list[dict[str, Any]],
+                   message: str) -> None:
+    """One guarded update per row (executemany), every row's guard the value read under
+    its lock: a row that does not match is ``LedgerInconsistent`` (``message``)."""
     if not rows:
         return
     changed = rowcount(session.execute(statement, rows,

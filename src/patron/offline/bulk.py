@@ -26,7 +26,7 @@ same queues both ways and comparing the databases).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,10 +37,10 @@ from sqlalchemy.orm import Session
 
 from patron.coalition.rules import Rate
 from patron.coalition.service import rate_for
-from patron.db import insert_for, insert_rows, rowcount, table_of
+from patron.db import insert_for, insert_rows, table_of
 from patron.errors import PatronError
-from patron.ledger.bulk import Book
-from patron.ledger.errors import InsufficientPoints, LedgerInconsistent
+from patron.ledger.bulk import Book, guarded_update
+from patron.ledger.errors import InsufficientPoints
 from patron.ledger.service import member_points_key
 from patron.members.models import Member, Membership
 from patron.notify.models import OutboxEvent
@@ -112,20 +112,12 @@ def replay(session: Session, *, till: Till, plains: Sequence[Plain],
     book.load_lots(member_points_key(merchant_id, plain.member.id) for plain in plains
                    if plain.member is not None and plain.entry.transaction.points_to_burn)
     allowances = _allowances(session, plains)
-    earned: dict[uuid.UUID, int] = {}
-
-    def earned_12m(member_id: uuid.UUID) -> int:
-        if member_id not in earned:
-            earned[member_id] = points_earned_12m(session, merchant_id=merchant_id,
-                                                  member_id=member_id, now=now)
-        return earned[member_id]
-
+    windows = _TierWindows(session, merchant_id=merchant_id, now=now)
     planned: list[_Planned] = []
     for plain in plains:
         try:
             planned.append(_plan(plain, till=till, program=program, rate=rate, book=book,
-                                 allowances=allowances, earned_12m=earned_12m,
-                                 earned=earned, now=now))
+                                 allowances=allowances, windows=windows, now=now))
         except _Stop:
             break
     if not planned:
@@ -137,6 +129,26 @@ def replay(session: Session, *, till: Till, plains: Sequence[Plain],
     except IntegrityError as exc:
         raise SetConflict(str(exc.orig)) from exc
     return [item.result_json for item in planned]
+
+
+class _TierWindows:
+    """Each member's points earned in the tier window at the batch's clock: read once
+    per run, then moved by the run's own earns (none of its sales is ahead of the clock,
+    so each earn falls inside the window)."""
+
+    def __init__(self, session: Session, *, merchant_id: uuid.UUID, now: datetime) -> None:
+        self.session, self.merchant_id, self.now = session, merchant_id, now
+        self.earned: dict[uuid.UUID, int] = {}
+
+    def points(self, member_id: uuid.UUID) -> int:
+        if member_id not in self.earned:
+            self.earned[member_id] = points_earned_12m(
+                self.session, merchant_id=self.merchant_id, member_id=member_id, now=self.now)
+        return self.earned[member_id]
+
+    def add(self, member_id: uuid.UUID, points: int) -> int:
+        self.earned[member_id] = self.points(member_id) + points
+        return self.earned[member_id]
 
 
 def _allowances(session: Session, plains: Sequence[Plain]) -> dict[uuid.UUID, _Allowance]:
@@ -164,8 +176,7 @@ class _Planned:
 
 
 def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | None,
-          book: Book, allowances: dict[uuid.UUID, _Allowance],
-          earned_12m: Callable[[uuid.UUID], int], earned: dict[uuid.UUID, int],
+          book: Book, allowances: dict[uuid.UUID, _Allowance], windows: _TierWindows,
           now: datetime) -> _Planned:
     data = plain.entry.transaction
     member = plain.member
@@ -175,7 +186,7 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
     try:
         pos.check_payers(data, identified=member is not None)
         tier = (None if member is None or not tiers
-                else rules.progress_to_next(earned_12m(member.id), tiers).current)
+                else rules.progress_to_next(windows.points(member.id), tiers).current)
         priced = pos.price_sale(
             data, program=program, gtins=plain.gtins,
             member_id=None if member is None else member.id, applied=[], rate=rate,
@@ -217,10 +228,9 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                 merchant_id=merchant_id, member_id=member.id, points=priced.points_earned,
                 expires_at=expires_at, idempotency_key=f"pos:{transaction_id}:earn",
                 source=source, reason=reason, occurred_at=occurred_at)
-            if tiers:
-                # The sale is not ahead of the clock, so it is inside the window at ``now``.
-                earned[member.id] = earned_12m(member.id) + priced.points_earned
-            tier_after = rules.progress_to_next(earned.get(member.id, 0), tiers)
+            # Without tiers no window is read: the tier after is none, as before.
+            tier_after = rules.progress_to_next(
+                windows.add(member.id, priced.points_earned) if tiers else 0, tiers)
         if priced.miles_earned:
             entries["miles"] = book.earn_miles(
                 merchant_id=merchant_id, member_id=member.id, miles=priced.miles_earned,
@@ -228,14 +238,10 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                 occurred_at=occurred_at)
         balance_after = book.balance(points_key)
         miles_after = book.balance(f"member_miles:{member.id}")
-        categories: dict[str, int] = {}
-        for line in data.lines:
-            if line.category is not None:
-                name = rules.normalise_category(line.category)
-                categories[name] = categories.get(name, 0) + line.quantity
         purchase = Purchase(member_id=member.id, merchant_id=merchant_id,
                             store_id=till.store.id, occurred_at=occurred_at,
-                            spend_minor=priced.total, category_quantities=categories)
+                            spend_minor=priced.total,
+                            category_quantities=pos.category_quantities(data.lines))
     answer = pos.answer_for(transaction_id, data=data, till=till, priced=priced,
                             balance_after=balance_after, miles_after=miles_after, issued=[],
                             occurred_at=occurred_at, now=now)
@@ -281,25 +287,18 @@ def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
                 [line for item in planned for line in item.lines])
     purchases = [item.purchase for item in planned if item.purchase is not None]
     if purchases:
-        members = sorted({purchase.member_id for purchase in purchases})
-        known = set(session.scalars(select(Membership.member_id).where(
-            Membership.merchant_id == merchant_id, Membership.member_id.in_(members))))
-        joining = [{"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
-                    "joined_at": now, "source": "purchase"}
-                   for member_id in members if member_id not in known]
-        if joining:
-            session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
-                index_elements=["member_id", "merchant_id"]), joining)
+        # A purchase makes its member a member here; the unique key skips existing ones.
+        session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
+            index_elements=["member_id", "merchant_id"]), [
+            {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
+             "joined_at": now, "source": "purchase"}
+            for member_id in sorted({purchase.member_id for purchase in purchases})])
         record_purchases(session, purchases)
-    moved = [{"allowance_id": allowance_id, "before": allowance.burned_read,
-              "after": allowance.burned}
-             for allowance_id, allowance in sorted(allowances.items())
-             if allowance.burned != allowance.burned_read]
-    if moved and rowcount(session.execute(
-            _SET_BURNED, moved, execution_options={"synchronize_session": False})) != len(moved):
-        raise LedgerInconsistent("an allowance changed under a held lock")
-    for allowance in allowances.values():
-        allowance.burned_read = allowance.burned
+    guarded_update(session, _SET_BURNED, [
+        {"allowance_id": allowance_id, "before": allowance.burned_read,
+         "after": allowance.burned}
+        for allowance_id, allowance in sorted(allowances.items())
+        if allowance.burned != allowance.burned_read], "an allowance changed under a held lock")
     insert_rows(session, table_of(OutboxEvent),
                 [event for item in planned for event in item.events])
     insert_rows(session, table_of(OfflineEntry), [results.entry_row(

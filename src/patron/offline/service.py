@@ -282,9 +282,7 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
     replayed = {row.receipt_no: row for row in session.scalars(
         select(OfflineEntry).where(OfflineEntry.terminal_id == till.terminal.id,
                                    OfflineEntry.receipt_no.in_(receipts)))}
-    committed_online = set(session.scalars(
-        select(PosTransaction.receipt_no).where(PosTransaction.terminal_id == till.terminal.id,
-                                                PosTransaction.receipt_no.in_(receipts))))
+    committed_online = _committed(session, till, receipts)
     verified: dict[tuple[str, str], _Verified | EntryRefused] = {}
     now = utcnow()
     classifier = _Classifier(session, actor=actor, till=till, now=now)
@@ -311,7 +309,8 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
                 if stuck > 1:  # the receipt may have been committed online meanwhile
                     answers[index] = _replay_entry(
                         session, actor=actor, till=till, entry=plain.entry, replayed=None,
-                        committed_online=_committed(session, till, plain.entry),
+                        committed_online=bool(_committed(
+                            session, till, [plain.entry.transaction.receipt_no])),
                         verified=verified)
                     continue
                 answers[index] = _apply(session, actor=actor, till=till, entry=plain.entry,
@@ -416,10 +415,11 @@ class _Classifier:
         return self._members.get(identification.model_dump_json())
 
 
-def _committed(session: Session, till: Till, entry: BatchEntry) -> bool:
-    return session.scalar(select(PosTransaction.id).where(
+def _committed(session: Session, till: Till, receipts: Sequence[str]) -> set[str]:
+    """Which of these receipts the till has committed (online or by an earlier replay)."""
+    return set(session.scalars(select(PosTransaction.receipt_no).where(
         PosTransaction.terminal_id == till.terminal.id,
-        PosTransaction.receipt_no == entry.transaction.receipt_no)) is not None
+        PosTransaction.receipt_no.in_(receipts))))
 
 
 def _allowance_of(session: Session, entry: BatchEntry,

@@ -542,14 +542,10 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         balance_after = ledger.points_balance(session, merchant_id=till.merchant.id,
                                               member_id=member.id)
         miles_after = ledger.miles_balance(session, member_id=member.id)
-        categories: dict[str, int] = {}
-        for line in data.lines:
-            if line.category is not None:
-                name = rules.normalise_category(line.category)
-                categories[name] = categories.get(name, 0) + line.quantity
         record_purchase(session, member_id=member.id, merchant_id=till.merchant.id,
                         store_id=till.store.id, occurred_at=occurred_at,
-                        spend_minor=priced.total, category_quantities=categories)
+                        spend_minor=priced.total,
+                        category_quantities=category_quantities(data.lines))
         # After the earn: thresholds crossed and stamp cards completed (docs/vouchers.md).
         issued = benefits.on_purchase(
             session, merchant_id=till.merchant.id, member_id=member.id,
@@ -588,6 +584,16 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         emit(session, type=type_, merchant_id=till.merchant.id, member_id=priced.member_id,
              occurred_at=occurred_at, payload=payload)
     return transaction.response_json
+
+
+def category_quantities(lines: Sequence[LineWrite]) -> dict[str, int]:
+    """Units bought per (normalised) category: what the member's statistics count."""
+    categories: dict[str, int] = {}
+    for line in lines:
+        if line.category is not None:
+            name = rules.normalise_category(line.category)
+            categories[name] = categories.get(name, 0) + line.quantity
+    return categories
 
 
 def answer_for(transaction_id: uuid.UUID, *, data: PurchaseWrite, till: Till, priced: Priced,

@@ -14,10 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from patron.db import table_of
+from patron.db import insert_for_dialect, table_of
 from patron.scores.models import MemberCategoryCount, MemberStats, MemberStoreVisit
 
 
@@ -100,8 +99,7 @@ class _Upserts:
 @functools.cache
 def _upserts(dialect: str) -> _Upserts:
     """The three upserts, built once per backend and run with a list of rows each."""
-    build = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stats = build(table_of(MemberStats))
+    stats = insert_for_dialect(dialect, table_of(MemberStats))
     excluded = stats.excluded
     columns = stats.table.c
     stats = stats.on_conflict_do_update(
@@ -117,13 +115,13 @@ def _upserts(dialect: str) -> _Upserts:
             "purchase_count": columns.purchase_count + excluded.purchase_count,
             "spend_minor": columns.spend_minor + excluded.spend_minor,
         })
-    counts = build(table_of(MemberCategoryCount))
+    counts = insert_for_dialect(dialect, table_of(MemberCategoryCount))
     columns = counts.table.c
     counts = counts.on_conflict_do_update(
         index_elements=["member_id", "merchant_id", "category"],
         set_={"purchase_count": columns.purchase_count + counts.excluded.purchase_count,
               "quantity": columns.quantity + counts.excluded.quantity})
-    visits = build(table_of(MemberStoreVisit))
+    visits = insert_for_dialect(dialect, table_of(MemberStoreVisit))
     columns = visits.table.c
     visits = visits.on_conflict_do_update(
         index_elements=["member_id", "store_id"],
