@@ -20,6 +20,7 @@ from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
 from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from patron.kit import heap
 
 log = logging.getLogger("patron")
 
@@ -182,15 +183,26 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 @asynccontextmanager
 async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
     """The job scheduler (points expiry, notices) lives as long as the server; with
-    several workers every process starts one and the lease lets one of them run jobs."""
+    several workers every process starts one and the lease lets one of them run jobs.
+    A server process (``server_app``) then settles its heap (``kit.heap``)."""
     from patron.jobs.scheduler import start_scheduler
 
     scheduler = start_scheduler(app.state.database, app.state.settings)
+    if app.state.server_process:
+        heap.settle()
     try:
         yield
     finally:
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
+
+
+def server_app() -> FastAPI:
+    """The app of a ``patron serve`` worker process (uvicorn's factory): ``create_app``,
+    plus what only a long-lived server process does at its start (``kit.heap``)."""
+    app = create_app()
+    app.state.server_process = True
+    return app
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -203,6 +215,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         lifespan=_run_jobs,
     )
     app.state.settings = settings
+    app.state.server_process = False
     app.state.database = database or Database(settings.database_url)
     _install_error_handlers(app)
     _install_log_redaction()

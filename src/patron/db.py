@@ -115,6 +115,14 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 READ_ONLY = "patron_read_only"
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+def autocommits(session: Session) -> bool:
+    """Whether each statement of the session commits by itself (``statement_scope`` on
+    PostgreSQL)."""
+    options = session.connection().get_execution_options()
+    return options.get("isolation_level") == AUTOCOMMIT["isolation_level"]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -193,12 +201,28 @@ class Database:
         on PostgreSQL its statements run in autocommit, so it costs no BEGIN and no COMMIT
         round trip; on SQLite in a deferred transaction, which takes no write lock. For
         reads only: what it would write is not rolled back."""
+        postgresql = self.engine.dialect.name == "postgresql"
+        with self._connected(AUTOCOMMIT if postgresql else {READ_ONLY: True}) as session:
+            yield session
+
+    @contextmanager
+    def statement_scope(self) -> Iterator[Session]:
+        """A unit of work that writes with a single statement, atomic by itself, after its
+        reads: on PostgreSQL every statement runs in autocommit (no BEGIN and no COMMIT
+        round trip); elsewhere ``session_scope``'s transaction. The code in it asks
+        ``autocommits(session)`` and writes with one statement when it does."""
+        if self.engine.dialect.name != "postgresql":
+            with self.session_scope() as session:
+                yield session
+            return
+        with self._connected(AUTOCOMMIT) as session:
+            yield session
+
+    @contextmanager
+    def _connected(self, options: dict[str, Any]) -> Iterator[Session]:
         with self.engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                connection = connection.execution_options(**{READ_ONLY: True})
-            session = Session(bind=connection, expire_on_commit=False)
+            session = Session(bind=connection.execution_options(**options),
+                              expire_on_commit=False)
             try:
                 yield session
             finally:

@@ -186,7 +186,7 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run("patron.app:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("patron.app:server_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", log_config=_log_config())
 
 

@@ -74,9 +74,11 @@ class Attempt:
         self.refusal: str | None = None
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """The request's unit of work; its first statement is the throttle check."""
-        with self._db.session_scope() as session:
+    def session(self, *, one_write: bool = False) -> Iterator[Session]:
+        """The request's unit of work; its first statement is the throttle check.
+        ``one_write``: a unit that writes with one statement (``Database.statement_scope``)."""
+        scope = self._db.statement_scope() if one_write else self._db.session_scope()
+        with scope as session:
             if self.active:
                 service.refuse_if_throttled(session, limit=self._limit,
                                             terminal_id=self.terminal_id,

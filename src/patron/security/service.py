@@ -118,7 +118,8 @@ def retry_after(session: Session, *, limit: Limit, now: datetime,
     if not subjects:
         return None
     statement = _failures_statement(tuple(subjects), limit.failures)
-    row = session.execute(statement, {**subjects, "since": now - limit.window}).one()
+    row = session.connection().execute(statement,
+                                       {**subjects, "since": now - limit.window}).one()
     waits = {name: (at + limit.window - now).total_seconds()
              for name, at in row._mapping.items() if at is not None}
     if not waits:

@@ -86,7 +86,7 @@ def authenticate(session: Session, *, key: str | None) -> Principal:
     outside a transaction."""
     if not key:
         raise Unauthenticated("send the API key as 'Authorization: Bearer <key>'")
-    row = session.execute(_KEY_BY_HASH, {"key_hash": token_hash(key)}).first()
+    row = session.connection().execute(_KEY_BY_HASH, {"key_hash": token_hash(key)}).first()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("the API key is unknown or revoked")
     if row.terminal_id is not None and not row.active:

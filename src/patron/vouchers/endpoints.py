@@ -13,7 +13,7 @@ from patron.members.service import get_member
 from patron.security.attempts import voucher_attempt
 from patron.security.models import SecurityEventKind
 from patron.tenancy.models import Role
-from patron.vouchers import batches, offers, redemption, service
+from patron.vouchers import batches, direct, offers, redemption, service
 from patron.vouchers.schemas import (
     MAX_CODES_AT_ONCE,
     BatchRead,
@@ -252,11 +252,16 @@ def redeem(code: str, data: RedeemWrite, db: Db, caller: Caller, address: Client
     purchase, list codes in `vouchers` of `POST /v1/pos/transactions`.) With an
     `Idempotency-Key`, a retry gets the first answer again; the key with another body is
     409 `idempotency_key_reused`."""
-    with (voucher_attempt(db, caller=caller, address=address,
-                          kind=SecurityEventKind.voucher_redemption, codes=[code]) as attempt,
-          attempt.session() as session):
-        body = redemption.redeem(session, actor=caller, code=code, data=data,
-                                 idempotency_key=idempotency_key)
+    with voucher_attempt(db, caller=caller, address=address,
+                         kind=SecurityEventKind.voucher_redemption, codes=[code]) as attempt:
+        try:
+            with attempt.session(one_write=True) as session:
+                body = direct.redeem(session, actor=caller, code=code, data=data,
+                                     idempotency_key=idempotency_key)
+        except direct.NotDirect:  # rolled back: the full path decides, refusals included
+            with attempt.session() as session:
+                body = redemption.redeem(session, actor=caller, code=code, data=data,
+                                         idempotency_key=idempotency_key)
     return Response(content=body, media_type="application/json")
 
 

@@ -67,7 +67,7 @@ def _lines(basket: Basket, till: Till) -> tuple[list[rules.Line], int] | None:
             for line in basket.lines], subtotal
 
 
-def _face_value(terms: rules.Terms, code: str) -> tuple[list[rules.Line], int]:
+def face_value(terms: rules.Terms, code: str) -> tuple[list[rules.Line], int]:
     """Without a basket only a voucher whose worth needs no basket can be used."""
     if terms.kind in (OfferKind.percent_off, OfferKind.free_item) or terms.min_spend \
             or terms.categories:
@@ -104,7 +104,7 @@ def present(session: Session, *, actor: Principal, code: str, basket: Basket,
                             member_id=who.id if who else None, hold=None, now=now)
         applied = service.Applied(voucher=voucher, offer=offer, terms=terms, line_discounts=[])
         return Presented(till=till, member=who, applied=applied, now=now)
-    basket_lines = _lines(basket, till) or _face_value(terms, voucher.code)
+    basket_lines = _lines(basket, till) or face_value(terms, voucher.code)
     lines, subtotal = basket_lines
     [applied] = service.price(session, till=till, sale=sale, uses=[(code, hold_id)],
                               lines=lines, subtotal=subtotal,
@@ -148,13 +148,19 @@ def _replayed(session: Session, till: Till, key: str | None, digest: str) -> str
     return existing.response_json
 
 
+def request_digest(data: RedeemWrite, code: str) -> str:
+    """What an idempotent retry must send again: the body (the PIN left out) and the code
+    in its canonical form."""
+    body_hash = canonical_hash(data, exclude={"member": {"pin"}})
+    return hashlib.sha256(f"{body_hash}:{_canonical(code)}".encode()).hexdigest()
+
+
 def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
            idempotency_key: str | None) -> str:
     """Use the code now, outside a purchase; the answer as JSON text. With an
     ``Idempotency-Key`` a retry gets the first answer again."""
     till = till_of(session, actor)
-    body_hash = canonical_hash(data, exclude={"member": {"pin"}})
-    digest = hashlib.sha256(f"{body_hash}:{_canonical(code)}".encode()).hexdigest()
+    digest = request_digest(data, code)
     replay = _replayed(session, till, idempotency_key, digest)
     if replay is not None:
         return replay

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from patron.db import insert_for, rowcount
+from patron.db import insert_for, rowcount, table_of
 from patron.errors import Forbidden
 from patron.kit.clock import utcnow
 from patron.members.models import Member
@@ -266,7 +267,33 @@ def usable_personal_codes(session: Session, *, merchant_id: uuid.UUID, member_id
 
 # --- using a code -------------------------------------------------------------------------
 
-def terms_of(offer: Offer, voucher: Voucher) -> rules.Terms:
+class OfferTerms(Protocol):
+    """An offer's terms as stored: the ORM row, or the plain row a statement returns."""
+
+    kind: str
+    value: int
+    currency: str | None
+    max_discount: int | None
+    item_sku: str | None
+    item_category: str | None
+    min_spend: int
+    categories: list[str]
+    store_ids: list[str]
+    channels: list[str]
+    weekdays: list[int]
+    from_minute: int | None
+    until_minute: int | None
+    max_redemptions: int | None
+    budget: int | None
+
+
+def terms_of(offer: OfferTerms, voucher: Voucher) -> rules.Terms:
+    return offer_terms(offer, valid_from=voucher.valid_from, valid_until=voucher.valid_until)
+
+
+def offer_terms(offer: OfferTerms, *, valid_from: datetime | None,
+                valid_until: datetime | None) -> rules.Terms:
+    """The offer's terms with the code's own validity window."""
     return rules.Terms(
         kind=OfferKind(offer.kind), value=offer.value, currency=offer.currency,
         max_discount=offer.max_discount, item_sku=offer.item_sku,
@@ -274,7 +301,7 @@ def terms_of(offer: Offer, voucher: Voucher) -> rules.Terms:
         categories=frozenset(offer.categories), store_ids=frozenset(offer.store_ids),
         channels=frozenset(offer.channels), weekdays=frozenset(offer.weekdays),
         from_minute=offer.from_minute, until_minute=offer.until_minute,
-        valid_from=voucher.valid_from, valid_until=voucher.valid_until)
+        valid_from=valid_from, valid_until=valid_until)
 
 
 @dataclass
@@ -461,20 +488,50 @@ def release_expired_holds(session: Session, *, now: datetime | None = None,
     return _release_expired_holds(session, now=now or utcnow(), limit=limit)
 
 
-def _counts_on_offer(offer: Offer) -> bool:
+def counts_on_offer(offer: OfferTerms) -> bool:
     # Offers never change after creation, so whether a use was counted on the offer's row
     # is known from the offer alone.
     return offer.max_redemptions is not None or offer.budget is not None
 
 
+# Built once, plain Core on the session's connection (no ORM bookkeeping): every use of a
+# code runs them. Each matches no row when the use cannot be taken. Their parameters are
+# named like no column of the two tables: SQLAlchemy would take a parameter named like a
+# column as a value to SET (``direct`` runs them inside one larger statement).
+VOUCHERS, OFFERS = table_of(Voucher), table_of(Offer)
+TAKE_CODE = (update(VOUCHERS).where(VOUCHERS.c.id == bindparam("take_voucher_id"),
+                                      VOUCHERS.c.revoked_at.is_(None),
+                                      VOUCHERS.c.redemptions_count
+                                      < VOUCHERS.c.max_redemptions)
+              .values(redemptions_count=VOUCHERS.c.redemptions_count + 1))
+TAKE_OFFER = (update(OFFERS).where(
+    OFFERS.c.id == bindparam("take_offer_id"), OFFERS.c.revoked_at.is_(None),
+    OFFERS.c.max_redemptions.is_(None)
+    | (OFFERS.c.redemptions_count < OFFERS.c.max_redemptions),
+    OFFERS.c.budget.is_(None)
+    | (OFFERS.c.budget_used + bindparam("take_discount") <= OFFERS.c.budget))
+    .values(redemptions_count=OFFERS.c.redemptions_count + 1,
+            budget_used=OFFERS.c.budget_used + bindparam("take_discount")))
+
+
+def take_code(session: Session, voucher_id: uuid.UUID) -> bool:
+    """One use of the code's own counter, if it is unrevoked and has a use left."""
+    return bool(rowcount(session.connection().execute(TAKE_CODE,
+                                                      {"take_voucher_id": voucher_id})))
+
+
+def take_offer(session: Session, offer_id: uuid.UUID, discount: int) -> bool:
+    """One use of an offer's cap and ``discount`` of its budget, if it is unrevoked and
+    both allow it (for an offer with a cap or a budget: ``counts_on_offer``)."""
+    return bool(rowcount(session.connection().execute(
+        TAKE_OFFER, {"take_offer_id": offer_id, "take_discount": discount})))
+
+
 def _take_voucher(session: Session, voucher: Voucher, offer: Offer, now: datetime) -> None:
-    statement = (update(Voucher).where(Voucher.id == voucher.id, Voucher.revoked_at.is_(None),
-                                       Voucher.redemptions_count < Voucher.max_redemptions)
-                 .values(redemptions_count=Voucher.redemptions_count + 1))
-    if rowcount(session.execute(statement)):
+    if take_code(session, voucher.id):
         return
     if _release_expired_holds(session, now=now, voucher_id=voucher.id) \
-            and rowcount(session.execute(statement)):
+            and take_code(session, voucher.id):
         return
     session.refresh(voucher)
     if voucher.revoked_at is not None:
@@ -484,20 +541,14 @@ def _take_voucher(session: Session, voucher: Voucher, offer: Offer, now: datetim
 
 def _take_offer(session: Session, offer: Offer, voucher: Voucher, discount: int,
                 now: datetime) -> None:
-    if not _counts_on_offer(offer):
+    if not counts_on_offer(offer):
         if offer.revoked_at is not None:
             raise VoucherRevoked("the offer has been revoked", voucher_code=voucher.code)
         return
-    statement = (update(Offer).where(
-        Offer.id == offer.id, Offer.revoked_at.is_(None),
-        Offer.max_redemptions.is_(None) | (Offer.redemptions_count < Offer.max_redemptions),
-        Offer.budget.is_(None) | (Offer.budget_used + discount <= Offer.budget))
-        .values(redemptions_count=Offer.redemptions_count + 1,
-                budget_used=Offer.budget_used + discount))
-    if rowcount(session.execute(statement)):
+    if take_offer(session, offer.id, discount):
         return
     if _release_expired_holds(session, now=now, offer_id=offer.id) \
-            and rowcount(session.execute(statement)):
+            and take_offer(session, offer.id, discount):
         return
     session.refresh(offer)
     code = voucher.code
@@ -576,7 +627,7 @@ def convert_hold(session: Session, *, hold: VoucherRedemption, offer: Offer, vou
         raise VoucherRevoked("the voucher was revoked while it was held",
                              voucher_code=voucher.code)
     delta = discount - hold.discount
-    if delta and _counts_on_offer(offer) and offer.budget is not None:
+    if delta and counts_on_offer(offer) and offer.budget is not None:
         moved = session.execute(update(Offer).where(
             Offer.id == offer.id, Offer.budget_used + delta >= 0,
             Offer.budget_used + delta <= Offer.budget)
@@ -621,7 +672,7 @@ def _give_back(session: Session, *, redemption_id: uuid.UUID, ending: Redemption
                     .values(redemptions_count=Voucher.redemptions_count - 1))
     offer = session.get(Offer, offer_id)
     assert offer is not None
-    if _counts_on_offer(offer):
+    if counts_on_offer(offer):
         session.execute(update(Offer).where(Offer.id == offer_id).values(
             redemptions_count=Offer.redemptions_count - 1,
             budget_used=Offer.budget_used - discount))

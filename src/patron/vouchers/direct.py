@@ -1,0 +1,210 @@
+"""A stand-alone redemption in four plain statements: the common case of
+``POST /v1/vouchers/{code}/redeem``.
+
+The common case is a terminal using a code that needs no member and no basket — an
+amount-off voucher the till applies itself, a ticket at a gate — with a use left, in
+its time and place. It costs, after the throttle check the attempt makes first:
+
+1. one read: the till (its store and merchant) and the code with its offer;
+2. the code's counter (``service.take_code``, a conditional UPDATE);
+3. the offer's counters, only for an offer with a cap or a budget (``service.take_offer``);
+4. the redemption's row, with its answer (one INSERT);
+
+then the commit: plain Core statements on the session's connection, no ORM object.
+
+This path decides only that success. Everything else — a member or a basket in the
+request, a personal code, a per-member limit, points, a currency named, an unknown or
+unusable code, an expired hold to release, a retry of an idempotency key — raises
+``NotDirect`` before or after its writes; the caller's transaction rolls back and the
+full path (``redemption.redeem``) answers, with every refusal's reason and the attempt
+recorded once. ``tests/vouchers/test_direct.py`` holds this path to the full path's
+answers and rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, bindparam, exists, insert, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from patron.db import autocommits, table_of
+from patron.errors import PatronError
+from patron.kit.clock import utcnow
+from patron.operations.service import check_occurred_at
+from patron.security import attempts
+from patron.tenancy.models import Merchant, Role, Store, Terminal
+from patron.tenancy.service import Principal
+from patron.vouchers import codes, rules, service
+from patron.vouchers.models import (
+    Offer,
+    OfferKind,
+    RedemptionStatus,
+    Voucher,
+    VoucherRedemption,
+)
+from patron.vouchers.redemption import face_value, request_digest
+from patron.vouchers.schemas import RedeemWrite, RedemptionRead
+
+# The kinds a code can be used for without a member or a basket.
+KINDS = frozenset({OfferKind.amount_off, OfferKind.ticket})
+
+
+class NotDirect(Exception):
+    """Not the common case: roll back and take the full path."""
+
+
+# Built once: the till and the code (with its offer) in one statement; no code, no
+# voucher columns.
+_READ = (
+    select(Terminal.store_id, Store.timezone, Merchant.id.label("merchant_id"),
+           Merchant.currency.label("merchant_currency"), Merchant.number,
+           Voucher.id.label("voucher_id"), Voucher.code,
+           Voucher.merchant_id.label("voucher_merchant_id"),
+           Voucher.member_id, Voucher.max_redemptions.label("code_uses"),
+           Voucher.redemptions_count.label("code_used"), Voucher.valid_from,
+           Voucher.valid_until, Voucher.revoked_at.label("code_revoked_at"),
+           Offer.id.label("offer_id"), Offer.kind, Offer.value, Offer.currency,
+           Offer.max_discount, Offer.item_sku, Offer.item_category, Offer.min_spend,
+           Offer.categories, Offer.store_ids, Offer.channels, Offer.weekdays,
+           Offer.from_minute, Offer.until_minute, Offer.per_member_limit,
+           Offer.max_redemptions, Offer.budget, Offer.revoked_at)
+    .select_from(Terminal)
+    .join(Store, Store.id == Terminal.store_id)
+    .join(Merchant, Merchant.id == Terminal.merchant_id)
+    .outerjoin(Voucher, Voucher.code == bindparam("code"))
+    .outerjoin(Offer, Offer.id == Voucher.offer_id)
+    .where(Terminal.id == bindparam("terminal_id"))
+)
+_REDEMPTIONS = table_of(VoucherRedemption)
+_RECORD = insert(_REDEMPTIONS)
+
+
+def _at_once(*, counted: bool) -> Insert:
+    """The code's counter, the offer's (``counted``: it has a cap or a budget) and the
+    row, in one statement. The offer is taken only if the code was; the row is written
+    from the code taken (none: no row, nothing written) and, when counted, with the
+    ``offer_id`` of the offer taken — NULL when its cap, budget or revocation refused it,
+    which the NOT NULL column turns into an error that undoes the whole statement."""
+    code = service.TAKE_CODE.returning(service.VOUCHERS.c.id).cte("taken_code")
+    values: dict[str, ColumnElement[Any]] = {
+        column.name: bindparam(_ROW + column.name, type_=column.type)
+        for column in _REDEMPTIONS.c}
+    values["voucher_id"] = code.c.id
+    source = select(code.c.id)
+    if counted:
+        offer = (service.TAKE_OFFER.where(exists(select(code.c.id)))
+                 .returning(service.OFFERS.c.id).cte("taken_offer"))
+        values["offer_id"] = offer.c.id
+        source = source.outerjoin(offer, true())
+    return (_RECORD.from_select(list(values), source.with_only_columns(*values.values()))
+            .returning(_REDEMPTIONS.c.id))
+
+
+# The row's values as parameters, named like no column of the codes and offers (see
+# ``service.TAKE_CODE``).
+_ROW = "row_"
+_AT_ONCE = _at_once(counted=False)
+_AT_ONCE_COUNTED = _at_once(counted=True)
+
+
+def _plain_request(actor: Principal, data: RedeemWrite) -> bool:
+    return (actor.role == Role.terminal and actor.terminal_id is not None
+            and data.member is None and data.lines is None and data.currency is None)
+
+
+def _usable(row: Any, parsed: codes.ParsedCode) -> bool:
+    """The code is this merchant's or the coalition's, in the form given, and nothing
+    the read shows stands in its way (the writes check the counters again)."""
+    if row.voucher_id is None:
+        return False
+    own = row.voucher_merchant_id
+    if own is not None and own != row.merchant_id:
+        return False
+    number = row.number if own is not None else codes.COALITION_MERCHANT_NUMBER
+    if parsed.merchant_number is not None and parsed.merchant_number != number:
+        return False
+    return (OfferKind(row.kind) in KINDS and row.member_id is None
+            and row.per_member_limit is None and row.code_revoked_at is None
+            and row.revoked_at is None and row.code_used < row.code_uses)
+
+
+def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
+           idempotency_key: str | None) -> str:
+    """Use the code now in the common case; the answer as JSON text. ``NotDirect``
+    otherwise, possibly after writes: the caller rolls its transaction back."""
+    if not _plain_request(actor, data):
+        raise NotDirect
+    attempts.note_code(code)
+    try:
+        parsed = codes.parse_any(code)
+    except (codes.CodeFormatError, codes.CodeCheckError):
+        raise NotDirect from None
+    row = session.connection().execute(
+        _READ, {"terminal_id": actor.terminal_id, "code": parsed.code}).one()
+    if not _usable(row, parsed):
+        raise NotDirect
+    now = utcnow()
+    terms = service.offer_terms(row, valid_from=row.valid_from, valid_until=row.valid_until)
+    try:
+        at = data.occurred_at or now
+        check_occurred_at(at, now=now, field="occurred_at")
+        rules.check_time_and_place(terms, rules.Sale(
+            at=at, store_id=str(row.store_id), timezone=row.timezone,
+            channel=data.channel.value, currency=row.merchant_currency), code=row.code)
+        discount = 0
+        if terms.kind == OfferKind.amount_off:
+            lines, subtotal = face_value(terms, row.code)
+            discount = sum(rules.line_discounts(terms, lines, subtotal=subtotal,
+                                                currency=row.merchant_currency,
+                                                code=row.code))
+    except PatronError:
+        raise NotDirect from None
+    record = {
+        "id": uuid.uuid4(), "voucher_id": row.voucher_id, "offer_id": row.offer_id,
+        "merchant_id": row.merchant_id, "store_id": row.store_id,
+        "terminal_id": actor.terminal_id, "member_id": None, "transaction_id": None,
+        "status": RedemptionStatus.redeemed.value, "discount": discount, "bonus_points": 0,
+        "currency": row.merchant_currency, "expires_at": None,
+        "idempotency_key": idempotency_key, "request_hash": request_digest(data, code),
+        "created_at": now, "ended_at": None}
+    answer = RedemptionRead(
+        id=record["id"], code=codes.display(row.code), offer_id=row.offer_id,
+        kind=terms.kind, status=RedemptionStatus.redeemed, discount=discount,
+        bonus_points=0, currency=row.merchant_currency, member_id=None,
+        store_id=row.store_id, terminal_id=actor.terminal_id, transaction_id=None,
+        expires_at=None, created_at=now).model_dump_json()
+    record["response_json"] = answer
+    counted = service.counts_on_offer(row)
+    try:
+        if autocommits(session):
+            written = _write_at_once(session, record, counted=counted)
+        else:
+            written = _write_in_steps(session, record, counted=counted)
+    except IntegrityError:  # see _AT_ONCE; or the idempotency key was used before
+        raise NotDirect from None
+    if not written:
+        raise NotDirect
+    return answer
+
+
+def _write_in_steps(session: Session, record: dict[str, Any], *, counted: bool) -> bool:
+    """In the caller's transaction: the code, the offer, the row (rolled back on False)."""
+    if not service.take_code(session, record["voucher_id"]):
+        return False
+    if counted and not service.take_offer(session, record["offer_id"], record["discount"]):
+        return False
+    session.connection().execute(_RECORD, record)
+    return True
+
+
+def _write_at_once(session: Session, record: dict[str, Any], *, counted: bool) -> bool:
+    """One statement, its own transaction (autocommit): whatever it cannot take, it
+    takes nothing."""
+    statement = _AT_ONCE_COUNTED if counted else _AT_ONCE
+    parameters = {_ROW + name: value for name, value in record.items()}
+    parameters.update(take_voucher_id=record["voucher_id"], take_offer_id=record["offer_id"],
+                      take_discount=record["discount"])
+    return session.connection().execute(statement, parameters).first() is not None
