@@ -96,12 +96,20 @@ Db = Annotated[Database, Depends(get_database)]
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
-def get_principal(
-    database: Db,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+# The key as sent, unchecked: for an endpoint that reads the caller's key together with its
+# own first read, in its own worker thread (``principal`` when it needs the caller alone).
+ApiKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def principal(database: Database, credentials: HTTPAuthorizationCredentials | None
+              ) -> Principal:
+    """The caller behind the key, or 401."""
     with database.read_scope() as session:
         return authenticate(session, key=credentials.credentials if credentials else None)
+
+
+def get_principal(database: Db, credentials: ApiKey) -> Principal:
+    return principal(database, credentials)
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

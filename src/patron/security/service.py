@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, bindparam, select
+from sqlalchemy import Label, ScalarSelect, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
@@ -88,11 +89,13 @@ SUBJECT_NAMES = {"terminal_id": "this terminal", "client_address": "this address
                  "member_id": "this member"}
 
 
-def _nth_newest(name: str, n: int) -> ScalarSelect[datetime]:
+def _nth_newest(name: str, n: int, subject: Any = None) -> ScalarSelect[datetime]:
     """The time of the subject's n-th newest failure after ``:since`` (NULL when it has
-    fewer): at most n index entries read, newest first."""
+    fewer): at most n index entries read, newest first. The subject is the parameter of
+    its name, or ``subject`` (a column of an enclosing statement)."""
+    value = bindparam(name) if subject is None else subject
     return (select(SecurityEvent.occurred_at)
-            .where(getattr(SecurityEvent, name) == bindparam(name),
+            .where(getattr(SecurityEvent, name) == value,
                    SecurityEvent.occurred_at > bindparam("since"))
             .order_by(SecurityEvent.occurred_at.desc())
             .limit(1).offset(n - 1)
@@ -103,6 +106,27 @@ def _nth_newest(name: str, n: int) -> ScalarSelect[datetime]:
 def _failures_statement(names: tuple[str, ...], n: int) -> Select[*tuple[Any, ...]]:
     # Built once per set of subjects and limit: every voucher attempt runs it first.
     return select(*(_nth_newest(name, n).label(name) for name in names))
+
+
+def failure_columns(n: int, *, terminal: Any) -> list[Label[datetime]]:
+    """The throttle check as columns of a larger statement (a till's read): the n-th newest
+    failure of the terminal ``terminal`` (a column) and of the ``:client_address``, after
+    ``:since``, as ``terminal_failure`` and ``address_failure``; ``throttled`` reads
+    them."""
+    return [_nth_newest("terminal_id", n, terminal).label("terminal_failure"),
+            _nth_newest("client_address", n).label("address_failure")]
+
+
+def throttled(failures: Mapping[Any, datetime | None], *, limit: Limit,
+              now: datetime) -> tuple[int, str] | None:
+    """Seconds until the most throttled subject may fail again, and which subject it is,
+    from each subject's n-th newest failure; None when none has reached the limit."""
+    waits = {str(name): (at + limit.window - now).total_seconds()
+             for name, at in failures.items() if at is not None}
+    if not waits:
+        return None
+    subject = max(waits, key=lambda name: waits[name])
+    return max(1, math.ceil(waits[subject])), subject
 
 
 def retry_after(session: Session, *, limit: Limit, now: datetime,
@@ -120,12 +144,7 @@ def retry_after(session: Session, *, limit: Limit, now: datetime,
     statement = _failures_statement(tuple(subjects), limit.failures)
     row = session.connection().execute(statement,
                                        {**subjects, "since": now - limit.window}).one()
-    waits = {name: (at + limit.window - now).total_seconds()
-             for name, at in row._mapping.items() if at is not None}
-    if not waits:
-        return None
-    subject = max(waits, key=lambda name: waits[name])
-    return max(1, math.ceil(waits[subject])), subject
+    return throttled(row._mapping, limit=limit, now=now)
 
 
 def refuse_if_throttled(session: Session, *, limit: Limit,

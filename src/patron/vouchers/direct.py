@@ -1,42 +1,48 @@
-"""A stand-alone redemption in four plain statements: the common case of
+"""A stand-alone redemption in two statements: the common case of
 ``POST /v1/vouchers/{code}/redeem``.
 
 The common case is a terminal using a code that needs no member and no basket — an
-amount-off voucher the till applies itself, a ticket at a gate — with a use left, in
-its time and place. It costs, after the throttle check the attempt makes first:
+amount-off voucher the till applies itself, a ticket at a gate — with a use left, in its
+time and place. It costs two statements, both in the endpoint's worker thread:
 
-1. one read: the till (its store and merchant) and the code with its offer;
-2. the code's counter (``service.take_code``, a conditional UPDATE);
-3. the offer's counters, only for an offer with a cap or a budget (``service.take_offer``);
-4. the redemption's row, with its answer (one INSERT);
+1. one read: the caller's key with its till (terminal, store, merchant), the throttle
+   check of the terminal and of the client address, and the code with its offer;
+2. one write: the code's counter (``service.TAKE_CODE``), the offer's counters only for
+   an offer with a cap or a budget (``service.TAKE_OFFER``), and the redemption's row with
+   its answer. On PostgreSQL it is a single statement in autocommit
+   (``Database.statement_scope``): it commits by itself and holds the row every
+   redemption of a capped offer shares for no longer than the statement. On SQLite the
+   three run one after the other in the scope's transaction.
 
-then the commit: plain Core statements on the session's connection, no ORM object.
-
-This path decides only that success. Everything else — a member or a basket in the
-request, a personal code, a per-member limit, points, a currency named, an unknown or
-unusable code, an expired hold to release, a retry of an idempotency key — raises
-``NotDirect`` before or after its writes; the caller's transaction rolls back and the
-full path (``redemption.redeem``) answers, with every refusal's reason and the attempt
-recorded once. ``tests/vouchers/test_direct.py`` holds this path to the full path's
-answers and rows.
+This path decides only that success; it refuses nothing. Everything else — an unknown,
+revoked or non-terminal key, an inactive terminal, a throttled terminal or address, a
+member or a basket in the request, a personal code, a per-member limit, points, a
+currency named, an unknown or unusable code, a cap or budget reached, an expired hold to
+release, a retry of an idempotency key — raises ``NotDirect`` before or instead of its
+write; the endpoint rolls back and answers in full: the key checked (401, 403), the
+voucher attempt throttled and recorded, the full path (``redemption.redeem``) giving
+each refusal its reason. ``tests/vouchers/test_direct.py`` holds this path to the full
+path's answers and rows.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, bindparam, exists, insert, select, true
+from sqlalchemy import ColumnElement, Insert, Select, bindparam, exists, insert, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.db import autocommits, table_of
 from patron.errors import PatronError
 from patron.kit.clock import utcnow
+from patron.kit.crypto import token_hash
 from patron.operations.service import check_occurred_at
-from patron.security import attempts
-from patron.tenancy.models import Merchant, Role, Store, Terminal
-from patron.tenancy.service import Principal
+from patron.security.service import Limit, failure_columns, throttled
+from patron.tenancy.models import ApiKey, Merchant, Role, Store, Terminal
 from patron.vouchers import codes, rules, service
 from patron.vouchers.models import (
     Offer,
@@ -56,28 +62,36 @@ class NotDirect(Exception):
     """Not the common case: roll back and take the full path."""
 
 
-# Built once: the till and the code (with its offer) in one statement; no code, no
-# voucher columns.
-_READ = (
-    select(Terminal.store_id, Store.timezone, Merchant.id.label("merchant_id"),
-           Merchant.currency.label("merchant_currency"), Merchant.number,
-           Voucher.id.label("voucher_id"), Voucher.code,
-           Voucher.merchant_id.label("voucher_merchant_id"),
-           Voucher.member_id, Voucher.max_redemptions.label("code_uses"),
-           Voucher.redemptions_count.label("code_used"), Voucher.valid_from,
-           Voucher.valid_until, Voucher.revoked_at.label("code_revoked_at"),
-           Offer.id.label("offer_id"), Offer.kind, Offer.value, Offer.currency,
-           Offer.max_discount, Offer.item_sku, Offer.item_category, Offer.min_spend,
-           Offer.categories, Offer.store_ids, Offer.channels, Offer.weekdays,
-           Offer.from_minute, Offer.until_minute, Offer.per_member_limit,
-           Offer.max_redemptions, Offer.budget, Offer.revoked_at)
-    .select_from(Terminal)
-    .join(Store, Store.id == Terminal.store_id)
-    .join(Merchant, Merchant.id == Terminal.merchant_id)
-    .outerjoin(Voucher, Voucher.code == bindparam("code"))
-    .outerjoin(Offer, Offer.id == Voucher.offer_id)
-    .where(Terminal.id == bindparam("terminal_id"))
-)
+_COLUMNS = (
+    ApiKey.role, ApiKey.revoked_at.label("key_revoked_at"), Terminal.active,
+    Terminal.id.label("terminal_id"), Terminal.store_id, Store.timezone,
+    Merchant.id.label("merchant_id"), Merchant.currency.label("merchant_currency"),
+    Merchant.number, Voucher.id.label("voucher_id"), Voucher.code,
+    Voucher.merchant_id.label("voucher_merchant_id"), Voucher.member_id,
+    Voucher.max_redemptions.label("code_uses"), Voucher.redemptions_count.label("code_used"),
+    Voucher.valid_from, Voucher.valid_until, Voucher.revoked_at.label("code_revoked_at"),
+    Offer.id.label("offer_id"), Offer.kind, Offer.value, Offer.currency, Offer.max_discount,
+    Offer.item_sku, Offer.item_category, Offer.min_spend, Offer.categories, Offer.store_ids,
+    Offer.channels, Offer.weekdays, Offer.from_minute, Offer.until_minute,
+    Offer.per_member_limit, Offer.max_redemptions, Offer.budget, Offer.revoked_at)
+
+
+@lru_cache(maxsize=8)
+def _read(failures: int) -> Select[*tuple[Any, ...]]:
+    """The caller's key with its till (terminal, store, merchant), the throttle check of
+    the terminal and the client address (``failures`` > 0: the limit) and the code with
+    its offer, in one statement: no row when the key is unknown or not a terminal's."""
+    throttle = failure_columns(failures, terminal=Terminal.id) if failures > 0 else []
+    return (select(*_COLUMNS, *throttle)
+            .select_from(ApiKey)
+            .join(Terminal, Terminal.id == ApiKey.terminal_id)
+            .join(Store, Store.id == Terminal.store_id)
+            .join(Merchant, Merchant.id == Terminal.merchant_id)
+            .outerjoin(Voucher, Voucher.code == bindparam("code"))
+            .outerjoin(Offer, Offer.id == Voucher.offer_id)
+            .where(ApiKey.key_hash == bindparam("key_hash")))
+
+
 _REDEMPTIONS = table_of(VoucherRedemption)
 _RECORD = insert(_REDEMPTIONS)
 
@@ -110,9 +124,19 @@ _AT_ONCE = _at_once(counted=False)
 _AT_ONCE_COUNTED = _at_once(counted=True)
 
 
-def _plain_request(actor: Principal, data: RedeemWrite) -> bool:
-    return (actor.role == Role.terminal and actor.terminal_id is not None
-            and data.member is None and data.lines is None and data.currency is None)
+def _plain_request(key: str | None, data: RedeemWrite) -> bool:
+    return (bool(key) and data.member is None and data.lines is None
+            and data.currency is None)
+
+
+def _caller_may(row: Any, limit: Limit, now: datetime) -> bool:
+    """An active terminal's key, unrevoked, neither terminal nor address throttled."""
+    if row.key_revoked_at is not None or not row.active or Role(row.role) != Role.terminal:
+        return False
+    if limit.failures <= 0:
+        return True
+    failures = {"terminal_id": row.terminal_failure, "client_address": row.address_failure}
+    return throttled(failures, limit=limit, now=now) is None
 
 
 def _usable(row: Any, parsed: codes.ParsedCode) -> bool:
@@ -131,22 +155,23 @@ def _usable(row: Any, parsed: codes.ParsedCode) -> bool:
             and row.revoked_at is None and row.code_used < row.code_uses)
 
 
-def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
+def redeem(session: Session, *, key: str | None, address: str, code: str, data: RedeemWrite,
            idempotency_key: str | None) -> str:
-    """Use the code now in the common case; the answer as JSON text. ``NotDirect``
-    otherwise, possibly after writes: the caller rolls its transaction back."""
-    if not _plain_request(actor, data):
+    """Use the code now in the common case, for the caller of ``key``; the answer as JSON
+    text. ``NotDirect`` otherwise, possibly after writes: the caller rolls back."""
+    if not _plain_request(key, data):
         raise NotDirect
-    attempts.note_code(code)
     try:
         parsed = codes.parse_any(code)
     except (codes.CodeFormatError, codes.CodeCheckError):
         raise NotDirect from None
-    row = session.connection().execute(
-        _READ, {"terminal_id": actor.terminal_id, "code": parsed.code}).one()
-    if not _usable(row, parsed):
-        raise NotDirect
+    limit = Limit.from_settings()
     now = utcnow()
+    row = session.connection().execute(_read(limit.failures), {
+        "key_hash": token_hash(key or ""), "code": parsed.code,
+        "client_address": address, "since": now - limit.window}).first()
+    if row is None or not _caller_may(row, limit, now) or not _usable(row, parsed):
+        raise NotDirect
     terms = service.offer_terms(row, valid_from=row.valid_from, valid_until=row.valid_until)
     try:
         at = data.occurred_at or now
@@ -165,7 +190,7 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
     record = {
         "id": uuid.uuid4(), "voucher_id": row.voucher_id, "offer_id": row.offer_id,
         "merchant_id": row.merchant_id, "store_id": row.store_id,
-        "terminal_id": actor.terminal_id, "member_id": None, "transaction_id": None,
+        "terminal_id": row.terminal_id, "member_id": None, "transaction_id": None,
         "status": RedemptionStatus.redeemed.value, "discount": discount, "bonus_points": 0,
         "currency": row.merchant_currency, "expires_at": None,
         "idempotency_key": idempotency_key, "request_hash": request_digest(data, code),
@@ -174,7 +199,7 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
         id=record["id"], code=codes.display(row.code), offer_id=row.offer_id,
         kind=terms.kind, status=RedemptionStatus.redeemed, discount=discount,
         bonus_points=0, currency=row.merchant_currency, member_id=None,
-        store_id=row.store_id, terminal_id=actor.terminal_id, transaction_id=None,
+        store_id=row.store_id, terminal_id=row.terminal_id, transaction_id=None,
         expires_at=None, created_at=now).model_dump_json()
     record["response_json"] = answer
     counted = service.counts_on_offer(row)

@@ -7,7 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
-from patron.http import AUTHED, Caller, ClientAddress, Db, NoBody, media_response, problems
+from patron.http import (
+    AUTHED,
+    ApiKey,
+    Caller,
+    ClientAddress,
+    Db,
+    NoBody,
+    media_response,
+    principal,
+    problems,
+)
 from patron.identity import images
 from patron.members.service import get_member
 from patron.security.attempts import voucher_attempt
@@ -245,23 +255,28 @@ def release(reservation_id: uuid.UUID, db: Db, caller: Caller) -> RedemptionRead
 
 @router.post("/vouchers/{code}/redeem", response_model=RedemptionRead,
              responses=problems(*AUTHED, 409, 422, 429))
-def redeem(code: str, data: RedeemWrite, db: Db, caller: Caller, address: ClientAddress,
+def redeem(code: str, data: RedeemWrite, db: Db, key: ApiKey, address: ClientAddress,
            idempotency_key: IdempotencyKey = None) -> Response:
     """Use a code now, outside a purchase, with a terminal key: a gate admitting a ticket,
     a bonus-points voucher at a desk, an amount-off voucher the till applies itself. (In a
     purchase, list codes in `vouchers` of `POST /v1/pos/transactions`.) With an
     `Idempotency-Key`, a retry gets the first answer again; the key with another body is
     409 `idempotency_key_reused`."""
-    with voucher_attempt(db, caller=caller, address=address,
-                         kind=SecurityEventKind.voucher_redemption, codes=[code]) as attempt:
-        try:
-            with attempt.session(one_write=True) as session:
-                body = direct.redeem(session, actor=caller, code=code, data=data,
+    # The common case reads the key, the till, the throttle and the code at once, in this
+    # worker thread (``direct``); anything else is rolled back and answered in full.
+    try:
+        with db.statement_scope() as session:
+            body = direct.redeem(session, key=key.credentials if key else None,
+                                 address=address, code=code, data=data,
+                                 idempotency_key=idempotency_key)
+    except direct.NotDirect:
+        caller = principal(db, key)
+        with (voucher_attempt(db, caller=caller, address=address,
+                              kind=SecurityEventKind.voucher_redemption,
+                              codes=[code]) as attempt,
+              attempt.session() as session):
+            body = redemption.redeem(session, actor=caller, code=code, data=data,
                                      idempotency_key=idempotency_key)
-        except direct.NotDirect:  # rolled back: the full path decides, refusals included
-            with attempt.session() as session:
-                body = redemption.redeem(session, actor=caller, code=code, data=data,
-                                         idempotency_key=idempotency_key)
     return Response(content=body, media_type="application/json")
 
 
