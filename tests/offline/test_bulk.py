@@ -664,7 +664,8 @@ def set_calls(monkeypatch: pytest.MonkeyPatch) -> SetCalls:
         except bulk.SetConflict:
             record.conflicts += 1
             raise
-        record.calls.append((record.world, offered, [json.loads(item)["receipt_no"] for item in taken]))
+        receipts = [json.loads(item)["receipt_no"] for item in taken]
+        record.calls.append((record.world, offered, receipts))
         return taken
 
     monkeypatch.setattr(bulk, "replay", counting)
