@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, codes, identify, offline, vouchers
+from bench import checkout, clv, codes, identify, offline, vouchers
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("identify", identify.main),
@@ -15,6 +15,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("codes", codes.main),
     ("offline", offline.main),
     ("vouchers", vouchers.main),
+    ("clv", clv.main),
 )
 
 
