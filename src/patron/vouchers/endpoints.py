@@ -261,7 +261,8 @@ def redeem(code: str, data: RedeemWrite, db: Db, key: ApiKey, address: ClientAdd
     a bonus-points voucher at a desk, an amount-off voucher the till applies itself. (In a
     purchase, list codes in `vouchers` of `POST /v1/pos/transactions`.) With an
     `Idempotency-Key`, a retry gets the first answer again; the key with another body is
-    409 `idempotency_key_reused`."""
+    409 `idempotency_key_reused`. The body is checked before the key here: a malformed
+    body is 422 whoever sends it (the key is read with the code, in one statement)."""
     # The common case reads the key, the till, the throttle and the code at once, in this
     # worker thread (``direct``); anything else is rolled back and answered in full.
     try:
