@@ -9,7 +9,9 @@ An endpoint that takes voucher codes wraps its unit of work::
 
 ``attempt.session()`` refuses a throttled terminal or client address (429) as the
 transaction's first statement, before the caller's code, member or anything else is
-looked up, so a throttled caller learns nothing. The member is known only once the
+looked up, so a throttled caller learns nothing. (The stand-alone redemption's common
+case, ``vouchers.direct``, reads the throttle together with the code; a throttled caller
+gets nothing from that read: it falls back to this path, which refuses it first.) The member is known only once the
 request has identified them: the voucher service calls ``note_member`` at that point,
 before it looks a code up, and a throttled member is refused there. ``note_code`` tells
 the attempt which of the request's codes is being looked up, so the event names the one
@@ -74,11 +76,9 @@ class Attempt:
         self.refusal: str | None = None
 
     @contextmanager
-    def session(self, *, one_write: bool = False) -> Iterator[Session]:
-        """The request's unit of work; its first statement is the throttle check.
-        ``one_write``: a unit that writes with one statement (``Database.statement_scope``)."""
-        scope = self._db.statement_scope() if one_write else self._db.session_scope()
-        with scope as session:
+    def session(self) -> Iterator[Session]:
+        """The request's unit of work; its first statement is the throttle check."""
+        with self._db.session_scope() as session:
             if self.active:
                 service.refuse_if_throttled(session, limit=self._limit,
                                             terminal_id=self.terminal_id,
