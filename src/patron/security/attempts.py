@@ -11,8 +11,9 @@ An endpoint that takes voucher codes wraps its unit of work::
 transaction's first statement, before the caller's code, member or anything else is
 looked up, so a throttled caller learns nothing. (The stand-alone redemption's common
 case, ``vouchers.direct``, reads the throttle together with the code; a throttled caller
-gets nothing from that read: it falls back to this path, which refuses it first.) The member is known only once the
-request has identified them: the voucher service calls ``note_member`` at that point,
+gets nothing from that read: it falls back to this path, which refuses it first.)
+The member is known only once the request has identified them: the voucher service calls
+``note_member`` at that point,
 before it looks a code up, and a throttled member is refused there. ``note_code`` tells
 the attempt which of the request's codes is being looked up, so the event names the one
 refused.
