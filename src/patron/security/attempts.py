@@ -13,10 +13,9 @@ looked up, so a throttled caller learns nothing. (The stand-alone redemption's c
 case, ``vouchers.direct``, reads the throttle together with the code; a throttled caller
 gets nothing from that read: it falls back to this path, which refuses it first.)
 The member is known only once the request has identified them: the voucher service calls
-``note_member`` at that point,
-before it looks a code up, and a throttled member is refused there. ``note_code`` tells
-the attempt which of the request's codes is being looked up, so the event names the one
-refused.
+``note_member`` at that point, before it looks a code up, and a throttled member is
+refused there. ``note_code`` tells the attempt which of the request's codes is being
+looked up, so the event names the one refused.
 
 The hooks find the attempt in a context variable rather than in every service signature
 between the endpoint and the code lookup (the POS pipeline, validation, holds): outside an
