@@ -142,13 +142,9 @@ def _caller_may(row: Any, limit: Limit, now: datetime) -> bool:
 def _usable(row: Any, parsed: codes.ParsedCode) -> bool:
     """The code is this merchant's or the coalition's, in the form given, and nothing
     the read shows stands in its way (the writes check the counters again)."""
-    if row.voucher_id is None:
-        return False
-    own = row.voucher_merchant_id
-    if own is not None and own != row.merchant_id:
-        return False
-    number = row.number if own is not None else codes.COALITION_MERCHANT_NUMBER
-    if parsed.merchant_number is not None and parsed.merchant_number != number:
+    if row.voucher_id is None or not service.visible(
+            parsed, owner=row.voucher_merchant_id, merchant_id=row.merchant_id,
+            owner_number=lambda: row.number):  # the owner is this merchant, if any
         return False
     return (OfferKind(row.kind) in KINDS and row.member_id is None
             and row.per_member_limit is None and row.code_revoked_at is None

@@ -205,13 +205,23 @@ def find(session: Session, *, text: str,
     if row is None:
         raise VoucherNotFound("no such voucher", field="code")
     voucher, offer = row
-    if merchant_id is not None and voucher.merchant_id is not None \
-            and voucher.merchant_id != merchant_id:
-        raise VoucherNotFound("no such voucher", field="code")
-    if parsed.merchant_number is not None and parsed.merchant_number != merchant_number(
-            session, voucher.merchant_id):
+    if not visible(parsed, owner=voucher.merchant_id, merchant_id=merchant_id,
+                   owner_number=lambda: merchant_number(session, voucher.merchant_id)):
         raise VoucherNotFound("no such voucher", field="code")
     return voucher, offer
+
+
+def visible(parsed: codes.ParsedCode, *, owner: uuid.UUID | None,
+            merchant_id: uuid.UUID | None, owner_number: Callable[[], int]) -> bool:
+    """Whether the merchant ``merchant_id`` (None: the operator) may use a code owned by
+    ``owner`` (None: the coalition) in the form given: a barcode carries its owner's
+    merchant number (``owner_number``, asked only for a barcode)."""
+    if merchant_id is not None and owner is not None and owner != merchant_id:
+        return False
+    if parsed.merchant_number is None:
+        return True
+    number = codes.COALITION_MERCHANT_NUMBER if owner is None else owner_number()
+    return parsed.merchant_number == number
 
 
 def _merchant_scope(actor: Principal) -> uuid.UUID | None:
