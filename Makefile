@@ -20,7 +20,7 @@ run: setup
 	@mkdir -p var
 	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron db upgrade
 	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron demo --if-empty
-	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron serve
+	PATRON_DATABASE_URL=$${PATRON_DATABASE_URL:-$(RUN_DB)} $(BIN)/patron serve --access-log
 
 # Random ledger walks (tests/ledger/test_stateful.py): in CI 2,000 on SQLite and 200 on
 # PostgreSQL; the test fails in CI if it is asked for fewer or Hypothesis runs fewer.

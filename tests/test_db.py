@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from patron import db as patron_db
 from patron.db import Database
@@ -75,3 +75,22 @@ def test_the_read_scope_runs_outside_a_write_transaction(own_database: Database)
             # A deferred transaction: another connection can still take the write lock.
             with own_database.session_scope() as writer:
                 writer.execute(text("SELECT 1"))
+
+
+def test_warm_opens_the_pools_standing_connections(own_database: Database) -> None:
+    """A server process opens its pool at start (``Database.warm``): on PostgreSQL every
+    standing connection is open, idle in the pool, and has run a statement; SQLite has
+    nothing to open."""
+    pool = own_database.engine.pool
+    opened = own_database.warm()
+    if not IS_POSTGRES:
+        assert opened == 0
+        return
+    assert opened == pool.size() == 10  # type: ignore[attr-defined]
+    assert pool.checkedin() == opened  # type: ignore[attr-defined]
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    connects: list[object] = []
+    event.listen(own_database.engine, "connect", lambda *_: connects.append(1))
+    backends = {_backend_pid(own_database) for _ in range(2 * opened)}
+    assert connects == []  # the requests of a burst find their connections open
+    assert len(backends) == opened

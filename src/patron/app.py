@@ -184,11 +184,13 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
     """The job scheduler (points expiry, notices) lives as long as the server; with
     several workers every process starts one and the lease lets one of them run jobs.
-    A server process (``server_app``) then settles its heap (``kit.heap``)."""
+    A server process (``server_app``) then opens its database connections
+    (``Database.warm``) and settles its heap (``kit.heap``)."""
     from patron.jobs.scheduler import start_scheduler
 
     scheduler = start_scheduler(app.state.database, app.state.settings)
     if app.state.server_process:
+        await run_in_threadpool(app.state.database.warm)
         heap.settle()
     try:
         yield

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    # `patron serve` logs a line per request (uvicorn's access log). Off by default: the
+    # proxy in front logs requests, and the line costs a worker about 8 % of its CPU
+    # (docs/architecture.md, "The server process"). `make run` turns it on.
+    access_log: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     qr_step_seconds: int = Field(default=30, ge=5)
     pin_max_failures: int = 5

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -227,6 +228,24 @@ class Database:
                 yield session
             finally:
                 session.close()  # the connection's close rolls back what is open
+
+    def warm(self) -> int:
+        """Open the pool's standing connections now and run a first statement on each; the
+        number opened. For a server process at its start (PostgreSQL): a connection
+        opened on demand costs a new backend and its first statements several
+        milliseconds, and under a burst many requests would pay that at once. SQLite's
+        connections are files: nothing to warm."""
+        pool = self.engine.pool
+        if self.engine.dialect.name != "postgresql" or not isinstance(pool, QueuePool):
+            return 0
+        connections = [self.engine.connect() for _ in range(pool.size())]
+        try:
+            for connection in connections:
+                connection.exec_driver_sql("SELECT 1")
+        finally:
+            for connection in connections:
+                connection.close()  # back to the pool, which keeps them
+        return len(connections)
 
     def dispose(self) -> None:
         self.engine.dispose()

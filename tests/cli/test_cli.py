@@ -123,3 +123,29 @@ def test_make_run_serves_health_and_docs(tmp_path):
         os.killpg(process.pid, 15)
         output = process.communicate(timeout=30)[0].decode()
     assert "API docs" in output and "ptn_" in output
+    assert '"GET /health HTTP/1.1" 200' in output  # make run logs each request
+
+
+@pytest.mark.parametrize(("flags", "env", "logged"), [
+    ([], None, False),  # a production server: no line per request by default
+    ([], "true", True),
+    (["--access-log"], None, True),
+    (["--no-access-log"], "true", False),  # the flag wins over the setting
+])
+def test_serve_logs_requests_only_when_asked(monkeypatch, flags, env, logged):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from patron.cli.main import app as cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    if env is not None:
+        monkeypatch.setenv("PATRON_ACCESS_LOG", env)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["serve", *flags])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert [call["access_log"] for call in calls] == [logged]

@@ -175,6 +175,9 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     workers: Annotated[int, typer.Option(min=1)] = 1,
+    access_log: Annotated[bool | None, typer.Option(
+        "--access-log/--no-access-log",
+        help="a log line per request (default: PATRON_ACCESS_LOG, off)")] = None,
 ) -> None:
     """Run the HTTP API."""
     import uvicorn
@@ -187,7 +190,8 @@ def serve(
     port = port or settings.port
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run("patron.app:server_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", log_config=_log_config())
+                log_level="info", log_config=_log_config(),
+                access_log=settings.access_log if access_log is None else access_log)
 
 
 def _log_config() -> dict[str, Any]:
