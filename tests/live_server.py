@@ -1,4 +1,5 @@
-"""A real Patron server in a subprocess (uvicorn, several workers) for concurrency tests."""
+"""A real Patron server in a subprocess (uvicorn, several workers, each with the app of a
+``patron serve`` worker: ``patron.app:server_app``) for concurrency tests."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def live_server(database_url: str, workers: int = 2,
     environment = {**os.environ, **(env or {}), "PATRON_DATABASE_URL": database_url}
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "patron.app:create_app", "--factory",
+            [sys.executable, "-m", "uvicorn", "patron.app:server_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
              "--log-level", "warning"],
             env=environment, stdout=subprocess.DEVNULL, stderr=log)

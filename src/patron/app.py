@@ -14,13 +14,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
-from patron import __version__
+from patron import __version__, rawdb
 from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
 from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
 from patron.kit import heap
+from patron.vouchers.fastlane import FastLane
 
 log = logging.getLogger("patron")
 
@@ -159,8 +161,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return problem_response(500, "internal_error", "Internal error",
-                                "something went wrong on our side; it has been logged")
+        return internal_error(exc)
+
+
+def internal_error(_exc: Exception) -> JSONResponse:
+    """The answer to an error nobody expected (logged by the caller): a 500 that says
+    nothing of it."""
+    return problem_response(500, "internal_error", "Internal error",
+                            "something went wrong on our side; it has been logged")
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -189,22 +197,44 @@ async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
     from patron.jobs.scheduler import start_scheduler
 
     scheduler = start_scheduler(app.state.database, app.state.settings)
+    opened = None  # the fast lane's pool, once per app (a test may start it twice)
+    if app.state.fast_lane and app.state.raw_pool is None:
+        opened = app.state.raw_pool = await rawdb.open_pool(app.state.database.url,
+                                                            size=RAW_POOL_SIZE)
     if app.state.server_process:
         await run_in_threadpool(app.state.database.warm)
         heap.settle()
     try:
         yield
     finally:
+        if opened is not None:
+            app.state.raw_pool = None
+            await opened.close()
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
 
 
-def server_app() -> FastAPI:
+def server_app() -> ASGIApp:
     """The app of a ``patron serve`` worker process (uvicorn's factory): ``create_app``,
-    plus what only a long-lived server process does at its start (``kit.heap``)."""
+    plus what only a long-lived server process does at its start (``kit.heap``), behind
+    the register's fast lane (``with_fast_lane``)."""
     app = create_app()
     app.state.server_process = True
-    return app
+    return with_fast_lane(app)
+
+
+# Connections of a worker's fast lane (``vouchers.fastlane``), all opened at its start.
+RAW_POOL_SIZE = 4
+
+
+def with_fast_lane(app: FastAPI) -> ASGIApp:
+    """On PostgreSQL, ``app`` behind ``vouchers.fastlane.FastLane``, whose connection pool
+    the app opens at its start and closes at its end; elsewhere ``app`` itself."""
+    if app.state.database.engine.dialect.name != "postgresql":
+        return app
+    app.state.fast_lane = True
+    return FastLane(app, pool=lambda: app.state.raw_pool,
+                    max_body=app.state.settings.max_body_bytes, failed=internal_error)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -218,6 +248,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.server_process = False
+    app.state.fast_lane = False
+    app.state.raw_pool = None
     app.state.database = database or Database(settings.database_url)
     _install_error_handlers(app)
     _install_log_redaction()

@@ -7,7 +7,7 @@ with the endpoint as it is, once with the lean path switched off (``direct.redee
 codes and offers (and, where a scenario turns a register off or throttles it, its own
 register), identical to the other run's, and makes the same requests; idempotency keys
 carry the run's name, as both runs use the same registers. The two runs must be
-indistinguishable: every answer (status, Retry-After and body; what differs by
+indistinguishable: every answer (status, Retry-After, media type and body; what differs by
 construction — ids, codes, keys, request hashes — named by what it is, ``created_at``
 exact under the frozen clock), the codes' and offers' counters, the redemption rows of
 the codes (every column, ``response_json`` parsed) and the security events recorded
@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete, func, select
 from starlette.testclient import TestClient
 
+from patron.app import with_fast_lane
 from patron.config import get_settings
 from patron.db import Database
 from patron.kit.clock import clock, utcnow
@@ -580,12 +582,15 @@ SCENARIOS = [
 
 @dataclass
 class Outcome:
-    answers: list[tuple[int, str | None, Any]]  # status, Retry-After, body
+    answers: list[tuple[int, str | None, str | None, Any]]  # status, Retry-After, type, body
     codes: list[int | None]
     offers: list[tuple[int, int]]
     rows: list[list[dict[str, Any]]]
     events: list[dict[str, Any]]
     lean: int
+    # Who completed them: "thread" (the endpoint's ``direct.redeem``) or "event loop"
+    # (the fast lane's ``direct.redeem_raw``), and whether with an idempotency key.
+    by: list[tuple[str, bool]]
 
 
 class Names:
@@ -638,22 +643,31 @@ def _last_event(database: Database) -> int:
         return session.scalar(select(func.coalesce(func.max(SecurityEvent.id), 0))) or 0
 
 
-def run(ctx: Ctx, scenario: Scenario, *, lean_path: bool,
-        real: Callable[..., str]) -> Outcome:
+def run(ctx: Ctx, scenario: Scenario, *, lean_path: bool, real: Callable[..., str],
+        real_raw: Callable[..., Awaitable[str]]) -> Outcome:
     """The scenario from a fresh start of the clock, the lean path on or off."""
     ctx.run = "lean" if lean_path else "full"
     clock.freeze(ctx.start)
-    completed: list[str] = []
+    completed: list[tuple[str, bool]] = []
 
     def spy(*args: Any, **kwargs: Any) -> str:
         answer = real(*args, **kwargs)
-        completed.append(answer)
+        completed.append(("thread", kwargs["idempotency_key"] is not None))
         return answer
 
     def off(*args: Any, **kwargs: Any) -> str:
         raise direct.NotDirect
 
+    async def spy_raw(*args: Any, **kwargs: Any) -> str:
+        answer = await real_raw(*args, **kwargs)
+        completed.append(("event loop", kwargs["idempotency_key"] is not None))
+        return answer
+
+    async def off_raw(*args: Any, **kwargs: Any) -> str:
+        raise direct.NotDirect
+
     ctx.monkeypatch.setattr(direct, "redeem", spy if lean_path else off)
+    ctx.monkeypatch.setattr(direct, "redeem_raw", spy_raw if lean_path else off_raw)
     trial = scenario.prepare(ctx)
     if trial.race is not None:
         _race(ctx.monkeypatch, trial.race)
@@ -728,9 +742,10 @@ def run(ctx: Ctx, scenario: Scenario, *, lean_path: bool,
         # The throttle counts them: the other run starts without them, as this one did.
         session.execute(delete(SecurityEvent).where(SecurityEvent.id > first_event))
     answers = [(response.status_code, response.headers.get("retry-after"),
-                names(response.json())) for response in responses]
+                response.headers.get("content-type"), names(response.json()))
+               for response in responses]
     return Outcome(answers=answers, codes=counts, offers=offers, rows=rows, events=events,
-                   lean=len(completed))
+                   lean=len(completed), by=completed)
 
 
 def _row(names: Names, row: VoucherRedemption) -> dict[str, Any]:
@@ -761,21 +776,35 @@ def _race(monkeypatch: pytest.MonkeyPatch, take_elsewhere: Callable[[], None]) -
             armed.clear()
             take_elsewhere()
 
-    write_at_once, take = direct._write_at_once, service.take
+    write_at_once, write_raw, take = direct._write_at_once, direct._write_raw, service.take
 
     def hooked_write(*args: Any, **kwargs: Any) -> bool:
         fire()
         return write_at_once(*args, **kwargs)
+
+    async def hooked_write_raw(*args: Any, **kwargs: Any) -> bool:
+        fire()  # blocks the test server's event loop: nothing else runs meanwhile
+        return await write_raw(*args, **kwargs)
 
     def hooked_take(*args: Any, **kwargs: Any) -> VoucherRedemption:
         fire()
         return take(*args, **kwargs)
 
     monkeypatch.setattr(direct, "_write_at_once", hooked_write)
+    monkeypatch.setattr(direct, "_write_raw", hooked_write_raw)
     monkeypatch.setattr(service, "take", hooked_take)
 
 
 # --- the test --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["endpoint", pytest.param("fast lane", marks=pytest.mark.postgres)])
+def client(request: pytest.FixtureRequest, app: FastAPI) -> Iterator[TestClient]:
+    """The app as the tests serve it, or (PostgreSQL) behind the fast lane of a server
+    worker (``vouchers.fastlane``), which then takes the common case on the event loop."""
+    served = with_fast_lane(app) if request.param == "fast lane" else app
+    with TestClient(served, raise_server_exceptions=False) as test_client:
+        yield test_client
 
 
 @pytest.fixture
@@ -795,11 +824,11 @@ def ctx(client: TestClient, world: World, database: Database,
 @pytest.mark.parametrize("scenario", [
     pytest.param(s, id=s.name, marks=[pytest.mark.postgres] if s.postgres_only else [])
     for s in SCENARIOS])
-def test_the_lean_path_answers_and_writes_like_the_full_path(ctx: Ctx,
-                                                            scenario: Scenario) -> None:
-    real = direct.redeem
-    lean = run(ctx, scenario, lean_path=True, real=real)
-    full = run(ctx, scenario, lean_path=False, real=real)
+def test_the_lean_path_answers_and_writes_like_the_full_path(
+        ctx: Ctx, scenario: Scenario, request: pytest.FixtureRequest) -> None:
+    real, real_raw = direct.redeem, direct.redeem_raw
+    lean = run(ctx, scenario, lean_path=True, real=real, real_raw=real_raw)
+    full = run(ctx, scenario, lean_path=False, real=real, real_raw=real_raw)
 
     for index, (mine, theirs) in enumerate(zip(lean.answers, full.answers, strict=True)):
         assert mine == theirs, f"answer to call {index}"
@@ -811,9 +840,13 @@ def test_the_lean_path_answers_and_writes_like_the_full_path(ctx: Ctx,
 
     # What both paths answer, and how many of the requests the lean path completed.
     said = [(status, body["discount"] if status == 200 else body["code"])
-            for status, _, body in full.answers]
+            for status, _, _, body in full.answers]
     assert said == scenario.answers
     assert lean.lean == scenario.lean, "requests the lean path completed"
+    # Behind the fast lane it takes every one it can (those without an idempotency key);
+    # without it, none.
+    fast_lane = request.node.callspec.params["client"] == "fast lane"
+    assert all((by == "event loop") == (fast_lane and not keyed) for by, keyed in lean.by)
     if scenario.counts is not None:
         assert full.codes == scenario.counts
     if scenario.offers is not None:

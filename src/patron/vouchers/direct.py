@@ -28,19 +28,33 @@ path's answers and rows.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Select, bindparam, exists, insert, select, true
+import psycopg
+from psycopg import AsyncConnection
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    bindparam,
+    exists,
+    insert,
+    select,
+    true,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
 
 from patron.db import autocommits, table_of
 from patron.errors import PatronError
 from patron.kit.clock import utcnow
 from patron.kit.crypto import token_hash
 from patron.operations.service import check_occurred_at
+from patron.rawdb import RawStatement
 from patron.security.service import Limit, failure_columns, throttled
 from patron.tenancy.models import ApiKey, Merchant, Role, Store, Terminal
 from patron.vouchers import codes, rules, service
@@ -151,10 +165,38 @@ def _usable(row: Any, parsed: codes.ParsedCode) -> bool:
             and row.revoked_at is None and row.code_used < row.code_uses)
 
 
-def redeem(session: Session, *, key: str | None, address: str, code: str, data: RedeemWrite,
-           idempotency_key: str | None) -> str:
-    """Use the code now in the common case, for the caller of ``key``; the answer as JSON
-    text. ``NotDirect`` otherwise, possibly after writes: the caller rolls back."""
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A plain request's code, read and time: what its one read takes."""
+
+    parsed: codes.ParsedCode
+    limit: Limit
+    now: datetime
+    parameters: dict[str, Any]
+
+    @property
+    def read(self) -> Select[*tuple[Any, ...]]:
+        return _read(self.limit.failures)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """The row the redemption writes, its answer, and whether the offer counts it."""
+
+    record: dict[str, Any]
+    answer: str
+    counted: bool
+
+    def parameters(self) -> dict[str, Any]:
+        """For ``_AT_ONCE`` (``_AT_ONCE_COUNTED``)."""
+        parameters = {_ROW + name: value for name, value in self.record.items()}
+        parameters.update(take_voucher_id=self.record["voucher_id"],
+                          take_offer_id=self.record["offer_id"],
+                          take_discount=self.record["discount"])
+        return parameters
+
+
+def _begin(*, key: str | None, address: str, code: str, data: RedeemWrite) -> _Attempt:
     if not _plain_request(key, data):
         raise NotDirect
     try:
@@ -163,10 +205,17 @@ def redeem(session: Session, *, key: str | None, address: str, code: str, data: 
         raise NotDirect from None
     limit = Limit.from_settings()
     now = utcnow()
-    row = session.connection().execute(_read(limit.failures), {
+    return _Attempt(parsed=parsed, limit=limit, now=now, parameters={
         "key_hash": token_hash(key or ""), "code": parsed.code,
-        "client_address": address, "since": now - limit.window}).first()
-    if row is None or not _caller_may(row, limit, now) or not _usable(row, parsed):
+        "client_address": address, "since": now - limit.window})
+
+
+def _decide(attempt: _Attempt, row: Any, *, code: str, data: RedeemWrite,
+            idempotency_key: str | None) -> _Write:
+    """The redemption the read allows, or ``NotDirect``."""
+    now = attempt.now
+    if (row is None or not _caller_may(row, attempt.limit, now)
+            or not _usable(row, attempt.parsed)):
         raise NotDirect
     terms = service.offer_terms(row, valid_from=row.valid_from, valid_until=row.valid_until)
     try:
@@ -198,34 +247,69 @@ def redeem(session: Session, *, key: str | None, address: str, code: str, data: 
         store_id=row.store_id, terminal_id=row.terminal_id, transaction_id=None,
         expires_at=None, created_at=now).model_dump_json()
     record["response_json"] = answer
-    counted = service.counts_on_offer(row)
+    return _Write(record=record, answer=answer, counted=service.counts_on_offer(row))
+
+
+def redeem(session: Session, *, key: str | None, address: str, code: str, data: RedeemWrite,
+           idempotency_key: str | None) -> str:
+    """Use the code now in the common case, for the caller of ``key``; the answer as JSON
+    text. ``NotDirect`` otherwise, possibly after writes: the caller rolls back."""
+    attempt = _begin(key=key, address=address, code=code, data=data)
+    row = session.connection().execute(attempt.read, attempt.parameters).first()
+    write = _decide(attempt, row, code=code, data=data, idempotency_key=idempotency_key)
     try:
         if autocommits(session):
-            written = _write_at_once(session, record, counted=counted)
+            written = _write_at_once(session, write)
         else:
-            written = _write_in_steps(session, record, counted=counted)
+            written = _write_in_steps(session, write)
     except IntegrityError:  # see _AT_ONCE; or the idempotency key was used before
         raise NotDirect from None
     if not written:
         raise NotDirect
-    return answer
+    return write.answer
 
 
-def _write_in_steps(session: Session, record: dict[str, Any], *, counted: bool) -> bool:
+async def redeem_raw(connection: AsyncConnection[Any], *, key: str | None, address: str,
+                     code: str, data: RedeemWrite, idempotency_key: str | None) -> str:
+    """``redeem`` on PostgreSQL on the event loop: the same read and the same write
+    statement, run by psycopg on an autocommitting connection (``patron.rawdb``).
+    ``NotDirect`` when it is not the common case; nothing is written then."""
+    attempt = _begin(key=key, address=address, code=code, data=data)
+    row = await _raw(attempt.read).first(connection, attempt.parameters)
+    write = _decide(attempt, row, code=code, data=data, idempotency_key=idempotency_key)
+    try:
+        written = await _write_raw(connection, write)
+    except psycopg.IntegrityError:  # see _AT_ONCE; or the idempotency key was used before
+        raise NotDirect from None
+    if not written:
+        raise NotDirect
+    return write.answer
+
+
+@lru_cache(maxsize=16)
+def _raw(statement: ClauseElement) -> RawStatement:
+    return RawStatement.of(statement)
+
+
+async def _write_raw(connection: AsyncConnection[Any], write: _Write) -> bool:
+    statement = _AT_ONCE_COUNTED if write.counted else _AT_ONCE
+    return await _raw(statement).first(connection, write.parameters()) is not None
+
+
+def _write_in_steps(session: Session, write: _Write) -> bool:
     """In the caller's transaction: the code, the offer, the row (rolled back on False)."""
+    record = write.record
     if not service.take_code(session, record["voucher_id"]):
         return False
-    if counted and not service.take_offer(session, record["offer_id"], record["discount"]):
+    if write.counted and not service.take_offer(session, record["offer_id"],
+                                                record["discount"]):
         return False
     session.connection().execute(_RECORD, record)
     return True
 
 
-def _write_at_once(session: Session, record: dict[str, Any], *, counted: bool) -> bool:
+def _write_at_once(session: Session, write: _Write) -> bool:
     """One statement, its own transaction (autocommit): whatever it cannot take, it
     takes nothing."""
-    statement = _AT_ONCE_COUNTED if counted else _AT_ONCE
-    parameters = {_ROW + name: value for name, value in record.items()}
-    parameters.update(take_voucher_id=record["voucher_id"], take_offer_id=record["offer_id"],
-                      take_discount=record["discount"])
-    return session.connection().execute(statement, parameters).first() is not None
+    statement = _AT_ONCE_COUNTED if write.counted else _AT_ONCE
+    return session.connection().execute(statement, write.parameters()).first() is not None
