@@ -289,11 +289,13 @@ LOT = """INSERT INTO point_lots (account_id, merchant_id, member_id, entry_id, a
     remaining, expires_at, created_at) VALUES (%(account)s, %(merchant)s, %(member)s,
     %(entry)s, %(points)s, %(points)s, %(expires_at)s, %(now)s)"""
 STATS = """INSERT INTO member_stats (member_id, merchant_id, first_purchase_at,
-    last_purchase_at, purchase_count, spend_minor) VALUES (%(member)s, %(merchant)s,
-    %(occurred_at)s, %(occurred_at)s, 1, %(spend)s)
+    last_purchase_at, purchase_count, spend_minor, first_spend_minor) VALUES (%(member)s,
+    %(merchant)s, %(occurred_at)s, %(occurred_at)s, 1, %(spend)s, %(spend)s)
     ON CONFLICT (member_id, merchant_id) DO UPDATE SET
     first_purchase_at = CASE WHEN excluded.first_purchase_at < member_stats.first_purchase_at
         THEN excluded.first_purchase_at ELSE member_stats.first_purchase_at END,
+    first_spend_minor = CASE WHEN excluded.first_purchase_at < member_stats.first_purchase_at
+        THEN excluded.first_spend_minor ELSE member_stats.first_spend_minor END,
     last_purchase_at = CASE WHEN excluded.last_purchase_at > member_stats.last_purchase_at
         THEN excluded.last_purchase_at ELSE member_stats.last_purchase_at END,
     purchase_count = member_stats.purchase_count + 1,

@@ -166,7 +166,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "remaining", "expires_at", "created_at"),
     "point_lot_draws": ("id", "lot_id", "entry_id", "merchant_id", "amount"),
     "member_stats": ("member_id", "merchant_id", "first_purchase_at", "last_purchase_at",
-                     "purchase_count", "spend_minor"),
+                     "purchase_count", "spend_minor", "first_spend_minor"),
     "member_store_visits": ("member_id", "merchant_id", "store_id", "visit_count",
                             "last_visit_at"),
     "member_category_counts": ("member_id", "merchant_id", "category", "purchase_count",
@@ -321,7 +321,8 @@ class HistoryWriter:
             "member_points", "points", merchant, member, balance, opened))
         if earns:
             first, last = self.hour_text[hours[0]], self.hour_text[hours[earns - 1]]
-            out["member_stats"].append((member, merchant, first, last, earns, spend))
+            out["member_stats"].append((member, merchant, first, last, earns, spend,
+                                        spend // earns))
             out["member_store_visits"].append((member, merchant, rng.choice(self.stores),
                                                earns, last))
             out["member_category_counts"].append((member, merchant, "bakery", earns,

@@ -267,6 +267,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.operations.endpoints import router as operations_router
     from patron.pos.endpoints import router as pos_router
     from patron.programs.endpoints import router as programs_router
+    from patron.scores.endpoints import router as scores_router
     from patron.security.endpoints import router as security_router
     from patron.tenancy.endpoints import router as tenancy_router
     from patron.vouchers.benefits.endpoints import router as benefits_router
@@ -279,6 +280,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(offline_router)
     app.include_router(security_router)
     app.include_router(benefits_router)
+    app.include_router(scores_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -15,6 +15,7 @@ from patron.cli.pos import pos_app
 from patron.cli.vouchers import vouchers_app
 from patron.config import DEV_SECRET_KEY, get_settings
 from patron.db import Database
+from patron.kit.clock import utcnow
 from patron.tenancy.models import Role
 
 app = typer.Typer(help="Patron loyalty platform", no_args_is_help=True,
@@ -140,9 +141,27 @@ def jobs_expire(now: NowOption = None) -> None:
     console.print(f"lots expired: {run.entries} ({run.points} points)")
 
 
+@jobs_app.command("scores")
+def jobs_scores(now: NowOption = None) -> None:
+    """Refit every merchant's scoring models (RFM boundaries, BG/NBD and Gamma-Gamma) and
+    store its members' lifetime scores. `patron serve` does it daily."""
+    from patron.scores.refit import run_refits
+
+    as_of = _as_of(now)
+    database = Database(get_settings().database_url)
+    try:
+        for refit in run_refits(database, as_of or utcnow()):
+            state = "lifetime models fitted" if refit.fitted else refit.note
+            console.print(f"merchant {refit.merchant_id}: {refit.members} members, "
+                          f"{refit.repeat_members} repeat; {state}")
+    finally:
+        database.dispose()
+
+
 @jobs_app.command("run")
 def jobs_run(now: NowOption = None) -> None:
-    """Run every scheduled job once (points expiry, then expiry notices)."""
+    """Run every scheduled job once (points expiry, expiry notices, voucher holds, code
+    batches, score refits)."""
     from patron.jobs.scheduler import run_all
 
     as_of = _as_of(now)

@@ -24,6 +24,7 @@ from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
 from patron.kit.clock import utcnow
+from patron.scores.refit import run_refits
 from patron.vouchers.batches import resume_stale
 
 log = logging.getLogger("patron.jobs")
@@ -53,6 +54,13 @@ def _release_holds(database: Database, now: datetime, stop: threading.Event | No
     return f"expired voucher holds released: {run_hold_release(database, now, stop=stop)}"
 
 
+def _refit_scores(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    refits = run_refits(database, now, stop=stop)
+    fitted = sum(1 for refit in refits if refit.fitted)
+    return (f"member scores refitted: {len(refits)} merchants, lifetime models for "
+            f"{fitted}, {sum(refit.members for refit in refits)} members")
+
+
 def _resume_batches(database: Database, now: datetime, stop: threading.Event | None) -> str:
     return f"stalled code batches resumed: {resume_stale(database, now, stop=stop)}"
 
@@ -65,6 +73,8 @@ JOBS: tuple[Job, ...] = (
     Job("expiry-notices", _expiry_notices, every=timedelta(hours=1)),
     Job("release-voucher-holds", _release_holds),
     Job("resume-code-batches", _resume_batches),
+    # RFM boundaries and the lifetime models: daily (the stats themselves are live).
+    Job("refit-scores", _refit_scores, every=timedelta(hours=24)),
 )
 
 

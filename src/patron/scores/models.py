@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -26,6 +26,9 @@ class MemberStats(Base):
     purchase_count: Mapped[int] = mapped_column(BigInteger)
     # Amount paid (after any points discount), in the merchant's currency's minor unit.
     spend_minor: Mapped[int] = mapped_column(BigInteger)
+    # What the first purchase paid: the repeat purchases' mean spend, which the lifetime
+    # value model takes, is (spend_minor - first_spend_minor) / (purchase_count - 1).
+    first_spend_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class MemberCategoryCount(Base):
@@ -52,3 +55,37 @@ class MemberStoreVisit(Base):
                                                 index=True)
     visit_count: Mapped[int] = mapped_column(BigInteger)
     last_visit_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScoreModel(Base):
+    """A merchant's scoring models, refitted by the scheduled job (``scores.refit``): the
+    RFM quintile boundaries of its members, and its lifetime models' parameters (none
+    when there were too few histories to fit them, with the reason in ``note``)."""
+
+    __tablename__ = "score_models"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    members: Mapped[int] = mapped_column(Integer)
+    repeat_members: Mapped[int] = mapped_column(Integer)
+    # {"recency_days": [4 cuts], "frequency": [...], "spend_minor": [...]}
+    rfm_boundaries: Mapped[dict[str, list[float]]] = mapped_column(JSON)
+    bgnbd: Mapped[dict[str, float] | None] = mapped_column(JSON)  # r, alpha, a, b
+    gamma_gamma: Mapped[dict[str, float] | None] = mapped_column(JSON)  # p, q, v
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class MemberScore(Base):
+    """A member's lifetime scores at a merchant, as of the last refit."""
+
+    __tablename__ = "member_scores"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True, index=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    p_alive: Mapped[float] = mapped_column(Float)
+    expected_purchases_90d: Mapped[float] = mapped_column(Float)
+    # Expected spend over the next 90 days, in the merchant's currency's minor unit.
+    clv_90d_minor: Mapped[int] = mapped_column(BigInteger)

@@ -17,7 +17,21 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from patron.db import insert_for_dialect, table_of
-from patron.scores.models import MemberCategoryCount, MemberStats, MemberStoreVisit
+from patron.scores import rfm
+from patron.scores.models import (
+    MemberCategoryCount,
+    MemberScore,
+    MemberStats,
+    MemberStoreVisit,
+    ScoreModel,
+)
+from patron.scores.schemas import (
+    AffinityRead,
+    LifetimeRead,
+    MemberScoresRead,
+    RfmRead,
+    VisitRead,
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +71,12 @@ def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
             stats[item.member_id, item.merchant_id] = {
                 "member_id": item.member_id, "merchant_id": item.merchant_id,
                 "first_purchase_at": item.occurred_at, "last_purchase_at": item.occurred_at,
-                "purchase_count": 1, "spend_minor": item.spend_minor}
+                "purchase_count": 1, "spend_minor": item.spend_minor,
+                "first_spend_minor": item.spend_minor}
         else:
-            row["first_purchase_at"] = min(row["first_purchase_at"], item.occurred_at)
+            if item.occurred_at < row["first_purchase_at"]:
+                row["first_purchase_at"] = item.occurred_at
+                row["first_spend_minor"] = item.spend_minor
             row["last_purchase_at"] = max(row["last_purchase_at"], item.occurred_at)
             row["purchase_count"] += 1
             row["spend_minor"] += item.spend_minor
@@ -112,6 +129,9 @@ def _upserts(dialect: str) -> _Upserts:
             "last_purchase_at": case(
                 (excluded.last_purchase_at > columns.last_purchase_at,
                  excluded.last_purchase_at), else_=columns.last_purchase_at),
+            "first_spend_minor": case(
+                (excluded.first_purchase_at < columns.first_purchase_at,
+                 excluded.first_spend_minor), else_=columns.first_spend_minor),
             "purchase_count": columns.purchase_count + excluded.purchase_count,
             "spend_minor": columns.spend_minor + excluded.spend_minor,
         })
@@ -158,3 +178,52 @@ def record_refund(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.U
                                MemberStats.merchant_id == merchant_id)
                         .values(spend_minor=MemberStats.spend_minor - refund_minor)
                         .execution_options(synchronize_session=False))
+
+
+def scores_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
+              currency: str, tier: str | None, now: datetime) -> MemberScoresRead:
+    """A member's scores at a merchant as of ``now``: the live stats, RFM against the
+    merchant's last boundaries, the stored lifetime scores. A handful of key look-ups."""
+    stats = member_stats(session, member_id=member_id, merchant_id=merchant_id)
+    model = session.get(ScoreModel, merchant_id)
+    lifetime = session.get(MemberScore, (member_id, merchant_id))
+    purchases = stats.purchase_count if stats else 0
+    spend = stats.spend_minor if stats else 0
+    recency_days = (None if stats is None
+                    else max((now - stats.last_purchase_at).total_seconds(), 0) / 86_400)
+    rfm_read = None
+    if stats is not None and model is not None:
+        scored = rfm.score(rfm.Boundaries.from_json(model.rfm_boundaries),
+                           recency_days=recency_days or 0.0, frequency=purchases,
+                           spend_minor=spend,
+                           days_since_first=(now - stats.first_purchase_at).total_seconds()
+                           / 86_400)
+        rfm_read = RfmRead(recency=scored.recency, frequency=scored.frequency,
+                           monetary=scored.monetary, segment=scored.segment,
+                           boundaries_computed_at=model.fitted_at)
+    counts = category_counts(session, member_id=member_id, merchant_id=merchant_id)
+    affinities = sorted(
+        (AffinityRead(category=category, purchases=count, quantity=quantity,
+                      share=round(count / purchases, 4) if purchases else 0.0)
+         for category, (count, quantity) in counts.items()),
+        key=lambda item: (-item.purchases, item.category))
+    visits = [VisitRead(store_id=row.store_id, visits=row.visit_count,
+                        last_visit_at=row.last_visit_at)
+              for row in session.scalars(
+                  select(MemberStoreVisit)
+                  .where(MemberStoreVisit.member_id == member_id,
+                         MemberStoreVisit.merchant_id == merchant_id)
+                  .order_by(MemberStoreVisit.visit_count.desc(), MemberStoreVisit.store_id))]
+    return MemberScoresRead(
+        member_id=member_id, merchant_id=merchant_id, as_of=now, currency=currency,
+        purchases=purchases, spend_minor=spend,
+        average_spend_minor=round(spend / purchases) if purchases else None,
+        first_purchase_at=stats.first_purchase_at if stats else None,
+        last_purchase_at=stats.last_purchase_at if stats else None,
+        recency_days=None if recency_days is None else round(recency_days, 3),
+        tier=tier, rfm=rfm_read,
+        lifetime=None if lifetime is None else LifetimeRead(
+            p_alive=lifetime.p_alive, expected_purchases_90d=lifetime.expected_purchases_90d,
+            clv_90d_minor=lifetime.clv_90d_minor, computed_at=lifetime.computed_at),
+        note=model.note if model is not None else "the scores have not been computed yet",
+        affinities=affinities, visits=visits)
