@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, clv, codes, identify, offline, vouchers
+from bench import checkout, clv, codes, identify, offline, rules, vouchers
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("identify", identify.main),
@@ -16,6 +16,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("offline", offline.main),
     ("vouchers", vouchers.main),
     ("clv", clv.main),
+    ("rules", rules.main),
 )
 
 
