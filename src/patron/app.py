@@ -258,6 +258,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def health() -> Health:
         return Health(status="ok", version=__version__)
 
+    from patron.campaigns.endpoints import router as campaigns_router
     from patron.coalition.endpoints import router as coalition_router
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
@@ -281,6 +282,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(security_router)
     app.include_router(benefits_router)
     app.include_router(scores_router)
+    app.include_router(campaigns_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -1,5 +1,6 @@
 """Imports every area's tables so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from patron.campaigns import models as campaigns_models
 from patron.coalition import models as coalition_models
 from patron.db import Base
 from patron.identity import models as identity_models
@@ -24,3 +25,4 @@ __all__ += ["coalition_models", "operations_models", "vouchers_models"]
 __all__ += ["offline_models"]
 __all__ += ["benefits_models"]
 __all__ += ["security_models"]
+__all__ += ["campaigns_models"]

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from patron.campaigns import service
+from patron.campaigns.models import CampaignStatus
+from patron.campaigns.schemas import CampaignRead, CampaignWrite
+from patron.http import AUTHED, Caller, Db, NoBody, problems
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+
+@router.post("", status_code=201, response_model=CampaignRead,
+             responses=problems(*AUTHED, 422))
+def create_campaign(data: CampaignWrite, db: Db, caller: Caller) -> CampaignRead:
+    """A campaign (merchant key: its own; operator key: a merchant's or, without
+    `merchant_id`, the coalition's). Checked whole before it is stored: a condition tree
+    that names an unknown field, compares a field with a value of the wrong type or is
+    malformed is 422 `invalid_condition`; an unknown or revoked offer, a store of another
+    merchant or an empty validity window 422 `invalid_campaign`. Each problem's `loc`
+    points at it; nothing is stored."""
+    with db.session_scope() as session:
+        return service.to_read(service.create_campaign(session, actor=caller, data=data))
+
+
+@router.get("", response_model=list[CampaignRead], responses=problems(*AUTHED))
+def list_campaigns(db: Db, caller: Caller) -> list[CampaignRead]:
+    with db.read_scope() as session:
+        return [service.to_read(c) for c in service.list_campaigns(session, actor=caller)]
+
+
+@router.get("/{campaign_id}", response_model=CampaignRead, responses=problems(*AUTHED))
+def get_campaign(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
+    with db.read_scope() as session:
+        return service.to_read(service.visible_campaign(session, caller, campaign_id))
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignRead,
+             responses=problems(*AUTHED), dependencies=[NoBody])
+def pause(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
+    with db.session_scope() as session:
+        return service.to_read(service.set_status(session, actor=caller,
+                                                  campaign_id=campaign_id,
+                                                  status=CampaignStatus.paused))
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignRead,
+             responses=problems(*AUTHED), dependencies=[NoBody])
+def resume(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
+    with db.session_scope() as session:
+        return service.to_read(service.set_status(session, actor=caller,
+                                                  campaign_id=campaign_id,
+                                                  status=CampaignStatus.active))

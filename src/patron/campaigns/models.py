@@ -1,0 +1,55 @@
+"""Campaigns: a trigger, conditions, actions, limits and a control group."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from patron.db import Base, UTCDateTime
+
+
+class Trigger(StrEnum):
+    checkout = "checkout"
+    enrolment = "enrolment"
+    visit = "visit"  # a tap at a reader
+    birthday = "birthday"
+    tier_change = "tier_change"
+    referral_qualified = "referral_qualified"
+    schedule = "schedule"
+
+
+class CampaignStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_merchant_trigger", "merchant_id", "trigger"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # None: a coalition campaign (the operator's), at every merchant.
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    trigger: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16))
+    # The condition tree as written (``campaigns.conditions``); checked when stored.
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    store_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    exclusive: Mapped[bool] = mapped_column(Boolean, default=False)
+    per_member_count: Mapped[int | None] = mapped_column(Integer)
+    per_member_days: Mapped[int | None] = mapped_column(Integer)
+    # The budget, in outcomes; outcomes_count is taken by one conditional UPDATE each.
+    max_outcomes: Mapped[int | None] = mapped_column(BigInteger)
+    outcomes_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    control_share_bp: Mapped[int] = mapped_column(Integer, default=0)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

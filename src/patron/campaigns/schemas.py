@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from patron.campaigns.models import CampaignStatus, Trigger
+from patron.tenancy.schemas import Strict
+
+Whole = Annotated[int, Field(strict=True)]
+
+
+class IssueVoucher(Strict):
+    type: Literal["issue_voucher"]
+    offer_id: uuid.UUID = Field(description="the offer whose personal code the member gets")
+
+
+class BonusPoints(Strict):
+    type: Literal["bonus_points"]
+    points: Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+
+
+class PointsMultiplier(Strict):
+    type: Literal["points_multiplier"]
+    multiplier_bp: Annotated[int, Field(strict=True, ge=10_001, le=100_000, description=(
+        "the purchase's points times this / 10,000 (20000 = x2)"))]
+
+
+class Message(Strict):
+    type: Literal["message"]
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+Action = Annotated[IssueVoucher | BonusPoints | PointsMultiplier | Message,
+                   Field(discriminator="type")]
+
+
+class PerMember(Strict):
+    count: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    period_days: Annotated[int, Field(strict=True, ge=1, le=3_660)]
+
+
+class CampaignWrite(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    trigger: Trigger
+    merchant_id: uuid.UUID | None = Field(default=None, description=(
+        "the owning merchant (a merchant key: its own, or absent); absent with an "
+        "operator key: a coalition campaign, at every merchant"))
+    store_ids: Annotated[list[uuid.UUID], Field(max_length=1000)] = Field(
+        default_factory=list, description="only in these stores (empty: all)")
+    conditions: Any = Field(default_factory=lambda: {"all": []}, description=(
+        "the condition tree (docs/campaigns.md): {\"all\": [...]}, {\"any\": [...]}, "
+        "{\"not\": ...}, {\"field\", \"op\", \"value\"[, \"key\"]}"))
+    actions: Annotated[list[Action], Field(min_length=1, max_length=10)]
+    per_member: PerMember | None = Field(default=None, description=(
+        "at most count outcomes per member in any period_days"))
+    max_outcomes: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="the budget: outcomes in all, whatever the member")
+    priority: Annotated[int, Field(strict=True, ge=0, le=1000)] = Field(
+        default=0, description="higher first")
+    exclusive: bool = Field(default=False, description=(
+        "when it fires, no campaign of lower priority does in the same checkout"))
+    control_share_bp: Annotated[int, Field(strict=True, ge=0, le=5000)] = Field(
+        default=0, description="the share of members held out (basis points, 1000 = 10 %)")
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    status: CampaignStatus = CampaignStatus.active
+
+
+class CampaignRead(BaseModel):
+    id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    name: str
+    trigger: Trigger
+    status: CampaignStatus
+    store_ids: list[uuid.UUID]
+    conditions: Any
+    actions: list[Action]
+    per_member: PerMember | None
+    max_outcomes: int | None
+    outcomes_count: int
+    priority: int
+    exclusive: bool
+    control_share_bp: int
+    valid_from: datetime | None
+    valid_until: datetime | None
+    created_at: datetime
