@@ -259,6 +259,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return Health(status="ok", version=__version__)
 
     from patron.campaigns.endpoints import router as campaigns_router
+    from patron.campaigns.endpoints import stores_router as store_environment_router
     from patron.coalition.endpoints import router as coalition_router
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(benefits_router)
     app.include_router(scores_router)
     app.include_router(campaigns_router)
+    app.include_router(store_environment_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -4,10 +4,18 @@ import uuid
 
 from fastapi import APIRouter
 
-from patron.campaigns import service
+from patron.campaigns import environment, service
 from patron.campaigns.models import CampaignStatus
-from patron.campaigns.schemas import CampaignRead, CampaignWrite
+from patron.campaigns.schemas import (
+    CampaignRead,
+    CampaignWrite,
+    InventoryRead,
+    InventoryWrite,
+    WeatherRead,
+    WeatherWrite,
+)
 from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.kit.clock import utcnow
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -53,3 +61,38 @@ def resume(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
         return service.to_read(service.set_status(session, actor=caller,
                                                   campaign_id=campaign_id,
                                                   status=CampaignStatus.active))
+
+
+stores_router = APIRouter(prefix="/v1/stores", tags=["campaigns"])
+
+
+@stores_router.put("/{store_id}/weather", response_model=WeatherRead,
+                   responses=problems(*AUTHED, 422))
+def put_weather(store_id: uuid.UUID, data: WeatherWrite, db: Db,
+                caller: Caller) -> WeatherRead:
+    """Report the store's weather (merchant key of the store, or operator), for campaign
+    conditions on `env.weather` and `env.temperature_c`. An observation older than the
+    one stored changes nothing; one more than 3 hours old at a checkout counts as
+    unknown there."""
+    with db.session_scope() as session:
+        return environment.put_weather(session, actor=caller, store_id=store_id, data=data,
+                                       now=utcnow())
+
+
+@stores_router.get("/{store_id}/weather", response_model=WeatherRead,
+                   responses=problems(*AUTHED))
+def get_weather(store_id: uuid.UUID, db: Db, caller: Caller) -> WeatherRead:
+    with db.read_scope() as session:
+        return environment.get_weather(session, actor=caller, store_id=store_id)
+
+
+@stores_router.put("/{store_id}/inventory", response_model=InventoryRead,
+                   responses=problems(*AUTHED, 422))
+def put_inventory(store_id: uuid.UUID, data: InventoryWrite, db: Db,
+                  caller: Caller) -> InventoryRead:
+    """Report the store's stock and overstock flags per SKU (up to 10,000 at once), for
+    conditions on `inventory.stock[sku]` and `inventory.overstock[sku]`; `replace: true`
+    makes the list the store's whole stock."""
+    with db.session_scope() as session:
+        return environment.put_inventory(session, actor=caller, store_id=store_id,
+                                         data=data, now=utcnow())

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -53,3 +53,38 @@ class Campaign(Base):
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WeatherCondition(StrEnum):
+    sunny = "sunny"
+    cloudy = "cloudy"
+    fog = "fog"
+    drizzle = "drizzle"
+    rain = "rain"
+    storm = "storm"
+    snow = "snow"
+
+
+class StoreWeather(Base):
+    """The last weather reported for a store (pushed, or pulled from a feed)."""
+
+    __tablename__ = "store_weather"
+
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(16))
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StoreStock(Base):
+    """A store's stock of one SKU and whether it is overstocked, as last reported."""
+
+    __tablename__ = "store_stock"
+
+    store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    overstock: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

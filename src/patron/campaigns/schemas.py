@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from patron.campaigns.models import CampaignStatus, Trigger
+from patron.campaigns.models import CampaignStatus, Trigger, WeatherCondition
 from patron.tenancy.schemas import Strict
 
 Whole = Annotated[int, Field(strict=True)]
@@ -87,3 +87,39 @@ class CampaignRead(BaseModel):
     valid_from: datetime | None
     valid_until: datetime | None
     created_at: datetime
+
+
+class WeatherWrite(Strict):
+    condition: WeatherCondition
+    temperature_c: Annotated[float, Field(ge=-90, le=60, allow_inf_nan=False)] | None = None
+    observed_at: AwareDatetime | None = Field(default=None, description=(
+        "when it was observed (default: now); weather older than 3 hours at a checkout "
+        "counts as unknown"))
+
+
+class WeatherRead(BaseModel):
+    store_id: uuid.UUID
+    condition: WeatherCondition
+    temperature_c: float | None
+    observed_at: datetime
+    source: str
+    updated_at: datetime
+
+
+class StockItem(Strict):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    quantity: Annotated[int, Field(strict=True, ge=0)]
+    overstock: bool = False
+
+
+class InventoryWrite(Strict):
+    items: Annotated[list[StockItem], Field(max_length=10_000)]
+    replace: bool = Field(default=False, description=(
+        "true: these items are the store's whole stock (SKUs not listed are removed); "
+        "false: only these SKUs change"))
+
+
+class InventoryRead(BaseModel):
+    store_id: uuid.UUID
+    skus: int = Field(description="SKUs the store has stock figures for, after this change")
+    overstocked: int
