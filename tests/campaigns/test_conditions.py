@@ -91,6 +91,7 @@ def test_the_fields_it_reads_are_known_before_the_checkout() -> None:
     condition = compile_condition(CROISSANT_RULE)
     assert condition.fields == {"purchase.categories", "member.segment", "env.weather",
                                 "env.weekday", "env.hour", "inventory.overstock"}
+    assert condition.keys == {("inventory.overstock", "CR-1")}
 
 
 @pytest.mark.parametrize(("tree", "loc", "kind"), [

@@ -160,6 +160,8 @@ class Condition:
 
     source: Any
     fields: frozenset[str]
+    # The keys read of each map field: (field, key), e.g. ("inventory.stock", "CR-1").
+    keys: frozenset[tuple[str, str]]
     _root: _Node = field(repr=False)
 
     def holds(self, context: Context) -> bool:
@@ -184,7 +186,17 @@ def compile_condition(source: Any, *, loc: Loc = ("conditions",)) -> Condition:
             f"{'.'.join(str(part) for part in first.loc)}: {first.msg}",
             errors=[{"loc": list(problem.loc), "msg": problem.msg, "type": problem.type}
                     for problem in problems])
-    return Condition(source=source, fields=frozenset(used), _root=root)
+    return Condition(source=source, fields=frozenset(used), keys=frozenset(_keys_of(source)),
+                     _root=root)
+
+
+def _keys_of(node: Any) -> set[tuple[str, str]]:
+    """The (field, key) pairs of a checked tree."""
+    if "all" in node or "any" in node:
+        return set().union(*(_keys_of(item) for item in node.get("all", node.get("any"))))
+    if "not" in node:
+        return _keys_of(node["not"])
+    return {(node["field"], node["key"])} if "key" in node else set()
 
 
 def _compile(node: Any, loc: Loc, problems: list[Problem], used: set[str],

@@ -88,3 +88,26 @@ class StoreStock(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     overstock: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignOutcome(Base):
+    """A campaign that fired for a member at a checkout: what it gave, or that the member
+    was held out (the control group, recorded for the uplift)."""
+
+    __tablename__ = "campaign_outcomes"
+    __table_args__ = (
+        Index("ix_campaign_outcomes_campaign_member", "campaign_id", "member_id",
+              "created_at"),
+        Index("uq_campaign_outcomes_campaign_transaction", "campaign_id", "transaction_id",
+              unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id"))
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pos_transactions.id"))
+    held_out: Mapped[bool] = mapped_column(Boolean)
+    voucher_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vouchers.id"))
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

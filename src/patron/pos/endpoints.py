@@ -32,15 +32,17 @@ _REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency
 
 @router.post("/quote", response_model=QuoteRead,
              responses=problems(*AUTHED, 409, 410, 423, 429))
-def quote(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress) -> QuoteRead:
+def quote(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress,
+          explain: bool = False) -> QuoteRead:
     """Preview a purchase with a terminal key: prices, points burned as a discount, points
-    earned, the balance after. Writes nothing.
+    earned, the balance after, the campaigns' offers the basket would earn (with
+    `explain=true`, each campaign's verdict and its conditions'). Writes nothing.
 
     """
     with (voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_quote,
                           codes=[use.code for use in data.vouchers]) as attempt,
           attempt.session() as session):
-        return service.quote(session, actor=caller, data=data)
+        return service.quote(session, actor=caller, data=data, explain=explain)
 
 
 quote.__doc__ = (quote.__doc__ or "") + _REFUSALS

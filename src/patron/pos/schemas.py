@@ -134,7 +134,11 @@ class QuoteRead(BaseModel):
     max_burnable: int | None = Field(description="The most points this basket could burn")
     lines: list[LineRead]
     vouchers: list[AppliedVoucher]
-    offers: list[dict[str, object]]
+    offers: list[dict[str, object]] = Field(description=(
+        "The campaigns' offers this basket would earn now (docs/campaigns.md)"))
+    campaign_checks: list[dict[str, object]] = Field(default_factory=list, description=(
+        "With explain=true: each active campaign, whether it would fire and why, with "
+        "every condition's verdict and the value it saw"))
     explanation: list[str]
 
 
@@ -160,7 +164,9 @@ class TransactionRead(BaseModel):
                                                         "this purchase; null when anonymous")
     lines: list[LineRead]
     vouchers: list[AppliedVoucher]
-    offers: list[dict[str, object]] = Field(description="Empty until campaigns exist")
+    offers: list[dict[str, object]] = Field(description=(
+        "What the campaigns gave the member with this purchase: a voucher (its code and "
+        "barcode number), bonus points, a message (docs/campaigns.md)"))
     benefits: list[IssuedBenefitRead] = Field(default_factory=list, description=(
         "Benefit vouchers this purchase put into the member's wallet (thresholds crossed, "
         "stamp cards completed)"))

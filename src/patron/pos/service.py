@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumError
 
+from patron.campaigns import engine as campaigns
+from patron.campaigns.context import Line as CampaignLine
 from patron.coalition import rules as coalition_rules
 from patron.coalition.errors import InvalidMiles, MilesExceedBasket, MilesNotOffered
 from patron.coalition.rules import Rate
@@ -369,7 +371,8 @@ def _applied_read(applied: list[vouchers.Applied]) -> list[AppliedVoucher]:
 
 # --- quote ------------------------------------------------------------------------------
 
-def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRead:
+def quote(session: Session, *, actor: Principal, data: PurchaseWrite,
+          explain: bool = False) -> QuoteRead:
     """What committing this body would do now. Writes nothing (the one exception is the
     identity service counting a wrong PIN, which must hold whatever the caller asked)."""
     till = till_of(session, actor)
@@ -392,6 +395,11 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
                      priced.balance_before - priced.points_burned + priced.points_earned)
     miles_after = (None if miles_before is None else
                    miles_before - priced.miles_burned + priced.miles_earned)
+    decision = campaigns.Decision(offers=[], checks=[])
+    if member is not None:
+        decision = campaigns.preview(session, campaign_checkout(
+            till=till, member_id=member.id, data=data, priced=priced,
+            occurred_at=data.occurred_at.astimezone(UTC)), now=now, explain=explain)
     return QuoteRead(receipt_no=data.receipt_no, member_id=priced.member_id,
                      currency=till.merchant.currency, subtotal=priced.subtotal,
                      voucher_discount=priced.voucher_discount,
@@ -402,8 +410,8 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite) -> QuoteRe
                      balance_before=priced.balance_before, balance_after=balance_after,
                      miles_balance_before=miles_before, miles_balance_after=miles_after,
                      max_burnable=priced.max_burnable, lines=priced.lines,
-                     vouchers=_applied_read(priced.vouchers), offers=[],
-                     explanation=priced.explanation)
+                     vouchers=_applied_read(priced.vouchers), offers=decision.offers,
+                     campaign_checks=decision.checks, explanation=priced.explanation)
 
 
 # --- commit -----------------------------------------------------------------------------
@@ -512,6 +520,7 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     balance_after: int | None = None
     miles_after: int | None = None
     issued: list[IssuedBenefitRead] = []
+    offers: list[dict[str, Any]] = []
     if member is not None:
         _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
         # Burn before earn: points earned by this purchase cannot pay for it.
@@ -539,9 +548,11 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
                 session, member_id=member.id, miles=priced.miles_earned,
                 merchant_id=till.merchant.id, idempotency_key=f"pos:{transaction.id}:miles",
                 source=source, reason=reason, occurred_at=occurred_at).id
-        balance_after = ledger.points_balance(session, merchant_id=till.merchant.id,
-                                              member_id=member.id)
-        miles_after = ledger.miles_balance(session, member_id=member.id)
+        # The campaigns decide on this purchase and the member as they came in: their
+        # stats and scores before this purchase counts (docs/campaigns.md).
+        offers = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
+                                    priced=priced, transaction_id=transaction.id,
+                                    occurred_at=occurred_at, now=now, source=source)
         record_purchase(session, member_id=member.id, merchant_id=till.merchant.id,
                         store_id=till.store.id, occurred_at=occurred_at,
                         spend_minor=priced.total,
@@ -553,6 +564,9 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
             miles_earned=priced.miles_earned,
             lines=[(line.sku, line.category, line.quantity) for line in data.lines],
             occurred_at=occurred_at, now=now)
+        balance_after = ledger.points_balance(session, merchant_id=till.merchant.id,
+                                              member_id=member.id)
+        miles_after = ledger.miles_balance(session, member_id=member.id)
 
     transaction.member_id = priced.member_id
     transaction.subtotal = priced.subtotal
@@ -566,7 +580,7 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     transaction.miles_burned = priced.miles_burned
     answer = answer_for(transaction.id, data=data, till=till, priced=priced,
                         balance_after=balance_after, miles_after=miles_after, issued=issued,
-                        occurred_at=occurred_at, now=now)
+                        occurred_at=occurred_at, now=now, offers=offers)
     transaction.response_json = answer.model_dump_json()
     session.flush()
     session.execute(insert(table_of(PosTransactionLine)), line_rows(transaction.id, till=till,
@@ -586,6 +600,40 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     return transaction.response_json
 
 
+def campaign_checkout(*, till: Till, member_id: uuid.UUID, data: PurchaseWrite,
+                      priced: Priced, occurred_at: datetime) -> campaigns.Checkout:
+    """What the campaigns are told of a purchase (``campaigns.engine``)."""
+    return campaigns.Checkout(
+        merchant_id=till.merchant.id, merchant_number=till.merchant.number,
+        country=till.merchant.country, currency=till.merchant.currency,
+        store_id=till.store.id, timezone=till.store.timezone, member_id=member_id,
+        lines=[CampaignLine(sku=line.sku, quantity=line.quantity,
+                            category=(rules.normalise_category(line.category)
+                                      if line.category is not None else None))
+               for line in data.lines],
+        total_minor=priced.total, channel=data.channel.value,
+        offers_used=[str(applied.offer.id) for applied in priced.vouchers],
+        points_earned=priced.points_earned, tier=priced.tier_name, occurred_at=occurred_at)
+
+
+def _campaign_outcomes(session: Session, *, till: Till, member_id: uuid.UUID,
+                       data: PurchaseWrite, priced: Priced, transaction_id: uuid.UUID,
+                       occurred_at: datetime, now: datetime,
+                       source: str) -> list[dict[str, Any]]:
+    expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
+                                        timezone=till.store.timezone)
+
+    def grant(*, points: int, idempotency_key: str, reason: str) -> None:
+        ledger.earn(session, merchant_id=till.merchant.id, member_id=member_id,
+                    points=points, expires_at=expires_at, idempotency_key=idempotency_key,
+                    source=source, reason=reason, occurred_at=occurred_at)
+
+    checkout = campaign_checkout(till=till, member_id=member_id, data=data, priced=priced,
+                                 occurred_at=occurred_at)
+    return campaigns.at_checkout(session, checkout, transaction_id=transaction_id, now=now,
+                                 grant_points=grant).offers
+
+
 def category_quantities(lines: Sequence[LineWrite]) -> dict[str, int]:
     """Units bought per (normalised) category: what the member's statistics count."""
     categories: dict[str, int] = {}
@@ -599,7 +647,7 @@ def category_quantities(lines: Sequence[LineWrite]) -> dict[str, int]:
 def answer_for(transaction_id: uuid.UUID, *, data: PurchaseWrite, till: Till, priced: Priced,
                balance_after: int | None, miles_after: int | None,
                issued: list[IssuedBenefitRead], occurred_at: datetime,
-               now: datetime) -> TransactionRead:
+               now: datetime, offers: list[dict[str, Any]] | None = None) -> TransactionRead:
     """The commit's answer (stored with the receipt and returned to every replay)."""
     return TransactionRead(
         id=transaction_id, receipt_no=data.receipt_no, member_id=priced.member_id,
@@ -610,7 +658,7 @@ def answer_for(transaction_id: uuid.UUID, *, data: PurchaseWrite, till: Till, pr
         points_burned=priced.points_burned, miles_earned=priced.miles_earned,
         miles_burned=priced.miles_burned, balance_after=balance_after,
         miles_balance_after=miles_after, lines=priced.lines,
-        vouchers=_applied_read(priced.vouchers), offers=[], benefits=issued,
+        vouchers=_applied_read(priced.vouchers), offers=offers or [], benefits=issued,
         occurred_at=occurred_at, created_at=now)
 
 

@@ -1,0 +1,326 @@
+"""Deciding a checkout's campaign outcomes, in the checkout's own transaction.
+
+At ``POST /v1/pos/transactions``, once the purchase's points are booked and before the
+member's stats count it, ``at_checkout`` runs the merchant's and the coalition's active
+checkout campaigns for the store, highest priority first:
+
+1. the campaign's condition on the values it reads — the purchase, the member as they came
+   in (stats, scores, segment, tier, profile), the store's local time, holidays and
+   weather, the stock of the SKUs it names — built once per checkout and only for the
+   groups some active campaign reads;
+2. the control group: a held-out member is recorded (for the uplift) and gets nothing;
+3. the per-member limit (outcomes in the last ``period_days``) and the budget, taken by
+   one conditional ``UPDATE campaigns SET outcomes_count = outcomes_count + 1 WHERE …
+   outcomes_count < max_outcomes``: a campaign with budget for 50 issues 50, however many
+   checkouts qualify at once;
+4. the actions: a personal single-use code of the offer into the member's wallet, bonus
+   points or a multiplier on this purchase's points (ledger entries), a message; each
+   outcome is written to the outbox (``campaign.outcome``) for the member's phone and
+   returned to the register in ``offers``;
+5. an exclusive campaign that fired ends the evaluation.
+
+``preview`` answers ``POST /v1/pos/quote``: the same evaluation with nothing taken or
+written — the offers the basket would earn now.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from patron.campaigns.conditions import Condition, compile_condition
+from patron.campaigns.context import Line, purchase_fields
+from patron.campaigns.control import held_out
+from patron.campaigns.environment import environment_fields, inventory_fields
+from patron.campaigns.models import (
+    Campaign,
+    CampaignOutcome,
+    CampaignStatus,
+    StoreWeather,
+    Trigger,
+)
+from patron.members.models import Member
+from patron.notify.outbox import emit
+from patron.scores.service import scores_of
+from patron.vouchers import codes
+from patron.vouchers import service as vouchers
+from patron.vouchers.models import Offer, Voucher
+
+BP_ONE = 10_000
+OUTCOME_EVENT = "campaign.outcome"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """What a checkout tells the engine."""
+
+    merchant_id: uuid.UUID
+    merchant_number: int
+    country: str
+    currency: str
+    store_id: uuid.UUID
+    timezone: str
+    member_id: uuid.UUID
+    lines: Sequence[Line]
+    total_minor: int
+    channel: str
+    offers_used: Sequence[str]
+    points_earned: int
+    tier: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The register's ``offers`` and, when asked, why each campaign did or did not."""
+
+    offers: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+
+
+class PointsGranter(Protocol):
+    """How the checkout books a campaign's points (its program's expiry, its ledger)."""
+
+    def __call__(self, *, points: int, idempotency_key: str, reason: str) -> None: ...
+
+
+Act = Callable[[Campaign], tuple[str, dict[str, Any] | None]]
+
+
+@lru_cache(maxsize=4096)
+def _compiled(campaign_id: uuid.UUID, source: str) -> Condition:
+    """A stored tree compiled once per process (it was checked when written)."""
+    return compile_condition(json.loads(source))
+
+
+def _condition(campaign: Campaign) -> Condition:
+    return _compiled(campaign.id, json.dumps(campaign.conditions, sort_keys=True))
+
+
+def active(session: Session, *, merchant_id: uuid.UUID, store_id: uuid.UUID,
+           trigger: Trigger, now: datetime) -> list[Campaign]:
+    """The merchant's and the coalition's active campaigns of a trigger at the store,
+    highest priority first (then the oldest)."""
+    found = session.scalars(
+        select(Campaign)
+        .where(or_(Campaign.merchant_id == merchant_id, Campaign.merchant_id.is_(None)),
+               Campaign.trigger == trigger.value,
+               Campaign.status == CampaignStatus.active.value,
+               or_(Campaign.valid_from.is_(None), Campaign.valid_from <= now),
+               or_(Campaign.valid_until.is_(None), Campaign.valid_until > now))
+        .order_by(Campaign.priority.desc(), Campaign.created_at, Campaign.id)).all()
+    store = str(store_id)
+    return [campaign for campaign in found
+            if not campaign.store_ids or store in campaign.store_ids]
+
+
+def _age_band(birth_year: int | None, now: datetime) -> str | None:
+    if birth_year is None:
+        return None
+    age = now.year - birth_year
+    if age < 20:
+        return "under-20"
+    if age >= 70:
+        return "70-plus"
+    low = age // 10 * 10
+    return f"{low}-{low + 9}"
+
+
+def _member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
+    member = session.get(Member, checkout.member_id)
+    assert member is not None
+    scores = scores_of(session, member_id=member.id, merchant_id=checkout.merchant_id,
+                       currency=checkout.currency, tier=checkout.tier, now=now)
+    consents = {channel for channel, given in (("sms", member.consent_sms),
+                                               ("email", member.consent_email),
+                                               ("push", member.consent_push)) if given}
+    visits = next((visit.visits for visit in scores.visits
+                   if visit.store_id == checkout.store_id), 0)
+    return {
+        "member.age_band": _age_band(member.birth_year, now),
+        "member.gender": member.gender, "member.region": member.region,
+        "member.language": member.language, "member.tier": checkout.tier,
+        "member.segment": scores.rfm.segment.value if scores.rfm else None,
+        "member.recency_score": scores.rfm.recency if scores.rfm else None,
+        "member.frequency_score": scores.rfm.frequency if scores.rfm else None,
+        "member.monetary_score": scores.rfm.monetary if scores.rfm else None,
+        "member.p_alive": scores.lifetime.p_alive if scores.lifetime else None,
+        "member.clv_90d_minor": scores.lifetime.clv_90d_minor if scores.lifetime else None,
+        "member.purchases": scores.purchases, "member.spend_minor": scores.spend_minor,
+        "member.affinity": {item.category: item.share for item in scores.affinities},
+        "member.store_visits": visits, "member.consents": frozenset(consents),
+        "member.days_since_enrolment": max((now - member.created_at).days, 0),
+    }
+
+
+def context(session: Session, checkout: Checkout, conditions: Sequence[Condition],
+            now: datetime) -> dict[str, Any]:
+    """The values the conditions read, built once per checkout and only for the groups
+    some condition reads."""
+    groups = {name.split(".", 1)[0] for condition in conditions for name in condition.fields}
+    values = purchase_fields(checkout.lines, total_minor=checkout.total_minor,
+                             channel=checkout.channel, offers_used=checkout.offers_used)
+    if "member" in groups:
+        values.update(_member_fields(session, checkout, now))
+    if "env" in groups:
+        values.update(environment_fields(
+            store_id=checkout.store_id, timezone=checkout.timezone,
+            country=checkout.country, now=checkout.occurred_at,
+            weather=session.get(StoreWeather, checkout.store_id)))
+    if "inventory" in groups:
+        skus = {key for condition in conditions for name, key in condition.keys
+                if name.startswith("inventory.")}
+        values.update(inventory_fields(session, store_id=checkout.store_id, skus=skus))
+    return values
+
+
+def _within_member_limit(session: Session, campaign: Campaign, member_id: uuid.UUID,
+                         now: datetime) -> bool:
+    if campaign.per_member_count is None:
+        return True
+    since = now - timedelta(days=campaign.per_member_days or 1)
+    given = session.scalar(select(func.count()).select_from(CampaignOutcome).where(
+        CampaignOutcome.campaign_id == campaign.id, CampaignOutcome.member_id == member_id,
+        CampaignOutcome.held_out.is_(False), CampaignOutcome.created_at >= since)) or 0
+    return given < campaign.per_member_count
+
+
+def _take_budget(session: Session, campaign: Campaign) -> bool:
+    """One outcome of the campaign's budget, atomically; False when it is spent."""
+    taken = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id,
+               or_(Campaign.max_outcomes.is_(None),
+                   Campaign.outcomes_count < Campaign.max_outcomes))
+        .values(outcomes_count=Campaign.outcomes_count + 1)
+        .execution_options(synchronize_session=False))
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def _budget_left(campaign: Campaign) -> bool:
+    return campaign.max_outcomes is None or campaign.outcomes_count < campaign.max_outcomes
+
+
+def _check(campaign: Campaign, verdict: str, condition: Any = None) -> dict[str, Any]:
+    check: dict[str, Any] = {"campaign_id": str(campaign.id), "name": campaign.name,
+                             "result": verdict}
+    if condition is not None:
+        check["condition"] = condition
+    return check
+
+
+def evaluate(session: Session, checkout: Checkout, *, now: datetime, explain: bool,
+             act: Act) -> Decision:
+    """Run the active checkout campaigns; ``act(campaign)`` performs one that fired and
+    returns its offer (or None when its limits refused it)."""
+    campaigns = active(session, merchant_id=checkout.merchant_id, store_id=checkout.store_id,
+                       trigger=Trigger.checkout, now=now)
+    if not campaigns:
+        return Decision(offers=[], checks=[])
+    conditions = [_condition(campaign) for campaign in campaigns]
+    values = context(session, checkout, conditions, now)
+    offers: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    for campaign, condition in zip(campaigns, conditions, strict=True):
+        held = condition.holds(values)
+        why = condition.explain(values).as_json() if explain else None
+        if not held:
+            checks.append(_check(campaign, "condition_failed", why))
+            continue
+        verdict, offer = act(campaign)
+        checks.append(_check(campaign, verdict, why))
+        if offer is not None:
+            offers.append(offer)
+            if campaign.exclusive:
+                break
+    return Decision(offers=offers, checks=checks if explain else [])
+
+
+def preview(session: Session, checkout: Checkout, *, now: datetime,
+            explain: bool) -> Decision:
+    """The offers the basket would earn now; nothing is taken or written."""
+    def act(campaign: Campaign) -> tuple[str, dict[str, Any] | None]:
+        if held_out(campaign_id=campaign.id, member_id=checkout.member_id,
+                    share_bp=campaign.control_share_bp):
+            return "held_out", None
+        if not _within_member_limit(session, campaign, checkout.member_id, now):
+            return "member_limit_reached", None
+        if not _budget_left(campaign):
+            return "budget_spent", None
+        return "would_fire", {"campaign_id": str(campaign.id), "name": campaign.name,
+                              "actions": campaign.actions}
+
+    return evaluate(session, checkout, now=now, explain=explain, act=act)
+
+
+def at_checkout(session: Session, checkout: Checkout, *, transaction_id: uuid.UUID,
+                now: datetime, grant_points: PointsGranter, explain: bool = False
+                ) -> Decision:
+    """Decide and perform the checkout's outcomes (the caller commits)."""
+    def act(campaign: Campaign) -> tuple[str, dict[str, Any] | None]:
+        outcome = CampaignOutcome(
+            id=uuid.uuid4(), campaign_id=campaign.id, merchant_id=checkout.merchant_id,
+            member_id=checkout.member_id, transaction_id=transaction_id, held_out=False,
+            voucher_id=None, points=0, created_at=now)
+        if held_out(campaign_id=campaign.id, member_id=checkout.member_id,
+                    share_bp=campaign.control_share_bp):
+            outcome.held_out = True
+            session.add(outcome)
+            return "held_out", None
+        if not _within_member_limit(session, campaign, checkout.member_id, now):
+            return "member_limit_reached", None
+        if not _take_budget(session, campaign):
+            return "budget_spent", None
+        offer = _perform(session, campaign, checkout, outcome, transaction_id=transaction_id,
+                         now=now, grant_points=grant_points)
+        session.add(outcome)
+        session.flush()
+        emit(session, type=OUTCOME_EVENT, merchant_id=checkout.merchant_id,
+             member_id=checkout.member_id, occurred_at=checkout.occurred_at,
+             payload={**offer, "member_id": str(checkout.member_id),
+                      "transaction_id": str(transaction_id)})
+        return "fired", offer
+
+    return evaluate(session, checkout, now=now, explain=explain, act=act)
+
+
+def _perform(session: Session, campaign: Campaign, checkout: Checkout,
+             outcome: CampaignOutcome, *, transaction_id: uuid.UUID, now: datetime,
+             grant_points: PointsGranter) -> dict[str, Any]:
+    given: dict[str, Any] = {"campaign_id": str(campaign.id), "name": campaign.name}
+    key = f"campaign:{campaign.id}:{transaction_id}"
+    for index, action in enumerate(campaign.actions):
+        kind = action["type"]
+        if kind == "issue_voucher":
+            offer = session.get(Offer, uuid.UUID(action["offer_id"]))
+            if offer is None or offer.revoked_at is not None:
+                continue  # revoked since the campaign was written: nothing to give
+            [code] = vouchers.insert_codes(session, offer=offer, count=1,
+                                           member_id=checkout.member_id, max_redemptions=1,
+                                           source="campaign", now=now)
+            voucher_id, valid_until = session.execute(
+                select(Voucher.id, Voucher.valid_until).where(Voucher.code == code)).one()
+            outcome.voucher_id = voucher_id
+            given["voucher"] = {
+                "code": codes.display(code), "offer_id": str(offer.id), "offer": offer.name,
+                "barcode": codes.barcode_number(checkout.merchant_number, code),
+                "valid_until": valid_until.isoformat() if valid_until else None}
+        elif kind in ("bonus_points", "points_multiplier"):
+            points = (action["points"] if kind == "bonus_points" else
+                      checkout.points_earned * (action["multiplier_bp"] - BP_ONE) // BP_ONE)
+            if points > 0:
+                grant_points(points=points, idempotency_key=f"{key}:{index}",
+                             reason=f"campaign {campaign.name}")
+                outcome.points += points
+                given["points"] = given.get("points", 0) + points
+        elif kind == "message":
+            given["message"] = action["text"]
+    return given
