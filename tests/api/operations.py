@@ -108,6 +108,7 @@ class Objects:
     batch_id: str
     exception_id: str
     rule_id: str
+    campaign_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
@@ -117,7 +118,7 @@ class Objects:
                "transaction_id": self.transaction_id, "offer_id": self.offer_id,
                "code": self.code, "reservation_id": self.reservation_id,
                "exception_id": self.exception_id, "rule_id": self.rule_id,
-               "batch_id": self.batch_id}
+               "batch_id": self.batch_id, "campaign_id": self.campaign_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -172,13 +173,18 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
         "name": "Big spender", "measure": "points", "mode": "once", "threshold": 1000,
         "offer_id": offer.json()["id"]})
     assert rule.status_code == 201, rule.text
+    campaign = client.post("/v1/campaigns", headers=auth(tenant.merchant_key), json={
+        "name": "Coffee bonus", "trigger": "checkout",
+        "conditions": {"field": "purchase.categories", "op": "contains", "value": "coffee"},
+        "actions": [{"type": "bonus_points", "points": 10}]})
+    assert campaign.status_code == 201, campaign.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
                    card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id,
                    transaction_id=transaction.json()["id"], offer_id=offer.json()["id"],
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
-                   rule_id=rule.json()["id"])
+                   rule_id=rule.json()["id"], campaign_id=campaign.json()["id"])
 
 
 def unknown_path_id(name: str) -> str:
@@ -289,6 +295,19 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/v1/benefit-rules"): lambda o: {
         "name": "10th coffee free", "measure": "purchases", "mode": "every", "threshold": 10,
         "offer_id": o.offer_id, "category": "coffee"},
+    ("POST", "/v1/campaigns"): lambda o: {
+        "name": "Rainy mornings", "trigger": "checkout",
+        "conditions": {"all": [
+            {"field": "env.weather", "op": "in", "value": ["rain", "drizzle"]},
+            {"field": "env.hour", "op": "lt", "value": 11}]},
+        "actions": [{"type": "issue_voucher", "offer_id": o.offer_id}],
+        "per_member": {"count": 1, "period_days": 7}, "max_outcomes": 100,
+        "control_share_bp": 1000},
+    ("POST", "/v1/campaigns/{campaign_id}/simulate"): lambda o: {"days": 7},
+    ("PUT", "/v1/stores/{store_id}/weather"): lambda o: {"condition": "rain",
+                                                          "temperature_c": 9.5},
+    ("PUT", "/v1/stores/{store_id}/inventory"): lambda o: {"items": [
+        {"sku": "CR-1", "quantity": 40, "overstock": True}]},
 }
 
 

@@ -212,7 +212,9 @@ def test_every_write_is_covered() -> None:
         ("POST", "/v1/members/{member_id}/erase"), ("POST", "/v1/identify/caller-id"),
         ("POST", "/v1/benefit-rules/{rule_id}/deactivate"),
         ("POST", "/v1/offers/{offer_id}/revoke"),
-        ("POST", "/v1/vouchers/reservations/{reservation_id}/release")}
+        ("POST", "/v1/vouchers/reservations/{reservation_id}/release"),
+        ("POST", "/v1/campaigns/{campaign_id}/pause"),
+        ("POST", "/v1/campaigns/{campaign_id}/resume")}
 
 
 # --- the telephony webhook: form-encoded, authenticated by signature -----------------------

@@ -92,7 +92,7 @@ def test_the_operator_writes_coalition_campaigns(client: TestClient, world: Worl
     ({"conditions": {"all": [{"field": "env.hour", "op": "ge", "value": 7}],
                      "any": []}},
      422, "invalid_condition", ["body", "conditions"]),
-    ({"conditions": "env.hour > 7"}, 422, "invalid_condition", ["body", "conditions"]),
+    ({"conditions": "env.hour > 7"}, 422, "validation_failed", ["body", "conditions"]),
     # an unknown offer
     ({"actions": [{"type": "issue_voucher", "offer_id": str(uuid.UUID(int=7))}]},
      422, "invalid_campaign", ["body", "actions", 0, "offer_id"]),

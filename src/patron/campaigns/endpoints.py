@@ -4,13 +4,15 @@ import uuid
 
 from fastapi import APIRouter
 
-from patron.campaigns import environment, service
+from patron.campaigns import environment, service, simulation
 from patron.campaigns.models import CampaignStatus
 from patron.campaigns.schemas import (
     CampaignRead,
     CampaignWrite,
     InventoryRead,
     InventoryWrite,
+    SimulationRead,
+    SimulationWrite,
     WeatherRead,
     WeatherWrite,
 )
@@ -43,6 +45,20 @@ def list_campaigns(db: Db, caller: Caller) -> list[CampaignRead]:
 def get_campaign(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
     with db.read_scope() as session:
         return service.to_read(service.visible_campaign(session, caller, campaign_id))
+
+
+@router.post("/{campaign_id}/simulate", response_model=SimulationRead,
+             responses=problems(*AUTHED, 422))
+def simulate(campaign_id: uuid.UUID, data: SimulationWrite, db: Db,
+             caller: Caller) -> SimulationRead:
+    """Replay the identified purchases of the last `days` (default 30) through the
+    campaign, as the checkout would, and report how many purchases and members would
+    trigger, the control group's share, what the limits would stop, and the cost. Writes
+    nothing. The members' values are today's and the weather is unknown (neither is kept
+    per day): docs/campaigns.md."""
+    with db.read_scope() as session:
+        campaign = service.visible_campaign(session, caller, campaign_id)
+        return simulation.simulate(session, campaign=campaign, days=data.days, now=utcnow())
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignRead,

@@ -101,7 +101,7 @@ def _compiled(campaign_id: uuid.UUID, source: str) -> Condition:
     return compile_condition(json.loads(source))
 
 
-def _condition(campaign: Campaign) -> Condition:
+def compiled_condition(campaign: Campaign) -> Condition:
     return _compiled(campaign.id, json.dumps(campaign.conditions, sort_keys=True))
 
 
@@ -134,7 +134,7 @@ def _age_band(birth_year: int | None, now: datetime) -> str | None:
     return f"{low}-{low + 9}"
 
 
-def _member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
+def member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
     member = session.get(Member, checkout.member_id)
     assert member is not None
     scores = scores_of(session, member_id=member.id, merchant_id=checkout.merchant_id,
@@ -169,7 +169,7 @@ def context(session: Session, checkout: Checkout, conditions: Sequence[Condition
     values = purchase_fields(checkout.lines, total_minor=checkout.total_minor,
                              channel=checkout.channel, offers_used=checkout.offers_used)
     if "member" in groups:
-        values.update(_member_fields(session, checkout, now))
+        values.update(member_fields(session, checkout, now))
     if "env" in groups:
         values.update(environment_fields(
             store_id=checkout.store_id, timezone=checkout.timezone,
@@ -225,7 +225,7 @@ def evaluate(session: Session, checkout: Checkout, *, now: datetime, explain: bo
                        trigger=Trigger.checkout, now=now)
     if not campaigns:
         return Decision(offers=[], checks=[])
-    conditions = [_condition(campaign) for campaign in campaigns]
+    conditions = [compiled_condition(campaign) for campaign in campaigns]
     values = context(session, checkout, conditions, now)
     offers: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []

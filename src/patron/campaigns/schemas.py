@@ -50,7 +50,7 @@ class CampaignWrite(Strict):
         "operator key: a coalition campaign, at every merchant"))
     store_ids: Annotated[list[uuid.UUID], Field(max_length=1000)] = Field(
         default_factory=list, description="only in these stores (empty: all)")
-    conditions: Any = Field(default_factory=lambda: {"all": []}, description=(
+    conditions: dict[str, Any] = Field(default_factory=lambda: {"all": []}, description=(
         "the condition tree (docs/campaigns.md): {\"all\": [...]}, {\"any\": [...]}, "
         "{\"not\": ...}, {\"field\", \"op\", \"value\"[, \"key\"]}"))
     actions: Annotated[list[Action], Field(min_length=1, max_length=10)]
@@ -76,7 +76,7 @@ class CampaignRead(BaseModel):
     trigger: Trigger
     status: CampaignStatus
     store_ids: list[uuid.UUID]
-    conditions: Any
+    conditions: dict[str, Any]
     actions: list[Action]
     per_member: PerMember | None
     max_outcomes: int | None
@@ -123,3 +123,31 @@ class InventoryRead(BaseModel):
     store_id: uuid.UUID
     skus: int = Field(description="SKUs the store has stock figures for, after this change")
     overstocked: int
+
+
+class SimulationWrite(Strict):
+    days: Annotated[int, Field(strict=True, ge=1, le=366)] = Field(
+        default=30, description="replay the identified purchases of the last this many days")
+
+
+class SimulationCost(BaseModel):
+    vouchers: int = Field(description="codes the campaign would have issued")
+    amount_off_minor: int = Field(description="their face value, for amount-off offers")
+    points: int = Field(description="bonus points and multiplied points")
+
+
+class SimulationRead(BaseModel):
+    campaign_id: uuid.UUID
+    days: int
+    since: datetime
+    until: datetime
+    transactions_evaluated: int
+    truncated: bool = Field(description="more purchases than the simulation reads (100,000)")
+    transactions_triggered: int = Field(description="purchases whose condition held")
+    members_triggered: int
+    transactions_held_out: int = Field(description="of those, the control group's")
+    members_held_out: int
+    stopped_by_limits: int = Field(description="triggered, but the per-member limit or "
+                                               "the budget left would have refused it")
+    outcomes: int
+    cost: SimulationCost
