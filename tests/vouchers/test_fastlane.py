@@ -181,6 +181,16 @@ def test_a_body_over_the_limit_stops_the_reading() -> None:
     assert body is None and len(messages) == 2 and sent == []
 
 
+def test_a_repeated_header_is_read_as_the_app_reads_it(
+        lane: TestClient, world: World, code: str, calls: list[str]) -> None:
+    """The first of two Authorization headers counts, as in Starlette: a bogus first key
+    is refused even when a good one follows."""
+    answer = lane.post(f"/v1/vouchers/{code}/redeem", json={}, headers=[
+        ("Authorization", "Bearer ptn_not_a_key"),
+        ("Authorization", f"Bearer {world.a.pos_key}")])
+    assert answer.status_code == 401 and calls == []
+
+
 @pytest.mark.parametrize(("header", "key"), [
     (b"Bearer ptn_abc", "ptn_abc"), (b"bearer ptn_abc", "ptn_abc"), (b"Basic abc", None),
     (b"Bearer", None), (b"Bearer ", None), (None, None)])

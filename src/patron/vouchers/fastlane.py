@@ -60,7 +60,9 @@ class FastLane:
         if code is None or pool is None:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)  # the first of a repeated header, as Starlette
         key = _bearer(headers.get(b"authorization"))
         messages, body = await _read_body(receive, self.max_body)
         data = (_model(body) if body is not None and key is not None
