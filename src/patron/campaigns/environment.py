@@ -97,12 +97,18 @@ def put_inventory(session: Session, *, actor: Principal, store_id: uuid.UUID,
     return InventoryRead(store_id=store.id, skus=skus, overstocked=overstocked)
 
 
+@lru_cache(maxsize=1)
+def _known_countries() -> frozenset[str]:
+    return frozenset(holidays.list_supported_countries())
+
+
 @lru_cache(maxsize=256)
 def _holidays(country: str, year: int) -> Collection[date]:
-    try:
-        return frozenset(holidays.country_holidays(country, years=year))
-    except NotImplementedError:  # a country the package does not know: no holidays
+    """The country's public holidays of the year; none for a country the package does
+    not know."""
+    if country not in _known_countries():
         return frozenset()
+    return frozenset(holidays.country_holidays(country, years=year))
 
 
 def environment_fields(*, store_id: uuid.UUID, timezone: str, country: str, now: datetime,
