@@ -61,22 +61,24 @@ def simulate(campaign_id: uuid.UUID, data: SimulationWrite, db: Db,
         return simulation.simulate(session, campaign=campaign, days=data.days, now=utcnow())
 
 
+def _set_status(db: Db, caller: Caller, campaign_id: uuid.UUID,
+                status: CampaignStatus) -> CampaignRead:
+    with db.session_scope() as session:
+        return service.to_read(service.set_status(session, actor=caller,
+                                                  campaign_id=campaign_id, status=status))
+
+
 @router.post("/{campaign_id}/pause", response_model=CampaignRead,
              responses=problems(*AUTHED), dependencies=[NoBody])
 def pause(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
-    with db.session_scope() as session:
-        return service.to_read(service.set_status(session, actor=caller,
-                                                  campaign_id=campaign_id,
-                                                  status=CampaignStatus.paused))
+    """Stop the campaign firing (its outcomes so far stay)."""
+    return _set_status(db, caller, campaign_id, CampaignStatus.paused)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignRead,
              responses=problems(*AUTHED), dependencies=[NoBody])
 def resume(campaign_id: uuid.UUID, db: Db, caller: Caller) -> CampaignRead:
-    with db.session_scope() as session:
-        return service.to_read(service.set_status(session, actor=caller,
-                                                  campaign_id=campaign_id,
-                                                  status=CampaignStatus.active))
+    return _set_status(db, caller, campaign_id, CampaignStatus.active)
 
 
 stores_router = APIRouter(prefix="/v1/stores", tags=["campaigns"])

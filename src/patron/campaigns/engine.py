@@ -25,12 +25,10 @@ written — the offers the basket would earn now.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select, update
@@ -95,14 +93,18 @@ class PointsGranter(Protocol):
 Act = Callable[[Campaign], tuple[str, dict[str, Any] | None]]
 
 
-@lru_cache(maxsize=4096)
-def _compiled(campaign_id: uuid.UUID, source: str) -> Condition:
-    """A stored tree compiled once per process (it was checked when written)."""
-    return compile_condition(json.loads(source))
+# A campaign's conditions never change once written (there is no update, only pause and
+# resume), so its id keys its compiled tree for the life of the process.
+_COMPILED: dict[uuid.UUID, Condition] = {}
 
 
 def compiled_condition(campaign: Campaign) -> Condition:
-    return _compiled(campaign.id, json.dumps(campaign.conditions, sort_keys=True))
+    """The campaign's stored tree, compiled once per process (it was checked when
+    written)."""
+    found = _COMPILED.get(campaign.id)
+    if found is None:
+        found = _COMPILED[campaign.id] = compile_condition(campaign.conditions)
+    return found
 
 
 def active(session: Session, *, merchant_id: uuid.UUID, store_id: uuid.UUID,
@@ -134,7 +136,7 @@ def _age_band(birth_year: int | None, now: datetime) -> str | None:
     return f"{low}-{low + 9}"
 
 
-def member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
+def _member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
     member = session.get(Member, checkout.member_id)
     assert member is not None
     scores = scores_of(session, member_id=member.id, merchant_id=checkout.merchant_id,
@@ -162,23 +164,33 @@ def member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[s
 
 
 def context(session: Session, checkout: Checkout, conditions: Sequence[Condition],
-            now: datetime) -> dict[str, Any]:
-    """The values the conditions read, built once per checkout and only for the groups
-    some condition reads."""
+            now: datetime, *, live_weather: bool = True,
+            cache: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The values the conditions read, built only for the groups some condition reads.
+    ``live_weather`` False: the weather is unknown (a replay of past purchases). ``cache``
+    keeps the member's and the store stock's values across calls (a replay of many
+    purchases reads each once)."""
     groups = {name.split(".", 1)[0] for condition in conditions for name in condition.fields}
     values = purchase_fields(checkout.lines, total_minor=checkout.total_minor,
                              channel=checkout.channel, offers_used=checkout.offers_used)
+    cache = {} if cache is None else cache
     if "member" in groups:
-        values.update(member_fields(session, checkout, now))
+        member = ("member", checkout.member_id, checkout.merchant_id)
+        if member not in cache:
+            cache[member] = _member_fields(session, checkout, now)
+        values.update(cache[member])
     if "env" in groups:
+        weather = session.get(StoreWeather, checkout.store_id) if live_weather else None
         values.update(environment_fields(
             store_id=checkout.store_id, timezone=checkout.timezone,
-            country=checkout.country, now=checkout.occurred_at,
-            weather=session.get(StoreWeather, checkout.store_id)))
+            country=checkout.country, now=checkout.occurred_at, weather=weather))
     if "inventory" in groups:
-        skus = {key for condition in conditions for name, key in condition.keys
-                if name.startswith("inventory.")}
-        values.update(inventory_fields(session, store_id=checkout.store_id, skus=skus))
+        stock = ("inventory", checkout.store_id)
+        if stock not in cache:
+            skus = {sku for condition in conditions for name, sku in condition.keys
+                    if name.startswith("inventory.")}
+            cache[stock] = inventory_fields(session, store_id=checkout.store_id, skus=skus)
+        values.update(cache[stock])
     return values
 
 
@@ -205,8 +217,19 @@ def _take_budget(session: Session, campaign: Campaign) -> bool:
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
-def _budget_left(campaign: Campaign) -> bool:
-    return campaign.max_outcomes is None or campaign.outcomes_count < campaign.max_outcomes
+def _refused(session: Session, campaign: Campaign, member_id: uuid.UUID, now: datetime,
+             *, take_budget: bool) -> str | None:
+    """Why the campaign gives this member nothing now (its condition held), or None.
+    ``take_budget``: take one outcome of the budget (the commit); else only read it."""
+    if held_out(campaign_id=campaign.id, member_id=member_id,
+                share_bp=campaign.control_share_bp):
+        return "held_out"
+    if not _within_member_limit(session, campaign, member_id, now):
+        return "member_limit_reached"
+    budget_left = (_take_budget(session, campaign) if take_budget else
+                   campaign.max_outcomes is None
+                   or campaign.outcomes_count < campaign.max_outcomes)
+    return None if budget_left else "budget_spent"
 
 
 def _check(campaign: Campaign, verdict: str, condition: Any = None) -> dict[str, Any]:
@@ -248,13 +271,9 @@ def preview(session: Session, checkout: Checkout, *, now: datetime,
             explain: bool) -> Decision:
     """The offers the basket would earn now; nothing is taken or written."""
     def act(campaign: Campaign) -> tuple[str, dict[str, Any] | None]:
-        if held_out(campaign_id=campaign.id, member_id=checkout.member_id,
-                    share_bp=campaign.control_share_bp):
-            return "held_out", None
-        if not _within_member_limit(session, campaign, checkout.member_id, now):
-            return "member_limit_reached", None
-        if not _budget_left(campaign):
-            return "budget_spent", None
+        refused = _refused(session, campaign, checkout.member_id, now, take_budget=False)
+        if refused is not None:
+            return refused, None
         return "would_fire", {"campaign_id": str(campaign.id), "name": campaign.name,
                               "actions": campaign.actions}
 
@@ -270,15 +289,12 @@ def at_checkout(session: Session, checkout: Checkout, *, transaction_id: uuid.UU
             id=uuid.uuid4(), campaign_id=campaign.id, merchant_id=checkout.merchant_id,
             member_id=checkout.member_id, transaction_id=transaction_id, held_out=False,
             voucher_id=None, points=0, created_at=now)
-        if held_out(campaign_id=campaign.id, member_id=checkout.member_id,
-                    share_bp=campaign.control_share_bp):
-            outcome.held_out = True
+        refused = _refused(session, campaign, checkout.member_id, now, take_budget=True)
+        if refused == "held_out":
+            outcome.held_out = True  # recorded: the control group's purchases are counted
             session.add(outcome)
-            return "held_out", None
-        if not _within_member_limit(session, campaign, checkout.member_id, now):
-            return "member_limit_reached", None
-        if not _take_budget(session, campaign):
-            return "budget_spent", None
+        if refused is not None:
+            return refused, None
         offer = _perform(session, campaign, checkout, outcome, transaction_id=transaction_id,
                          now=now, grant_points=grant_points)
         session.add(outcome)

@@ -23,10 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.campaigns.conditions import Condition
-from patron.campaigns.context import Line, purchase_fields
+from patron.campaigns.context import Line
 from patron.campaigns.control import held_out
-from patron.campaigns.engine import BP_ONE, Checkout, compiled_condition, member_fields
-from patron.campaigns.environment import environment_fields, inventory_fields
+from patron.campaigns.engine import BP_ONE, Checkout, compiled_condition, context
 from patron.campaigns.models import Campaign
 from patron.campaigns.schemas import SimulationCost, SimulationRead
 from patron.pos.models import PosTransaction, PosTransactionLine
@@ -58,9 +57,7 @@ def simulate(session: Session, *, campaign: Campaign, days: int,
     merchants = {merchant.id: merchant for merchant in session.scalars(
         select(Merchant).where(Merchant.id.in_({t.merchant_id for t in transactions})))}
     tally = _Tally(campaign, condition)
-    groups = {name.split(".", 1)[0] for name in condition.fields}
-    members: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
-    stock: dict[uuid.UUID, dict[str, Any]] = {}
+    cache: dict[Any, dict[str, Any]] = {}  # each member's and store's values read once
     for transaction in transactions:
         assert transaction.member_id is not None
         store, merchant = stores[transaction.store_id], merchants[transaction.merchant_id]
@@ -71,24 +68,8 @@ def simulate(session: Session, *, campaign: Campaign, days: int,
             lines=lines.get(transaction.id, []), total_minor=transaction.total,
             channel=transaction.channel, offers_used=(), points_earned=transaction.points_earned,
             tier=None, occurred_at=transaction.occurred_at)
-        values = purchase_fields(checkout.lines, total_minor=checkout.total_minor,
-                                 channel=checkout.channel)
-        if "member" in groups:
-            key = (transaction.member_id, merchant.id)
-            if key not in members:
-                members[key] = member_fields(session, checkout, now)
-            values.update(members[key])
-        if "env" in groups:
-            values.update(environment_fields(
-                store_id=store.id, timezone=store.timezone, country=merchant.country,
-                now=transaction.occurred_at, weather=None))
-        if "inventory" in groups:
-            if store.id not in stock:
-                stock[store.id] = inventory_fields(
-                    session, store_id=store.id,
-                    skus={key for name, key in condition.keys
-                          if name.startswith("inventory.")})
-            values.update(stock[store.id])
+        values = context(session, checkout, [condition], now, live_weather=False,
+                         cache=cache)
         tally.count(session, transaction, values)
     return SimulationRead(
         campaign_id=campaign.id, days=days, since=since, until=now,
