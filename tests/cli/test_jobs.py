@@ -1,6 +1,6 @@
 """`patron jobs expire` and `patron jobs run`, as an operator or cron runs them."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -105,3 +105,34 @@ def test_jobs_run_runs_every_job_once(with_points):
 def test_jobs_without_a_command_shows_help(db_url):  # noqa: F811
     result = patron(db_url, "jobs", check=False)
     assert "expire" in result.stdout + result.stderr and "run" in result.stdout + result.stderr
+
+
+def test_jobs_scores_refits_every_merchant_with_purchases(db_url):  # noqa: F811
+    from patron.members.models import Member
+    from patron.scores.models import MemberStats, ScoreModel
+
+    patron(db_url, "demo", "--members", "60")
+    nothing = patron(db_url, "jobs", "scores")
+    assert "nothing to refit" in nothing.stdout + nothing.stderr
+    database = Database(db_url)
+    try:
+        now = datetime(2026, 4, 1, tzinfo=UTC)
+        with database.session_scope() as session:  # purchase histories for the members
+            for index, member in enumerate(session.scalars(select(Member))):
+                count = 1 + index % 4
+                session.add(MemberStats(
+                    member_id=member.id, merchant_id=member.merchant_id,
+                    first_purchase_at=now - timedelta(days=200 + index),
+                    last_purchase_at=now - timedelta(days=index % 50), purchase_count=count,
+                    spend_minor=1000 * count, first_spend_minor=1000))
+        result = patron(db_url, "jobs", "scores", "--now", now.isoformat())
+        output = result.stdout + result.stderr
+        lines = [line for line in output.splitlines() if line.startswith("merchant ")]
+        with database.session_scope() as session:
+            models = session.scalars(select(ScoreModel)).all()
+            merchants = set(session.scalars(select(MemberStats.merchant_id).distinct()))
+        assert lines and len(lines) == len(models) == len(merchants), output
+        assert all(" members, " in line and " repeat; " in line for line in lines)
+        assert all(model.rfm_boundaries["frequency"] for model in models)
+    finally:
+        database.dispose()

@@ -150,10 +150,13 @@ def jobs_scores(now: NowOption = None) -> None:
     as_of = _as_of(now)
     database = Database(get_settings().database_url)
     try:
-        for refit in run_refits(database, as_of or utcnow()):
+        refits = run_refits(database, as_of or utcnow())
+        for refit in refits:
             state = "lifetime models fitted" if refit.fitted else refit.note
             console.print(f"merchant {refit.merchant_id}: {refit.members} members, "
                           f"{refit.repeat_members} repeat; {state}")
+        if not refits:
+            console.print("no merchant has member purchases yet: nothing to refit")
     finally:
         database.dispose()
 
