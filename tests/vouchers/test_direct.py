@@ -700,8 +700,9 @@ def run(ctx: Ctx, scenario: Scenario, *, lean_path: bool, real: Callable[..., st
     for index, (call, response) in enumerate(zip(trial.calls, responses, strict=True)):
         if response.status_code == 200:
             names.name(response.json()["id"], f"<row answered to call {index}>")
-        names.name(request_digest(RedeemWrite.model_validate(call.body), call.code),
-                   f"<hash of call {index}>")
+        digest = request_digest(RedeemWrite.model_validate(call.body), call.code, call.key)
+        if digest is not None:
+            names.name(digest, f"<hash of call {index}>")
         if call.key is not None:
             names.name(f"{ctx.run}:{call.key}", f"<key {call.key}>")
     trace_key = get_settings().derived_key("security-code")

@@ -238,7 +238,8 @@ def _decide(attempt: _Attempt, row: Any, *, code: str, data: RedeemWrite,
         "terminal_id": row.terminal_id, "member_id": None, "transaction_id": None,
         "status": RedemptionStatus.redeemed.value, "discount": discount, "bonus_points": 0,
         "currency": row.merchant_currency, "expires_at": None,
-        "idempotency_key": idempotency_key, "request_hash": request_digest(data, code),
+        "idempotency_key": idempotency_key,
+        "request_hash": request_digest(data, code, idempotency_key),
         "created_at": now, "ended_at": None}
     answer = RedemptionRead(
         id=record["id"], code=codes.display(row.code), offer_id=row.offer_id,

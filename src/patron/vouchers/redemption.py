@@ -134,8 +134,8 @@ def validate(session: Session, *, actor: Principal, data: ValidateWrite) -> Vali
                           valid_until=applied.voucher.valid_until)
 
 
-def _replayed(session: Session, till: Till, key: str | None, digest: str) -> str | None:
-    if key is None:
+def _replayed(session: Session, till: Till, key: str | None, digest: str | None) -> str | None:
+    if key is None or digest is None:
         return None
     existing = session.scalars(select(VoucherRedemption).where(
         VoucherRedemption.terminal_id == till.terminal.id,
@@ -148,9 +148,11 @@ def _replayed(session: Session, till: Till, key: str | None, digest: str) -> str
     return existing.response_json
 
 
-def request_digest(data: RedeemWrite, code: str) -> str:
+def request_digest(data: RedeemWrite, code: str, idempotency_key: str | None) -> str | None:
     """What an idempotent retry must send again: the body (the PIN left out) and the code
-    in its canonical form."""
+    in its canonical form. Kept with a key only: without one there is no retry to match."""
+    if idempotency_key is None:
+        return None
     body_hash = canonical_hash(data, exclude={"member": {"pin"}})
     return hashlib.sha256(f"{body_hash}:{_canonical(code)}".encode()).hexdigest()
 
@@ -160,7 +162,7 @@ def redeem(session: Session, *, actor: Principal, code: str, data: RedeemWrite,
     """Use the code now, outside a purchase; the answer as JSON text. With an
     ``Idempotency-Key`` a retry gets the first answer again."""
     till = till_of(session, actor)
-    digest = request_digest(data, code)
+    digest = request_digest(data, code, idempotency_key)
     replay = _replayed(session, till, idempotency_key, digest)
     if replay is not None:
         return replay
