@@ -269,6 +269,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.operations.endpoints import router as operations_router
     from patron.pos.endpoints import router as pos_router
     from patron.programs.endpoints import router as programs_router
+    from patron.referrals.endpoints import router as referrals_router
     from patron.scores.endpoints import router as scores_router
     from patron.security.endpoints import router as security_router
     from patron.tenancy.endpoints import router as tenancy_router
@@ -285,6 +286,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(scores_router)
     app.include_router(campaigns_router)
     app.include_router(store_environment_router)
+    app.include_router(referrals_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     pii_encryption_key: str | None = None
     telephony_webhook_secret: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # A member's referral link: the merchant's sign-up page with the code
+    # (docs/referrals.md); {base} is public_base_url, {code} the member's code.
+    referral_link: str = "{base}/join?ref={code}"
     host: str = "127.0.0.1"
     port: int = 8000
     # `patron serve` logs a line per request (uvicorn's access log). Off by default: the

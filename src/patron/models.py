@@ -11,6 +11,7 @@ from patron.offline import models as offline_models
 from patron.operations import models as operations_models
 from patron.pos import models as pos_models
 from patron.programs import models as programs_models
+from patron.referrals import models as referrals_models
 from patron.scores import models as scores_models
 from patron.security import models as security_models
 from patron.tenancy import models as tenancy_models
@@ -26,3 +27,4 @@ __all__ += ["offline_models"]
 __all__ += ["benefits_models"]
 __all__ += ["security_models"]
 __all__ += ["campaigns_models"]
+__all__ += ["referrals_models"]

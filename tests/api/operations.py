@@ -264,6 +264,9 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
         "earn_points": 1, "earn_per_amount": 100, "point_value_minor": 1, "expiry_months": 12,
         "tiers": [{"name": "Base", "threshold_points": 0, "earn_multiplier_bp": 10000},
                   {"name": "Gold", "threshold_points": 1000, "earn_multiplier_bp": 15000}]},
+    ("PUT", "/v1/merchants/{merchant_id}/referral-program"): lambda o: {
+        "referrer_points": 500, "referee_offer_id": o.offer_id, "min_purchase_minor": 1000,
+        "monthly_cap": 5},
     ("POST", "/v1/pos/events"): lambda o: {"events": [
         {"type": "open", "occurred_at": utcnow().isoformat(), "seq": 1},
         {"type": "error", "occurred_at": utcnow().isoformat(), "detail": "E42"}]},

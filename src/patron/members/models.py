@@ -107,3 +107,24 @@ class ConsentEvent(Base):
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdentifierKind(StrEnum):
+    phone = "phone"
+    email = "email"
+    device = "device"
+
+
+class MemberIdentifier(Base):
+    """Every phone, e-mail and wallet device a member has had, by keyed hash only: what
+    the referral program's self-referral check compares (docs/referrals.md). Cards need no
+    such record: a card's hash is never reused (``cards.uid_hash`` is unique for good).
+    Erasure deletes a member's rows."""
+
+    __tablename__ = "member_identifiers"
+    __table_args__ = (Index("ix_member_identifiers_kind_hash", "kind", "hash"),)
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

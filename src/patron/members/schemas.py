@@ -50,6 +50,14 @@ class MemberCreate(Strict):
     consents: Consents | None = None
     pin: Pin | None = None
     source: Source = "api"
+    referral_code: str | None = Field(
+        default=None, min_length=1, max_length=32,
+        description="Another member's referral code: this member is then their referee "
+                    "(`unknown_referral_code`, `no_referral_program`, `self_referral`)")
+    device_id: str | None = Field(
+        default=None, min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$",
+        description="The wallet app's installation id; kept only as a keyed hash, for the "
+                    "referral program's self-referral check")
 
 
 class MemberUpdate(Strict):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.db import flush_or_raise
+from patron.db import flush_or_raise, insert_for
 from patron.errors import NotFound
 from patron.identity.models import Card, CardStatus
 from patron.identity.numbers import MAX_CUSTOMER_NO, format_member_number
@@ -27,7 +27,15 @@ from patron.members.errors import (
     NotHomeMerchant,
     PhoneTaken,
 )
-from patron.members.models import Channel, ConsentEvent, Member, Membership, MemberStatus
+from patron.members.models import (
+    Channel,
+    ConsentEvent,
+    IdentifierKind,
+    Member,
+    MemberIdentifier,
+    Membership,
+    MemberStatus,
+)
 from patron.members.pins import hash_pin
 from patron.members.schemas import (
     ConsentChange,
@@ -40,12 +48,14 @@ from patron.members.schemas import (
     MemberUpdate,
 )
 from patron.notify.outbox import EventType, emit
+from patron.referrals import service as referrals
 from patron.tenancy.models import Merchant, Role
 from patron.tenancy.service import Principal, get_merchant
 
 PHONE = "member.phone"
 EMAIL = "member.email"
 CARD = "card.uid"
+DEVICE = "member.device"
 
 
 # --- personal identifiers -------------------------------------------------------------
@@ -60,6 +70,24 @@ def email_lookup(email: str) -> str:
 
 def card_lookup(uid: str) -> str:
     return lookup_hash(get_settings().lookup_key, CARD, uid)
+
+
+def device_lookup(device_id: str) -> str:
+    return lookup_hash(get_settings().lookup_key, DEVICE, device_id)
+
+
+def remember_identifiers(session: Session, member: Member, *,
+                         device_hash: str | None = None) -> None:
+    """Keep the member's current phone and e-mail (and a wallet device) in their history of
+    identifiers, by keyed hash (``MemberIdentifier``); known ones are left as they are."""
+    rows = [{"member_id": member.id, "kind": kind.value, "hash": hashed,
+             "first_seen_at": member.updated_at}
+            for kind, hashed in ((IdentifierKind.phone, member.phone_hash),
+                                 (IdentifierKind.email, member.email_hash),
+                                 (IdentifierKind.device, device_hash)) if hashed]
+    if rows:
+        session.execute(insert_for(session, MemberIdentifier).on_conflict_do_nothing(
+            index_elements=["member_id", "kind", "hash"]), rows)
 
 
 def parse_phone(text: str, region: str) -> str:
@@ -218,8 +246,16 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
                     consent_push=False)
     _set_phone(member, phone)
     _set_email(member, data.email)
-    _ensure_free(session, phone_hash=member.phone_hash, email_hash=member.email_hash)
     card_hash = card_lookup(card_uid) if card_uid else None
+    device_hash = device_lookup(data.device_id) if data.device_id else None
+    # Before the uniqueness checks: the referrer's own phone is a self-referral, not a
+    # phone that is taken.
+    referral = (referrals.check_code(
+        session, merchant_id=merchant.id, code=data.referral_code,
+        referee=referrals.Identifiers(phone=member.phone_hash, email=member.email_hash,
+                                      card=card_hash, device=device_hash), now=now)
+        if data.referral_code is not None else None)
+    _ensure_free(session, phone_hash=member.phone_hash, email_hash=member.email_hash)
     if card_hash and session.scalar(select(exists().where(Card.uid_hash == card_hash))):
         raise CardTaken(field="card_uid")
     if data.pin:
@@ -241,6 +277,9 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     if data.consents:
         _record_consents(session, member, data.consents, merchant_id=merchant.id,
                          source=data.source, only_changes=False)
+    remember_identifiers(session, member, device_hash=device_hash)
+    if referral is not None:
+        referrals.attach(session, referral, referee_id=member.id, now=now)
     session.flush()
     emit(session, type=EventType.member_enrolled, merchant_id=merchant.id, member_id=member.id,
          payload={"member_id": str(member.id), "member_number": member.member_number,
@@ -285,6 +324,7 @@ def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
     member.updated_at = utcnow()
     flush_or_raise(session, PhoneTaken("another member was just enrolled with the same phone or "
                                   "e-mail"))
+    remember_identifiers(session, member)
     return member
 
 
@@ -358,6 +398,7 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
         card.status = CardStatus.blocked.value
         card.block_reason = "member erased"
         card.blocked_at = card.blocked_at or now
+    session.execute(delete(MemberIdentifier).where(MemberIdentifier.member_id == member.id))
     session.flush()
     return member
 

@@ -43,6 +43,7 @@ from patron.pos.errors import (
 from patron.pos.models import PosReturn, PosReturnLine, PosTransaction, PosTransactionLine
 from patron.pos.schemas import ReturnLineRead, ReturnRead, ReturnWrite
 from patron.pos.service import MAX_QUANTITY, canonical_hash, claim
+from patron.referrals import service as referrals
 from patron.scores.service import record_refund
 from patron.tenancy.service import Principal, Till, till_of
 from patron.vouchers import service as vouchers
@@ -120,9 +121,10 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
     lines = _take_units(session, purchase=purchase, requested=requested)
     # Codes before the ledger (the commit's lock order): a purchase returned in full gives
     # its vouchers back; a partial return keeps them used (docs/vouchers.md).
+    fully_returned = _fully_returned(session, purchase.id)
     vouchers_returned = (vouchers.reverse_for_purchase(session, transaction_id=purchase.id,
                                                        now=now)
-                         if _fully_returned(session, purchase.id) else [])
+                         if fully_returned else [])
     totals = Portion(*(sum(getattr(part, name) for _, _, part in lines)
                        for name in Portion.__dataclass_fields__))
     record.refund_amount = totals.refund_amount
@@ -132,6 +134,7 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
     record.miles_clawed_back = totals.miles_clawed_back
     balance_after = miles_after = None
     benefits_revoked: list[str] = []
+    referral_clawed_back: uuid.UUID | None = None
     if purchase.member_id is not None:
         _move_ledger(session, purchase=purchase, record=record, totals=totals)
         record_refund(session, member_id=purchase.member_id, merchant_id=purchase.merchant_id,
@@ -144,6 +147,13 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
             points_clawed_back=totals.points_clawed_back,
             miles_clawed_back=totals.miles_clawed_back, occurred_at=record.occurred_at,
             now=now)
+        # A referral this purchase qualified is undone when the return undoes the purchase
+        # (docs/referrals.md).
+        referral_clawed_back = referrals.on_return(
+            session, transaction_id=purchase.id,
+            net_minor=purchase.total - _refunded(session, purchase.id, record),
+            fully_returned=fully_returned,
+            source=f"pos:{till.terminal.id}", occurred_at=record.occurred_at, now=now)
         balance_after = ledger.points_balance(session, merchant_id=purchase.merchant_id,
                                               member_id=purchase.member_id)
         miles_after = ledger.miles_balance(session, member_id=purchase.member_id)
@@ -154,7 +164,7 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
         id=record.id, transaction_id=purchase.id, return_no=data.return_no,
         member_id=purchase.member_id, currency=purchase.currency,
         refund_amount=record.refund_amount, vouchers_returned=vouchers_returned,
-        benefits_revoked=benefits_revoked,
+        benefits_revoked=benefits_revoked, referral_clawed_back=referral_clawed_back,
         points_clawed_back=record.points_clawed_back,
         points_restored=record.points_restored, miles_clawed_back=record.miles_clawed_back,
         miles_uncollected=record.miles_uncollected, miles_restored=record.miles_restored,
@@ -260,6 +270,13 @@ def _fully_returned(session: Session, transaction_id: uuid.UUID) -> bool:
     return session.scalar(select(func.count()).select_from(PosTransactionLine).where(
         PosTransactionLine.transaction_id == transaction_id,
         PosTransactionLine.returned_quantity < PosTransactionLine.quantity)) == 0
+
+
+def _refunded(session: Session, transaction_id: uuid.UUID, record: PosReturn) -> int:
+    """What the purchase's returns have refunded, this one included."""
+    earlier = session.scalar(select(func.coalesce(func.sum(PosReturn.refund_amount), 0)).where(
+        PosReturn.transaction_id == transaction_id, PosReturn.id != record.id)) or 0
+    return int(earlier) + record.refund_amount
 
 
 def _emit_events(session: Session, *, till: Till, purchase: PosTransaction, record: PosReturn,

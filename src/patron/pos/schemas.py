@@ -213,6 +213,9 @@ class ReturnRead(BaseModel):
     benefits_revoked: list[str] = Field(default_factory=list, description=(
         "Unused benefit codes revoked because this return took the member's count back "
         "below the threshold they were issued for"))
+    referral_clawed_back: uuid.UUID | None = Field(default=None, description=(
+        "The referral this purchase qualified, whose rewards this return took back (it left "
+        "the purchase below the program's minimum, or returned it in full)"))
     points_clawed_back: int = Field(description="Points the purchase earned, taken back")
     points_restored: int = Field(description="Points the purchase spent, given back")
     miles_clawed_back: int

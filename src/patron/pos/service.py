@@ -78,6 +78,7 @@ from patron.programs import rules
 from patron.programs.errors import InvalidBurn
 from patron.programs.rules import TierProgress, TierView
 from patron.programs.service import MerchantProgram, get_program, member_tier
+from patron.referrals import service as referrals
 from patron.scores.service import record_purchase
 from patron.tenancy.models import Merchant, Role
 from patron.tenancy.service import Principal, Till, till_of
@@ -530,9 +531,10 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
                                idempotency_key=f"pos:{transaction.id}:burn", source=source,
                                reason=reason, occurred_at=occurred_at)
             transaction.burn_entry_id = burn.id
+        # What this purchase's points earn, and the campaigns' and referrals' points, expire.
+        expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
+                                            timezone=till.store.timezone)
         if priced.points_earned:
-            expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
-                                                timezone=till.store.timezone)
             earn = ledger.earn(session, merchant_id=till.merchant.id, member_id=member.id,
                                points=priced.points_earned, expires_at=expires_at,
                                idempotency_key=f"pos:{transaction.id}:earn", source=source,
@@ -552,7 +554,15 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
         # stats and scores before this purchase counts (docs/campaigns.md).
         offers = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
                                     priced=priced, transaction_id=transaction.id,
-                                    occurred_at=occurred_at, now=now, source=source)
+                                    occurred_at=occurred_at, now=now, source=source,
+                                    expires_at=expires_at)
+        # The referee's first qualifying purchase rewards the referral (docs/referrals.md).
+        referral = referrals.on_purchase(session, referrals.Purchase(
+            merchant_id=till.merchant.id, merchant_number=till.merchant.number,
+            member_id=member.id, transaction_id=transaction.id, total_minor=priced.total,
+            occurred_at=occurred_at, source=source, points_expire_at=expires_at), now=now)
+        if referral is not None:
+            offers.append(referral)
         record_purchase(session, member_id=member.id, merchant_id=till.merchant.id,
                         store_id=till.store.id, occurred_at=occurred_at,
                         spend_minor=priced.total,
@@ -618,11 +628,8 @@ def campaign_checkout(*, till: Till, member_id: uuid.UUID, data: PurchaseWrite,
 
 def _campaign_outcomes(session: Session, *, till: Till, member_id: uuid.UUID,
                        data: PurchaseWrite, priced: Priced, transaction_id: uuid.UUID,
-                       occurred_at: datetime, now: datetime,
-                       source: str) -> list[dict[str, Any]]:
-    expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
-                                        timezone=till.store.timezone)
-
+                       occurred_at: datetime, now: datetime, source: str,
+                       expires_at: datetime | None) -> list[dict[str, Any]]:
     def grant(*, points: int, idempotency_key: str, reason: str) -> None:
         ledger.earn(session, merchant_id=till.merchant.id, member_id=member_id,
                     points=points, expires_at=expires_at, idempotency_key=idempotency_key,

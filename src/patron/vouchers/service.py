@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -113,6 +113,23 @@ def insert_codes(session: Session, *, offer: Offer, count: int, member_id: uuid.
                 raise
             continue
         return new_codes
+
+
+def issue_personal(session: Session, *, offer: Offer, member_id: uuid.UUID,
+                   merchant_number: int, source: str,
+                   now: datetime) -> tuple[uuid.UUID, dict[str, Any]]:
+    """One personal single-use code of the offer into the member's wallet (a campaign's or
+    a referral's reward): its id, and what the register and the phone are shown — the
+    code, its numeric barcode form (the merchant's number, PRODUCT.md part 4), the offer
+    and the end of its validity."""
+    [code] = insert_codes(session, offer=offer, count=1, member_id=member_id,
+                          max_redemptions=1, source=source, now=now)
+    voucher_id, valid_until = session.execute(
+        select(Voucher.id, Voucher.valid_until).where(Voucher.code == code)).one()
+    return voucher_id, {
+        "code": codes.display(code), "offer_id": str(offer.id), "offer": offer.name,
+        "barcode": codes.barcode_number(merchant_number, code),
+        "valid_until": valid_until.isoformat() if valid_until else None}
 
 
 def check_code_request(session: Session, *, offer: Offer, count: int,
