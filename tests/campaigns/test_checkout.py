@@ -246,3 +246,36 @@ def test_anonymous_purchases_and_the_quote(client: TestClient, world: World,
     assert coffee.json()["campaign_checks"] == []  # only when asked
     with database.session_scope() as session:  # a quote writes nothing
         assert session.scalars(select(CampaignOutcome)).all() == []
+
+
+def test_the_commit_explains_when_asked_and_a_replay_does_not(
+        client: TestClient, world: World, database: Database, croissant: str) -> None:
+    campaign = _campaign(client, world, croissant, {"field": "purchase.categories",
+                                                    "op": "contains", "value": "coffee"})
+    tea = _campaign(client, world, croissant, {"field": "purchase.categories",
+                                               "op": "contains", "value": "tea"}, name="Tea")
+    member = enrol(client, world.a)
+    body = purchase(receipt_no="R-1", lines=[COFFEE], member={"member_id": member["id"]})
+    url = "/v1/pos/transactions?explain=true"
+    committed = client.post(url, headers=auth(world.a.pos_key), json=body)
+    assert committed.status_code == 201, committed.text
+    answer = committed.json()
+    assert [offer["campaign_id"] for offer in answer["offers"]] == [campaign["id"]]
+    checks = {check["campaign_id"]: check for check in answer["campaign_checks"]}
+    assert checks[campaign["id"]]["result"] == "fired"
+    assert checks[campaign["id"]]["condition"]["actual"] == ["coffee"]
+    assert checks[tea["id"]]["result"] == "condition_failed"
+    # The receipt keeps the answer without the explanation: a replay and a read give it.
+    replayed = client.post(url, headers=auth(world.a.pos_key), json=body)
+    assert replayed.status_code == 201 and "campaign_checks" not in replayed.json()
+    assert replayed.json() == {k: v for k, v in answer.items() if k != "campaign_checks"}
+    read = client.get(f"/v1/pos/transactions/{answer['id']}", headers=auth(world.a.pos_key))
+    assert read.json() == replayed.json()
+    # A purchase nobody is identified for runs no campaign: nothing to explain.
+    anonymous = client.post(url, headers=auth(world.a.pos_key),
+                            json=purchase(receipt_no="R-2", lines=[COFFEE]))
+    assert anonymous.json()["campaign_checks"] == []
+    plain = client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                        json=purchase(receipt_no="R-3", lines=[COFFEE],
+                                      member={"member_id": enrol(client, world.a)["id"]}))
+    assert "campaign_checks" not in plain.json()

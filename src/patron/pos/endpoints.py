@@ -50,7 +50,8 @@ quote.__doc__ = (quote.__doc__ or "") + _REFUSALS
 
 @router.post("/transactions", status_code=201, response_model=TransactionRead,
              responses=problems(*AUTHED, 409, 410, 423, 429))
-def commit(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress) -> Response:
+def commit(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress,
+           explain: bool = False) -> Response:
     """Commit a purchase with a terminal key (a till, or the web shop's `online` terminal):
     the transaction and its lines, points burned and earned, member stats and outbox events,
     all in one database transaction. Anonymous purchases (no `member`) are recorded too.
@@ -59,11 +60,16 @@ def commit(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress) 
     the identical body and changes nothing; the same `receipt_no` with a different body is
     409 `receipt_conflict`. Points are earned on what is paid (after the points discount).
 
+    `explain=true` adds `campaign_checks`: each active campaign's verdict (`fired`,
+    `condition_failed`, `held_out`, `member_limit_reached`, `budget_spent`) with every
+    condition's verdict and the value it saw. It is not kept with the receipt: a replay
+    answers the first answer without it.
+
     """
     with (voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_commit,
                           codes=[use.code for use in data.vouchers]) as attempt,
           attempt.session() as session):
-        body = service.commit(session, actor=caller, data=data)
+        body = service.commit(session, actor=caller, data=data, explain=explain)
     return Response(content=body, status_code=201, media_type="application/json")
 
 

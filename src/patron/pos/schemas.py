@@ -171,6 +171,10 @@ class TransactionRead(BaseModel):
         "Benefit vouchers this purchase put into the member's wallet (thresholds crossed, "
         "stamp cards completed)"))
     occurred_at: datetime
+    campaign_checks: list[dict[str, object]] | None = Field(default=None, exclude=True,
+                                                            description=(
+        "Only with explain=true on the commit that decided the offers: each active "
+        "campaign's verdict and why (docs/campaigns.md); not kept with the receipt"))
     created_at: datetime
 
 

@@ -471,11 +471,14 @@ def claim(session: Session, row: Claimable, *, digest: str,
     return None
 
 
-def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
+def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
+           explain: bool = False) -> str:
     """Record the purchase and move the points; the answer as JSON text.
 
     A replay of a committed receipt returns the first answer's exact text; the same
-    receipt with another body is ``ReceiptConflict``.
+    receipt with another body is ``ReceiptConflict``. ``explain``: the answer also says
+    why each campaign did or did not fire (``campaign_checks``); that is not kept with the
+    receipt, so a replay answers without it.
     """
     till = till_of(session, actor)
     now = utcnow()
@@ -522,6 +525,7 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
     miles_after: int | None = None
     issued: list[IssuedBenefitRead] = []
     offers: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
     if member is not None:
         _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
         # Burn before earn: points earned by this purchase cannot pay for it.
@@ -552,10 +556,11 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
                 source=source, reason=reason, occurred_at=occurred_at).id
         # The campaigns decide on this purchase and the member as they came in: their
         # stats and scores before this purchase counts (docs/campaigns.md).
-        offers = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
-                                    priced=priced, transaction_id=transaction.id,
-                                    occurred_at=occurred_at, now=now, source=source,
-                                    expires_at=expires_at)
+        decided = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
+                                     priced=priced, transaction_id=transaction.id,
+                                     occurred_at=occurred_at, now=now, source=source,
+                                     expires_at=expires_at, explain=explain)
+        offers, checks = decided.offers, decided.checks
         # The referee's first qualifying purchase rewards the referral (docs/referrals.md).
         referral = referrals.on_purchase(session, referrals.Purchase(
             merchant_id=till.merchant.id, merchant_number=till.merchant.number,
@@ -607,6 +612,9 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite) -> str:
             balance_after=balance_after, tier_after=tier_after):
         emit(session, type=type_, merchant_id=till.merchant.id, member_id=priced.member_id,
              occurred_at=occurred_at, payload=payload)
+    if explain:
+        return json.dumps({**json.loads(transaction.response_json), "campaign_checks": checks},
+                          separators=(",", ":"))
     return transaction.response_json
 
 
@@ -629,7 +637,7 @@ def campaign_checkout(*, till: Till, member_id: uuid.UUID, data: PurchaseWrite,
 def _campaign_outcomes(session: Session, *, till: Till, member_id: uuid.UUID,
                        data: PurchaseWrite, priced: Priced, transaction_id: uuid.UUID,
                        occurred_at: datetime, now: datetime, source: str,
-                       expires_at: datetime | None) -> list[dict[str, Any]]:
+                       expires_at: datetime | None, explain: bool) -> campaigns.Decision:
     def grant(*, points: int, idempotency_key: str, reason: str) -> None:
         ledger.earn(session, merchant_id=till.merchant.id, member_id=member_id,
                     points=points, expires_at=expires_at, idempotency_key=idempotency_key,
@@ -638,7 +646,7 @@ def _campaign_outcomes(session: Session, *, till: Till, member_id: uuid.UUID,
     checkout = campaign_checkout(till=till, member_id=member_id, data=data, priced=priced,
                                  occurred_at=occurred_at)
     return campaigns.at_checkout(session, checkout, transaction_id=transaction_id, now=now,
-                                 grant_points=grant).offers
+                                 grant_points=grant, explain=explain)
 
 
 def category_quantities(lines: Sequence[LineWrite]) -> dict[str, int]:
