@@ -22,6 +22,15 @@ How each case runs (see docs/benchmarks.md):
    same mix one after another from this process, one transaction each;
 4. at small sizes, the ledger invariants are checked over everything written.
 
+Campaigns (issue 5: "the checkout benchmark of the ledger issue with those 100 campaigns
+active, at most 15 % below the figure without campaigns"): at the first PostgreSQL size,
+after the figures above (measured without campaigns), the rules benchmark's 100 campaigns
+are written for the shop's merchant through the service (``bench.campaigns``), and the
+same server configuration is started again and measured the same way (same closed-loop
+concurrency, then 70 %% of its maximum); both figures, their ratio, PASS / FAIL (with >=
+85 %% of without) and the outcomes the campaigns wrote during the phase are printed.
+``--campaigns 0`` leaves it out.
+
     python -m bench checkout [--sizes 10000,1000000] [--sqlite-members 10000] [...]
 """
 
@@ -37,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bench.baskets import Kind, PurchaseMaker
+from bench.campaigns import Outcomes, create_campaigns, outcomes_since
 from bench.capture import capture_raw, capture_real, compare, sample_purchases
 from bench.diagnostics import Waits
 from bench.environment import describe_machine, numbers, say, stop_on_sigterm, verdict
@@ -61,6 +71,8 @@ TARGET_RATIO = 0.5
 GROWTH_P50 = 0.25
 LOAD_SHARE = 0.70
 SEED = 20261122
+# With the campaigns active the maximum rate stays within 15 % of the rate without.
+CAMPAIGNS_SHARE = 0.85
 
 
 @dataclass
@@ -74,6 +86,23 @@ class Http:
 
 
 @dataclass
+class WithCampaigns:
+    """The same server measured again with ``count`` campaigns active."""
+
+    count: int
+    without: Http
+    http: Http
+    outcomes: Outcomes
+    setup_seconds: float
+    scored_members: int
+
+    @property
+    def ratio(self) -> float:
+        before = self.without.maximum.rate
+        return self.http.maximum.rate / before if before else float("nan")
+
+
+@dataclass
 class Case:
     backend: str
     members: int
@@ -84,6 +113,7 @@ class Case:
     # SQLite: the maximum rate with each number of workers tried.
     tried_workers: list[Http] = field(default_factory=list)
     ledger: str = ""
+    campaigns: WithCampaigns | None = None
 
     @property
     def ratio(self) -> float:
@@ -111,18 +141,23 @@ def _load(url: str, shop: Shop, members: int) -> LoadGenerator:
 
 def measure_http(database_url: str, shop: Shop, *, members: int, workers: int,
                  args: argparse.Namespace,
-                 seventy: Callable[[Http], bool] = lambda _http: True) -> Http:
-    """Warm up, probe the concurrencies, measure the maximum rate, and 70 % of it when
-    ``seventy`` says so (given the maximum)."""
+                 seventy: Callable[[Http], bool] = lambda _http: True,
+                 concurrency: int | None = None) -> Http:
+    """Warm up, probe the concurrencies (or take ``concurrency``), measure the maximum
+    rate, and 70 % of it when ``seventy`` says so (given the maximum)."""
     with running_server(database_url, workers=workers) as server, \
             _load(server.url, shop, members) as load:
         say(f"  server: patron serve --workers {workers}; warming up "
             f"{args.warmup_seconds:g} s")
-        load.run(Phase("warm-up", args.warmup_seconds, concurrency=max(args.concurrency)))
-        probes, best = load.probe(
-            args.concurrency, args.probe_seconds,
-            lambda probe: say(f"  probe, closed loop x{probe.concurrency:<3} "
-                              f"{_phase_line(probe)}"))
+        load.run(Phase("warm-up", args.warmup_seconds,
+                       concurrency=concurrency or max(args.concurrency)))
+        if concurrency is None:
+            probes, best = load.probe(
+                args.concurrency, args.probe_seconds,
+                lambda probe: say(f"  probe, closed loop x{probe.concurrency:<3} "
+                                  f"{_phase_line(probe)}"))
+        else:
+            probes, best = [], concurrency
         maximum, waits = load.run_measured(Phase("maximum", args.seconds, concurrency=best),
                                            server_pid=server.pid, database_url=database_url)
         say(f"  maximum, closed loop x{best:<3} {_phase_line(maximum)}")
@@ -180,6 +215,34 @@ def prepare(database_url: str, *, members: int, args: argparse.Namespace) -> tup
     return shop, report.postings
 
 
+def measure_campaigns(database_url: str, shop: Shop, *, members: int, without: Http,
+                      args: argparse.Namespace) -> WithCampaigns:
+    """The rules benchmark's campaigns written for the shop, then the same server
+    configuration measured again at the concurrency found without them."""
+    say(f"  campaigns: writing {args.campaigns} active checkout campaigns for merchant "
+        f"{shop.merchant_number} (bench.campaigns), the stores' weather and stock, the "
+        f"members' scores")
+    started = time.perf_counter()
+    database = Database(database_url)
+    try:
+        made = create_campaigns(database, shop, count=args.campaigns, seed=SEED)
+    finally:
+        database.dispose()
+    setup = time.perf_counter() - started
+    say(f"  campaigns written in {setup:.1f} s ({made.scored_members:,} members scored); "
+        f"measuring again with them active")
+    http = measure_http(database_url, shop, members=members, workers=without.workers,
+                        args=args, concurrency=without.concurrency)
+    database = Database(database_url)
+    try:
+        outcomes = outcomes_since(database, shop, made.created_at)
+    finally:
+        database.dispose()
+    say(f"  {outcomes.line()}")
+    return WithCampaigns(count=len(made.ids), without=without, http=http, outcomes=outcomes,
+                         setup_seconds=setup, scored_members=made.scored_members)
+
+
 def finish(case: Case, database_url: str, shop: Shop, args: argparse.Namespace) -> None:
     """The raw baseline, then (small sizes) the ledger invariants over everything."""
     say(f"  raw baseline: {args.raw_seconds:g} s of checkouts from one process")
@@ -201,7 +264,10 @@ def finish(case: Case, database_url: str, shop: Shop, args: argparse.Namespace) 
         say(f"  ledger invariants after the run: {case.ledger}")
 
 
-def run_postgres(url: str, members: int, args: argparse.Namespace) -> Case:
+def run_postgres(url: str, members: int, args: argparse.Namespace, *,
+                 campaigns: bool = False) -> Case:
+    """One PostgreSQL case; ``campaigns``: then measured again with the campaigns active
+    (before the raw baseline, so that the ledger check covers their points too)."""
     say(f"\n--- PostgreSQL, {members:,} members ---")
     started = time.perf_counter()
     with postgres_database(url) as database_url:
@@ -209,6 +275,9 @@ def run_postgres(url: str, members: int, args: argparse.Namespace) -> Case:
         case = Case(backend="PostgreSQL", members=members, postings=postings)
         case.http = measure_http(database_url, shop, members=members, workers=args.workers,
                                  args=args)
+        if campaigns and args.campaigns:
+            case.campaigns = measure_campaigns(database_url, shop, members=members,
+                                               without=case.http, args=args)
         finish(case, database_url, shop, args)
     say(f"  case finished in {time.perf_counter() - started:.0f} s (database dropped)")
     return case
@@ -344,6 +413,38 @@ def growth(cases: Sequence[Case]) -> list[str]:
     return lines
 
 
+def campaign_lines(cases: Sequence[Case]) -> list[str]:
+    """Without and with the campaigns, on the same server configuration, and the
+    verdict: the rate with them >= 85 % of the rate without."""
+    lines = []
+    for case in cases:
+        compared = case.campaigns
+        if compared is None:
+            continue
+        lines.append(f"{case.backend}, {case.members:,} members, {compared.http.workers} "
+                     f"workers, closed loop x{compared.http.concurrency}, without and with "
+                     f"{compared.count} active campaigns:")
+        for name, http in (("without campaigns", compared.without),
+                           (f"with {compared.count} campaigns", compared.http)):
+            maximum, seventy = http.maximum, http.seventy
+            row = (f"  {name:<18} max {maximum.rate:7.1f}/s p50 {maximum.percentile(0.5):7.1f}"
+                   f" ms p99 {maximum.percentile(0.99):7.1f} ms")
+            if seventy is not None:
+                row += (f" | 70 % {seventy.rate:7.1f}/s p50 {seventy.percentile(0.5):7.1f} ms"
+                        f" p99 {seventy.percentile(0.99):7.1f} ms")
+            failed = maximum.failed + (seventy.failed if seventy else 0)
+            if failed:
+                row += f" | {failed} FAILED"
+            lines.append(row)
+        failed = compared.http.maximum.failed + (
+            compared.http.seventy.failed if compared.http.seventy else 0)
+        passed = compared.ratio >= CAMPAIGNS_SHARE and not failed
+        lines.append(f"  ratio with / without {compared.ratio:.2f}; with campaigns >= "
+                     f"{CAMPAIGNS_SHARE:.0%} of without {verdict(passed)}")
+        lines.append(f"  {compared.outcomes.line()}")
+    return lines
+
+
 # --- statements -------------------------------------------------------------------------
 
 def show_statements(args: argparse.Namespace) -> int:
@@ -410,6 +511,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--check-ledger-up-to", type=int, default=100_000,
                         help="check the ledger invariants after cases up to this many "
                              "members (a full scan)")
+    parser.add_argument("--campaigns", type=int, default=100,
+                        help="at the first PostgreSQL size, measure again with this many "
+                             "active campaigns (the rules benchmark's); 0 skips it "
+                             "(default 100)")
     parser.add_argument("--show-statements", action="store_true",
                         help="print the statements of one real commit per kind of purchase "
                              "and of the raw baseline, compare their writes, and exit")
@@ -428,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         case_args = args
         for members in args.sizes:
             try:
-                cases.append(run_postgres(args.postgres_url, members, case_args))
+                cases.append(run_postgres(args.postgres_url, members, case_args,
+                                          campaigns=not cases))
                 first = cases[0].http
                 if first is not None and case_args is args:
                     # The larger sizes run the closed loop at the first size's concurrency:
@@ -456,6 +562,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(table(cases)))
     print()
     print("\n".join(targets(cases) + growth(cases)))
+    compared = campaign_lines(cases)
+    if compared:
+        print()
+        print("Campaigns: the first PostgreSQL size measured again, same server "
+              "configuration and")
+        print("concurrency, with the rules benchmark's campaigns active for the merchant "
+              "(bench/campaigns.py).")
+        print("\n".join(compared))
     say(f"\nmachine after: {describe_machine()}")
     say(f"checkout benchmark finished in {time.perf_counter() - started:.0f} s")
 

@@ -37,11 +37,13 @@ CATEGORIES = ("coffee", "bakery", "dairy", "snacks", "tobacco", "produce", "drin
 SEGMENTS = ("new", "champions", "loyal", "at_risk", "hibernating", "promising",
             "needs_attention")
 WEATHER = ("rain", "sunny", "cloudy", "snow", "drizzle")
+# The SKUs the conditions name (the checkout benchmark passes its catalogue's).
+SKUS = tuple(f"SKU-{n}" for n in range(200))
 
 
-def _leaf(rng: random.Random) -> dict[str, Any]:
+def _leaf(rng: random.Random, skus: Sequence[str]) -> dict[str, Any]:
     category = rng.choice(CATEGORIES)
-    sku = f"SKU-{rng.randrange(200)}"
+    sku = skus[rng.randrange(len(skus))]
     choices: list[dict[str, Any]] = [
         {"field": "purchase.categories", "op": "contains", "value": category},
         {"field": "purchase.category_quantity", "key": category, "op": "ge",
@@ -67,17 +69,24 @@ def _leaf(rng: random.Random) -> dict[str, Any]:
     return rng.choice(choices)
 
 
-def draw_campaigns(count: int, rng: random.Random) -> list[Condition]:
-    """``count`` compiled trees of 3 to 7 comparisons."""
-    campaigns = []
+def draw_trees(count: int, rng: random.Random,
+               skus: Sequence[str] = SKUS) -> list[dict[str, Any]]:
+    """``count`` condition trees of 3 to 7 comparisons, as a campaign stores them (the
+    checkout benchmark writes them as real campaigns)."""
+    trees = []
     for _ in range(count):
-        leaves = [_leaf(rng) for _ in range(rng.randint(3, 7))]
+        leaves = [_leaf(rng, skus) for _ in range(rng.randint(3, 7))]
         split = rng.randint(1, len(leaves) - 1)
         tree: dict[str, Any] = {"all": [*leaves[:split], {"any": leaves[split:]}]}
         if rng.random() < 0.2:
-            tree["all"].append({"not": _leaf(rng)})
-        campaigns.append(compile_condition(tree))
-    return campaigns
+            tree["all"].append({"not": _leaf(rng, skus)})
+        trees.append(tree)
+    return trees
+
+
+def draw_campaigns(count: int, rng: random.Random) -> list[Condition]:
+    """``count`` compiled trees of 3 to 7 comparisons."""
+    return [compile_condition(tree) for tree in draw_trees(count, rng)]
 
 
 def draw_basket(lines: int, rng: random.Random) -> tuple[list[Line], int]:

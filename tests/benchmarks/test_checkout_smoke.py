@@ -17,6 +17,7 @@ from bench.servers import sqlite_database
 from bench.shop import build_shop, load_members
 from sqlalchemy import func, select
 
+from patron.campaigns.models import Campaign, CampaignOutcome
 from patron.db import Database
 from patron.ledger.models import JournalEntry, Posting
 from patron.ledger.service import check_invariants
@@ -94,3 +95,66 @@ def test_sizes_are_options() -> None:
     assert args.sqlite_members == 0
     with pytest.raises(SystemExit):
         checkout.parse_args(["--sizes", "ten"])
+
+
+def test_campaigns_comparison_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without, then with the rules benchmark's campaigns active: both phases measured on
+    the same server configuration, the campaigns really fired, and the report says so."""
+    args = checkout.parse_args([
+        "--no-postgres", "--concurrency", "2", "--warmup-seconds", "0.5",
+        "--seconds", "1.5", "--stores", "1", "--tills", "2", "--campaigns", "100"])
+    with sqlite_database() as url:
+        shop, _ = checkout.prepare(url, members=MEMBERS, args=args)
+        without = checkout.measure_http(url, shop, members=MEMBERS, workers=1, args=args,
+                                        concurrency=2)
+        compared = checkout.measure_campaigns(url, shop, members=MEMBERS, without=without,
+                                              args=args)
+        database = Database(url)
+        try:
+            with database.session_scope() as session:
+                active = session.scalar(select(func.count()).select_from(Campaign).where(
+                    Campaign.merchant_id == shop.merchant_id, Campaign.status == "active"))
+                written = session.scalar(select(func.count()).select_from(CampaignOutcome)
+                                         .where(CampaignOutcome.held_out.is_(False)))
+                assert check_invariants(session) == []
+        finally:
+            database.dispose()
+
+    assert active == compared.count == 100
+    assert compared.without is without
+    assert compared.http.workers == without.workers == 1
+    assert compared.http.concurrency == without.concurrency == 2
+    assert compared.http.probes == []  # the concurrency found without, not probed again
+    for http in (without, compared.http):
+        assert http.seventy is not None
+        for phase in (http.maximum, http.seventy):
+            assert phase.ok > 0 and phase.statuses.keys() == {201}, phase.errors
+    outcomes = compared.outcomes
+    # Only checkouts of the with-campaigns phase are counted, and every outcome written
+    # since the campaigns exist is one of them.
+    assert outcomes.checkouts >= compared.http.maximum.ok + compared.http.seventy.ok
+    assert 0 < outcomes.identified <= outcomes.checkouts
+    assert outcomes.fired == written > 0
+    assert 0 < outcomes.checkouts_with_outcome <= min(outcomes.fired, outcomes.identified)
+    assert outcomes.vouchers > 0 and outcomes.points > 0
+    assert 1 < outcomes.campaigns_fired <= 100
+    assert compared.ratio == pytest.approx(compared.http.maximum.rate / without.maximum.rate)
+
+    case = checkout.Case(backend="SQLite", members=MEMBERS, postings=0, http=without,
+                         campaigns=compared)
+    lines = checkout.campaign_lines([case])
+    assert lines[0].startswith(f"SQLite, {MEMBERS} members, 1 workers, closed loop x2")
+    assert lines[1].lstrip().startswith("without campaigns") and "70 %" in lines[1]
+    assert lines[2].lstrip().startswith("with 100 campaigns") and "70 %" in lines[2]
+    assert f"ratio with / without {compared.ratio:.2f}" in lines[3]
+    assert lines[3].endswith("PASS" if compared.ratio >= checkout.CAMPAIGNS_SHARE else "FAIL")
+    assert f"outcomes issued during the phase (campaign_outcomes): {outcomes.fired:,}" \
+        in lines[4]
+    assert "campaigns written in" in capsys.readouterr().out
+
+
+def test_campaigns_comparison_is_an_option() -> None:
+    assert checkout.parse_args([]).campaigns == 100
+    assert checkout.parse_args(["--campaigns", "0"]).campaigns == 0
+    assert checkout.campaign_lines([checkout.Case(backend="PostgreSQL", members=10,
+                                                  postings=0)]) == []

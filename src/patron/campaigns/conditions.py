@@ -65,6 +65,7 @@ FIELDS: dict[str, Kind] = {
     "purchase.vouchers": Kind.strings,  # the offers of the codes used
     # (b) the member
     "member.age_band": Kind.string,
+    "member.birth_month": Kind.integer,
     "member.gender": Kind.string,
     "member.region": Kind.string,
     "member.language": Kind.string,

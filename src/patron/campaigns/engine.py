@@ -21,6 +21,10 @@ checkout campaigns for the store, highest priority first:
 
 ``preview`` answers ``POST /v1/pos/quote``: the same evaluation with nothing taken or
 written — the offers the basket would earn now.
+
+The active campaigns' definitions are cached per process and the set that is active is
+read on every checkout (``campaigns.live``): a pause, a resume or a new campaign is seen
+by the next checkout in every process.
 """
 
 from __future__ import annotations
@@ -34,23 +38,16 @@ from typing import Any, Protocol
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from patron.campaigns import live
 from patron.campaigns.conditions import Condition, compile_condition
 from patron.campaigns.context import Line, purchase_fields
 from patron.campaigns.control import held_out
 from patron.campaigns.environment import environment_fields, inventory_fields
-from patron.campaigns.models import (
-    Campaign,
-    CampaignOutcome,
-    CampaignStatus,
-    StoreWeather,
-    Trigger,
-)
-from patron.members.models import Member
+from patron.campaigns.live import ActiveCampaign
+from patron.campaigns.models import Campaign, CampaignOutcome, StoreWeather, Trigger
 from patron.notify.outbox import emit
-from patron.scores.service import scores_of
-from patron.vouchers import codes
 from patron.vouchers import service as vouchers
-from patron.vouchers.models import Offer, Voucher
+from patron.vouchers.models import Offer
 
 BP_ONE = 10_000
 OUTCOME_EVENT = "campaign.outcome"
@@ -90,7 +87,7 @@ class PointsGranter(Protocol):
     def __call__(self, *, points: int, idempotency_key: str, reason: str) -> None: ...
 
 
-Act = Callable[[Campaign], tuple[str, dict[str, Any] | None]]
+Act = Callable[[ActiveCampaign], tuple[str, dict[str, Any] | None]]
 
 
 # A campaign's conditions never change once written (there is no update, only pause and
@@ -107,70 +104,22 @@ def compiled_condition(campaign: Campaign) -> Condition:
     return found
 
 
-def active(session: Session, *, merchant_id: uuid.UUID, store_id: uuid.UUID,
-           trigger: Trigger, now: datetime) -> list[Campaign]:
-    """The merchant's and the coalition's active campaigns of a trigger at the store,
-    highest priority first (then the oldest)."""
-    found = session.scalars(
-        select(Campaign)
-        .where(or_(Campaign.merchant_id == merchant_id, Campaign.merchant_id.is_(None)),
-               Campaign.trigger == trigger.value,
-               Campaign.status == CampaignStatus.active.value,
-               or_(Campaign.valid_from.is_(None), Campaign.valid_from <= now),
-               or_(Campaign.valid_until.is_(None), Campaign.valid_until > now))
-        .order_by(Campaign.priority.desc(), Campaign.created_at, Campaign.id)).all()
-    store = str(store_id)
-    return [campaign for campaign in found
-            if not campaign.store_ids or store in campaign.store_ids]
-
-
-def _age_band(birth_year: int | None, now: datetime) -> str | None:
-    if birth_year is None:
-        return None
-    age = now.year - birth_year
-    if age < 20:
-        return "under-20"
-    if age >= 70:
-        return "70-plus"
-    low = age // 10 * 10
-    return f"{low}-{low + 9}"
-
-
 def _member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:
-    member = session.get(Member, checkout.member_id)
-    assert member is not None
-    scores = scores_of(session, member_id=member.id, merchant_id=checkout.merchant_id,
-                       currency=checkout.currency, tier=checkout.tier, now=now)
-    consents = {channel for channel, given in (("sms", member.consent_sms),
-                                               ("email", member.consent_email),
-                                               ("push", member.consent_push)) if given}
-    visits = next((visit.visits for visit in scores.visits
-                   if visit.store_id == checkout.store_id), 0)
-    return {
-        "member.age_band": _age_band(member.birth_year, now),
-        "member.gender": member.gender, "member.region": member.region,
-        "member.language": member.language, "member.tier": checkout.tier,
-        "member.segment": scores.rfm.segment.value if scores.rfm else None,
-        "member.recency_score": scores.rfm.recency if scores.rfm else None,
-        "member.frequency_score": scores.rfm.frequency if scores.rfm else None,
-        "member.monetary_score": scores.rfm.monetary if scores.rfm else None,
-        "member.p_alive": scores.lifetime.p_alive if scores.lifetime else None,
-        "member.clv_90d_minor": scores.lifetime.clv_90d_minor if scores.lifetime else None,
-        "member.purchases": scores.purchases, "member.spend_minor": scores.spend_minor,
-        "member.affinity": {item.category: item.share for item in scores.affinities},
-        "member.store_visits": visits, "member.consents": frozenset(consents),
-        "member.days_since_enrolment": max((now - member.created_at).days, 0),
-    }
+    return live.member_fields(session, member_id=checkout.member_id,
+                              merchant_id=checkout.merchant_id, store_id=checkout.store_id,
+                              tier=checkout.tier, now=now)
 
 
 def context(session: Session, checkout: Checkout, conditions: Sequence[Condition],
             now: datetime, *, live_weather: bool = True,
-            cache: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+            cache: dict[Any, dict[str, Any]] | None = None,
+            reads: tuple[frozenset[str], frozenset[str]] | None = None) -> dict[str, Any]:
     """The values the conditions read, built only for the groups some condition reads.
     ``live_weather`` False: the weather is unknown (a replay of past purchases). ``cache``
     keeps the member's and the store stock's values across calls (a replay of many
-    purchases reads each once)."""
-    groups = {name.split(".", 1)[0] for condition in conditions for name in condition.fields}
+    purchases reads each once). ``reads``: the groups and inventory SKUs the conditions
+    read, when the caller knows them already (``live.reads``)."""
+    groups, skus = live.reads(conditions) if reads is None else reads
     values = purchase_fields(checkout.lines, total_minor=checkout.total_minor,
                              channel=checkout.channel, offers_used=checkout.offers_used)
     cache = {} if cache is None else cache
@@ -187,14 +136,12 @@ def context(session: Session, checkout: Checkout, conditions: Sequence[Condition
     if "inventory" in groups:
         stock = ("inventory", checkout.store_id)
         if stock not in cache:
-            skus = {sku for condition in conditions for name, sku in condition.keys
-                    if name.startswith("inventory.")}
             cache[stock] = inventory_fields(session, store_id=checkout.store_id, skus=skus)
         values.update(cache[stock])
     return values
 
 
-def _within_member_limit(session: Session, campaign: Campaign, member_id: uuid.UUID,
+def _within_member_limit(session: Session, campaign: ActiveCampaign, member_id: uuid.UUID,
                          now: datetime) -> bool:
     if campaign.per_member_count is None:
         return True
@@ -205,7 +152,7 @@ def _within_member_limit(session: Session, campaign: Campaign, member_id: uuid.U
     return given < campaign.per_member_count
 
 
-def _take_budget(session: Session, campaign: Campaign) -> bool:
+def _take_budget(session: Session, campaign: ActiveCampaign) -> bool:
     """One outcome of the campaign's budget, atomically; False when it is spent."""
     taken = session.execute(
         update(Campaign)
@@ -217,10 +164,11 @@ def _take_budget(session: Session, campaign: Campaign) -> bool:
     return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
-def _refused(session: Session, campaign: Campaign, member_id: uuid.UUID, now: datetime,
-             *, take_budget: bool) -> str | None:
+def _refused(session: Session, campaign: ActiveCampaign, member_id: uuid.UUID,
+             now: datetime, *, take_budget: bool, outcomes_count: int = 0) -> str | None:
     """Why the campaign gives this member nothing now (its condition held), or None.
-    ``take_budget``: take one outcome of the budget (the commit); else only read it."""
+    ``take_budget``: take one outcome of the budget (the commit); else only read it
+    (``outcomes_count``, as read with the active campaigns)."""
     if held_out(campaign_id=campaign.id, member_id=member_id,
                 share_bp=campaign.control_share_bp):
         return "held_out"
@@ -228,11 +176,11 @@ def _refused(session: Session, campaign: Campaign, member_id: uuid.UUID, now: da
         return "member_limit_reached"
     budget_left = (_take_budget(session, campaign) if take_budget else
                    campaign.max_outcomes is None
-                   or campaign.outcomes_count < campaign.max_outcomes)
+                   or outcomes_count < campaign.max_outcomes)
     return None if budget_left else "budget_spent"
 
 
-def _check(campaign: Campaign, verdict: str, condition: Any = None) -> dict[str, Any]:
+def _check(campaign: ActiveCampaign, verdict: str, condition: Any = None) -> dict[str, Any]:
     check: dict[str, Any] = {"campaign_id": str(campaign.id), "name": campaign.name,
                              "result": verdict}
     if condition is not None:
@@ -241,97 +189,112 @@ def _check(campaign: Campaign, verdict: str, condition: Any = None) -> dict[str,
 
 
 def evaluate(session: Session, checkout: Checkout, *, now: datetime, explain: bool,
-             act: Act) -> Decision:
-    """Run the active checkout campaigns; ``act(campaign)`` performs one that fired and
-    returns its offer (or None when its limits refused it)."""
-    campaigns = active(session, merchant_id=checkout.merchant_id, store_id=checkout.store_id,
-                       trigger=Trigger.checkout, now=now)
+             act: Act, found: live.Active | None = None) -> Decision:
+    """Run the active checkout campaigns (``found``, else read now); ``act(campaign)``
+    performs one that fired and returns its offer (or None when its limits refused
+    it)."""
+    if found is None:
+        found = live.active(session, merchant_id=checkout.merchant_id,
+                            store_id=checkout.store_id, trigger=Trigger.checkout, now=now)
+    campaigns = found.campaigns
     if not campaigns:
         return Decision(offers=[], checks=[])
-    conditions = [compiled_condition(campaign) for campaign in campaigns]
-    values = context(session, checkout, conditions, now)
+    conditions = [campaign.condition for campaign in campaigns]
+    values = context(session, checkout, conditions, now,
+                     reads=(found.groups, found.inventory_skus))
     offers: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for campaign, condition in zip(campaigns, conditions, strict=True):
         held = condition.holds(values)
         why = condition.explain(values).as_json() if explain else None
         if not held:
-            checks.append(_check(campaign, "condition_failed", why))
+            if explain:
+                checks.append(_check(campaign, "condition_failed", why))
             continue
         verdict, offer = act(campaign)
-        checks.append(_check(campaign, verdict, why))
+        if explain:
+            checks.append(_check(campaign, verdict, why))
         if offer is not None:
             offers.append(offer)
             if campaign.exclusive:
                 break
-    return Decision(offers=offers, checks=checks if explain else [])
+    return Decision(offers=offers, checks=checks)
 
 
 def preview(session: Session, checkout: Checkout, *, now: datetime,
             explain: bool) -> Decision:
     """The offers the basket would earn now; nothing is taken or written."""
-    def act(campaign: Campaign) -> tuple[str, dict[str, Any] | None]:
-        refused = _refused(session, campaign, checkout.member_id, now, take_budget=False)
+    found = live.active(session, merchant_id=checkout.merchant_id,
+                        store_id=checkout.store_id, trigger=Trigger.checkout, now=now)
+
+    def act(campaign: ActiveCampaign) -> tuple[str, dict[str, Any] | None]:
+        refused = _refused(session, campaign, checkout.member_id, now, take_budget=False,
+                           outcomes_count=found.outcomes_count[campaign.id])
         if refused is not None:
             return refused, None
         return "would_fire", {"campaign_id": str(campaign.id), "name": campaign.name,
-                              "actions": campaign.actions}
+                              "actions": list(campaign.actions)}
 
-    return evaluate(session, checkout, now=now, explain=explain, act=act)
+    return evaluate(session, checkout, now=now, explain=explain, act=act, found=found)
 
 
 def at_checkout(session: Session, checkout: Checkout, *, transaction_id: uuid.UUID,
                 now: datetime, grant_points: PointsGranter, explain: bool = False
                 ) -> Decision:
     """Decide and perform the checkout's outcomes (the caller commits)."""
-    def act(campaign: Campaign) -> tuple[str, dict[str, Any] | None]:
+    def act(campaign: ActiveCampaign) -> tuple[str, dict[str, Any] | None]:
         outcome = CampaignOutcome(
             id=uuid.uuid4(), campaign_id=campaign.id, merchant_id=checkout.merchant_id,
-            member_id=checkout.member_id, transaction_id=transaction_id, held_out=False,
-            voucher_id=None, points=0, created_at=now)
-        refused = _refused(session, campaign, checkout.member_id, now, take_budget=True)
-        if refused == "held_out":
-            outcome.held_out = True  # recorded: the control group's purchases are counted
-            session.add(outcome)
-        if refused is not None:
-            return refused, None
-        offer = _perform(session, campaign, checkout, outcome, transaction_id=transaction_id,
-                         now=now, grant_points=grant_points)
-        session.add(outcome)
-        session.flush()
-        emit(session, type=OUTCOME_EVENT, merchant_id=checkout.merchant_id,
-             member_id=checkout.member_id, occurred_at=checkout.occurred_at,
-             payload={**offer, "member_id": str(checkout.member_id),
-                      "transaction_id": str(transaction_id)})
-        return "fired", offer
+            member_id=checkout.member_id, transaction_id=transaction_id, occasion=None,
+            held_out=False, voucher_id=None, points=0, created_at=now)
+        return give(session, campaign, outcome, merchant_number=checkout.merchant_number,
+                    points_earned=checkout.points_earned,
+                    key=f"campaign:{campaign.id}:{transaction_id}",
+                    occurred_at=checkout.occurred_at, now=now, grant_points=grant_points,
+                    about={"transaction_id": str(transaction_id)})
 
     return evaluate(session, checkout, now=now, explain=explain, act=act)
 
 
-def _perform(session: Session, campaign: Campaign, checkout: Checkout,
-             outcome: CampaignOutcome, *, transaction_id: uuid.UUID, now: datetime,
+def give(session: Session, campaign: ActiveCampaign, outcome: CampaignOutcome, *,
+         merchant_number: int, points_earned: int, key: str, occurred_at: datetime,
+         now: datetime, grant_points: PointsGranter,
+         about: dict[str, str]) -> tuple[str, dict[str, Any] | None]:
+    """The gate (control group, member limit, budget) and, past it, the actions of a
+    campaign whose condition held: the verdict, and the offer given (None when refused).
+    ``key`` makes the points idempotent; ``about`` goes into the outbox event."""
+    refused = _refused(session, campaign, outcome.member_id, now, take_budget=True)
+    if refused == "held_out":
+        outcome.held_out = True  # recorded: the control group's purchases are counted
+        session.add(outcome)
+    if refused is not None:
+        return refused, None
+    offer = _perform(session, campaign, outcome, merchant_number=merchant_number,
+                     points_earned=points_earned, key=key, now=now, grant_points=grant_points)
+    session.add(outcome)
+    session.flush()
+    emit(session, type=OUTCOME_EVENT, merchant_id=outcome.merchant_id,
+         member_id=outcome.member_id, occurred_at=occurred_at,
+         payload={**offer, "member_id": str(outcome.member_id), **about})
+    return "fired", offer
+
+
+def _perform(session: Session, campaign: ActiveCampaign, outcome: CampaignOutcome, *,
+             merchant_number: int, points_earned: int, key: str, now: datetime,
              grant_points: PointsGranter) -> dict[str, Any]:
     given: dict[str, Any] = {"campaign_id": str(campaign.id), "name": campaign.name}
-    key = f"campaign:{campaign.id}:{transaction_id}"
     for index, action in enumerate(campaign.actions):
         kind = action["type"]
         if kind == "issue_voucher":
             offer = session.get(Offer, uuid.UUID(action["offer_id"]))
             if offer is None or offer.revoked_at is not None:
                 continue  # revoked since the campaign was written: nothing to give
-            [code] = vouchers.insert_codes(session, offer=offer, count=1,
-                                           member_id=checkout.member_id, max_redemptions=1,
-                                           source="campaign", now=now)
-            voucher_id, valid_until = session.execute(
-                select(Voucher.id, Voucher.valid_until).where(Voucher.code == code)).one()
-            outcome.voucher_id = voucher_id
-            given["voucher"] = {
-                "code": codes.display(code), "offer_id": str(offer.id), "offer": offer.name,
-                "barcode": codes.barcode_number(checkout.merchant_number, code),
-                "valid_until": valid_until.isoformat() if valid_until else None}
+            outcome.voucher_id, given["voucher"] = vouchers.issue_personal(
+                session, offer=offer, member_id=outcome.member_id,
+                merchant_number=merchant_number, source="campaign", now=now)
         elif kind in ("bonus_points", "points_multiplier"):
             points = (action["points"] if kind == "bonus_points" else
-                      checkout.points_earned * (action["multiplier_bp"] - BP_ONE) // BP_ONE)
+                      points_earned * (action["multiplier_bp"] - BP_ONE) // BP_ONE)
             if points > 0:
                 grant_points(points=points, idempotency_key=f"{key}:{index}",
                              reason=f"campaign {campaign.name}")

@@ -111,13 +111,15 @@ def _holidays(country: str, year: int) -> Collection[date]:
     return frozenset(holidays.country_holidays(country, years=year))
 
 
-def environment_fields(*, store_id: uuid.UUID, timezone: str, country: str, now: datetime,
-                       weather: StoreWeather | None) -> dict[str, Any]:
-    """``env.*`` at ``now`` for a store."""
+def environment_fields(*, store_id: uuid.UUID | None, timezone: str, country: str,
+                       now: datetime, weather: StoreWeather | None) -> dict[str, Any]:
+    """``env.*`` at ``now`` for a store (without one — a birthday, a schedule — in the
+    merchant's time zone, the store and its weather unknown)."""
     local = now.astimezone(ZoneInfo(timezone))
     fresh = weather is not None and now - weather.observed_at <= WEATHER_FRESH
     return {"env.hour": local.hour, "env.weekday": local.isoweekday(),
-            "env.store_id": str(store_id), "env.region": None,
+            "env.store_id": str(store_id) if store_id is not None else None,
+            "env.region": None,
             "env.holiday": local.date() in _holidays(country, local.year),
             "env.weather": weather.condition if fresh and weather else None,
             "env.temperature_c": weather.temperature_c if fresh and weather else None}

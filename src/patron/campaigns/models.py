@@ -7,7 +7,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -50,6 +61,9 @@ class Campaign(Base):
     max_outcomes: Mapped[int | None] = mapped_column(BigInteger)
     outcomes_count: Mapped[int] = mapped_column(BigInteger, default=0)
     control_share_bp: Mapped[int] = mapped_column(Integer, default=0)
+    # A schedule campaign's days and hour in the merchant's time zone:
+    # {"weekdays": [1, ..., 7], "hour": 0-23}; None for the other triggers.
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -91,8 +105,10 @@ class StoreStock(Base):
 
 
 class CampaignOutcome(Base):
-    """A campaign that fired for a member at a checkout: what it gave, or that the member
-    was held out (the control group, recorded for the uplift)."""
+    """A campaign that fired for a member — at a checkout, or on another trigger's
+    occasion — what it gave, or that the member was held out (the control group, recorded
+    for the uplift). Once per campaign and checkout, or per campaign, member and
+    occasion."""
 
     __tablename__ = "campaign_outcomes"
     __table_args__ = (
@@ -100,13 +116,20 @@ class CampaignOutcome(Base):
               "created_at"),
         Index("uq_campaign_outcomes_campaign_transaction", "campaign_id", "transaction_id",
               unique=True),
+        Index("uq_campaign_outcomes_campaign_occasion", "campaign_id", "member_id",
+              "occasion", unique=True),
+        CheckConstraint("(transaction_id IS NULL) <> (occasion IS NULL)",
+                        name="checkout_or_occasion"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id"))
     merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
-    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pos_transactions.id"))
+    # The checkout's purchase; None for the other triggers, whose ``occasion`` says what
+    # happened ("enrolment", "visit:<tap>", "birthday:2026", "schedule:2026-12-07", ...).
+    transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pos_transactions.id"))
+    occasion: Mapped[str | None] = mapped_column(String(80))
     held_out: Mapped[bool] = mapped_column(Boolean)
     voucher_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vouchers.id"))
     points: Mapped[int] = mapped_column(BigInteger, default=0)

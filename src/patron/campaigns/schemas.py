@@ -42,6 +42,16 @@ class PerMember(Strict):
     period_days: Annotated[int, Field(strict=True, ge=1, le=3_660)]
 
 
+class Schedule(Strict):
+    """When a schedule campaign runs, in the merchant's time zone."""
+
+    weekdays: Annotated[list[Annotated[int, Field(strict=True, ge=1, le=7)]],
+                        Field(min_length=1, max_length=7)] = Field(
+        description="ISO weekdays, 1 = Monday")
+    hour: Annotated[int, Field(strict=True, ge=0, le=23)] = Field(
+        description="the hour it runs in (0-23)")
+
+
 class CampaignWrite(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     trigger: Trigger
@@ -67,6 +77,8 @@ class CampaignWrite(Strict):
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     status: CampaignStatus = CampaignStatus.active
+    schedule: Schedule | None = Field(default=None, description=(
+        "a schedule campaign's days and hour (required for it, refused for the others)"))
 
 
 class CampaignRead(BaseModel):
@@ -86,6 +98,7 @@ class CampaignRead(BaseModel):
     control_share_bp: int
     valid_from: datetime | None
     valid_until: datetime | None
+    schedule: Schedule | None
     created_at: datetime
 
 
@@ -151,3 +164,89 @@ class SimulationRead(BaseModel):
                                                "the budget left would have refused it")
     outcomes: int
     cost: SimulationCost
+
+
+class TriggerGroup(BaseModel):
+    triggers: int = Field(description="recorded triggers of this group (outcome rows)")
+    members: int
+
+
+class ResultsTriggers(BaseModel):
+    triggers: int = Field(description="times the condition held and an outcome was "
+                                      "recorded, the control group's included")
+    members: int
+    treatment: TriggerGroup = Field(description="outcomes given (not held out)")
+    control: TriggerGroup = Field(description="held out: recorded, nothing given")
+
+
+class ResultsOutcomes(BaseModel):
+    issued: int = Field(description="outcomes given (not held out)")
+    vouchers_issued: int
+    vouchers_redeemed: int = Field(description="of those codes, the ones with a use in "
+                                               "status `redeemed` (not reserved, released "
+                                               "or reversed by a return)")
+    redemption_rate: float | None = Field(description="vouchers_redeemed / vouchers_issued; "
+                                                      "null when none was issued")
+
+
+class CurrencyAmount(BaseModel):
+    currency: str
+    amount_minor: int
+
+
+class ResultsBudget(BaseModel):
+    max_outcomes: int | None = Field(description="the budget in outcomes (null: none)")
+    used: int
+    left: int | None
+
+
+class ResultsCost(BaseModel):
+    points: int = Field(description="bonus and multiplied points given")
+    discounts: list[CurrencyAmount] = Field(description=(
+        "what the campaign's codes took off at the till (redeemed uses), per currency: "
+        "the merchant's for a merchant's campaign"))
+    budget: ResultsBudget
+
+
+class SpendGroup(BaseModel):
+    members: int
+    mean_spend_minor: float | None = Field(description="mean spend per member in the "
+                                                       "window (minor units)")
+    sd_spend_minor: float | None = Field(description="sample standard deviation (n - 1)")
+
+
+class UpliftExcluded(BaseModel):
+    in_both_groups: int = Field(description="members with outcomes both given and held "
+                                            "out (the control share changed)")
+    window_open: int = Field(description="with `days`: members whose window ends after "
+                                         "`until`; without: first triggered at `until` "
+                                         "or later")
+    after_budget_spent: int = Field(description="control members first triggered after "
+                                                "the last outcome given, once the budget "
+                                                "ran out")
+
+
+class ResultsUplift(BaseModel):
+    until: datetime = Field(description="the end of the measurement")
+    days: int | None = Field(description="the window's length after each member's first "
+                                         "trigger; null: up to `until`")
+    currency: str | None
+    treatment: SpendGroup
+    control: SpendGroup
+    difference_minor: float | None = Field(description="treatment mean - control mean")
+    relative: float | None = Field(description="difference / control mean")
+    ci95_low_minor: float | None = Field(description="Welch's t interval, 95 %")
+    ci95_high_minor: float | None
+    degrees_of_freedom: float | None = Field(description="Welch-Satterthwaite")
+    p_value: float | None = Field(description="two-sided Welch t-test of no difference")
+    excluded: UpliftExcluded
+    note: str | None = Field(description="why a figure is null, when one is")
+
+
+class ResultsRead(BaseModel):
+    campaign_id: uuid.UUID
+    as_of: datetime
+    triggers: ResultsTriggers
+    outcomes: ResultsOutcomes
+    cost: ResultsCost
+    uplift: ResultsUplift

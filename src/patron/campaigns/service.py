@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.campaigns.conditions import compile_condition
-from patron.campaigns.models import Campaign, CampaignStatus
+from patron.campaigns.models import Campaign, CampaignStatus, Trigger
 from patron.campaigns.schemas import CampaignRead, CampaignWrite, IssueVoucher, PerMember
 from patron.errors import InvalidInput, NotFound
 from patron.kit.clock import utcnow
@@ -47,9 +47,47 @@ def _owner(session: Session, actor: Principal, data: CampaignWrite) -> uuid.UUID
     return data.merchant_id
 
 
+def _purchase_fields(node: Any, loc: list[str | int]) -> list[tuple[list[str | int], str]]:
+    """Where a (valid) condition tree reads a ``purchase.*`` field, and which."""
+    if not isinstance(node, dict):
+        return []
+    found: list[tuple[list[str | int], str]] = []
+    for combinator in ("all", "any"):
+        for index, child in enumerate(node.get(combinator) or []):
+            found += _purchase_fields(child, [*loc, combinator, index])
+    if "not" in node:
+        found += _purchase_fields(node["not"], [*loc, "not"])
+    field = node.get("field")
+    if isinstance(field, str) and field.startswith("purchase."):
+        found.append(([*loc, "field"], field))
+    return found
+
+
+def _check_trigger(data: CampaignWrite) -> None:
+    """What a trigger without a purchase cannot use, and the schedule only a schedule
+    campaign has."""
+    scheduled = data.trigger == Trigger.schedule
+    if scheduled and data.schedule is None:
+        raise _refuse(["body", "schedule"], "a schedule campaign says when it runs",
+                      "missing_schedule")
+    if not scheduled and data.schedule is not None:
+        raise _refuse(["body", "schedule"], f"a {data.trigger.value} campaign runs on its "
+                      "occasion, not on a schedule", "unexpected_schedule")
+    if data.trigger == Trigger.checkout:
+        return
+    for loc, field in _purchase_fields(data.conditions, ["body", "conditions"]):
+        raise _refuse(loc, f"a {data.trigger.value} campaign has no purchase to read "
+                      f"{field} from", "no_purchase")
+    for index, action in enumerate(data.actions):
+        if action.type == "points_multiplier":
+            raise _refuse(["body", "actions", index, "type"], f"a {data.trigger.value} "
+                          "campaign has no purchase's points to multiply", "no_purchase")
+
+
 def create_campaign(session: Session, *, actor: Principal, data: CampaignWrite) -> Campaign:
     merchant_id = _owner(session, actor, data)
     compile_condition(data.conditions, loc=("body", "conditions"))
+    _check_trigger(data)
     for index, action in enumerate(data.actions):
         if isinstance(action, IssueVoucher):
             offer = session.get(Offer, action.offer_id)
@@ -78,7 +116,8 @@ def create_campaign(session: Session, *, actor: Principal, data: CampaignWrite) 
         per_member_days=data.per_member.period_days if data.per_member else None,
         max_outcomes=data.max_outcomes, outcomes_count=0,
         control_share_bp=data.control_share_bp, valid_from=data.valid_from,
-        valid_until=data.valid_until, created_at=utcnow())
+        valid_until=data.valid_until,
+        schedule=data.schedule.model_dump() if data.schedule else None, created_at=utcnow())
     session.add(campaign)
     session.flush()
     return campaign
@@ -113,7 +152,7 @@ def to_read(campaign: Campaign) -> CampaignRead:
         column: getattr(campaign, column) for column in (
             "id", "merchant_id", "name", "trigger", "status", "store_ids", "conditions",
             "actions", "max_outcomes", "outcomes_count", "priority", "exclusive",
-            "control_share_bp", "valid_from", "valid_until", "created_at")}
+            "control_share_bp", "valid_from", "valid_until", "schedule", "created_at")}
     data["per_member"] = (None if campaign.per_member_count is None else PerMember(
         count=campaign.per_member_count, period_days=campaign.per_member_days or 1))
     return CampaignRead.model_validate(data)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from patron.campaigns.occasions import run_calendar
 from patron.config import Settings
 from patron.db import Database
 from patron.jobs.expiry import run_expiry, run_expiry_notices
@@ -61,6 +62,11 @@ def _refit_scores(database: Database, now: datetime, stop: threading.Event | Non
             f"{fitted}, {sum(refit.members for refit in refits)} members")
 
 
+def _campaign_calendar(database: Database, now: datetime,
+                       stop: threading.Event | None) -> str:
+    return run_calendar(database, now)
+
+
 def _resume_batches(database: Database, now: datetime, stop: threading.Event | None) -> str:
     return f"stalled code batches resumed: {resume_stale(database, now, stop=stop)}"
 
@@ -75,6 +81,9 @@ JOBS: tuple[Job, ...] = (
     Job("resume-code-batches", _resume_batches),
     # RFM boundaries and the lifetime models: daily (the stats themselves are live).
     Job("refit-scores", _refit_scores, every=timedelta(hours=24)),
+    # Birthday and schedule campaigns: due by the merchants' local hour, so at every tick
+    # (an hour is never skipped); an occasion already given gives nothing again.
+    Job("campaign-calendar", _campaign_calendar),
 )
 
 

@@ -65,6 +65,8 @@ class Member(Base):
     email_hash: Mapped[str | None] = mapped_column(String(64))
     email_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     birth_year: Mapped[int | None] = mapped_column(Integer)
+    # The month alone (1-12): what a birthday campaign needs, without the day.
+    birth_month: Mapped[int | None] = mapped_column(Integer)
     gender: Mapped[str | None] = mapped_column(String(16))
     postcode: Mapped[str | None] = mapped_column(String(16))
     region: Mapped[str | None] = mapped_column(String(64))

@@ -43,6 +43,8 @@ class MemberCreate(Strict):
     email: Email | None = None
     card_uid: CardUid | None = None
     birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    birth_month: int | None = Field(default=None, ge=1, le=12,
+                                    description="1-12; birthday campaigns run in this month")
     gender: Gender | None = None
     postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
     region: str | None = Field(default=None, max_length=64)
@@ -64,6 +66,8 @@ class MemberUpdate(Strict):
     phone: PhoneText | None = None
     email: Email | None = None
     birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    birth_month: int | None = Field(default=None, ge=1, le=12,
+                                    description="1-12; birthday campaigns run in this month")
     gender: Gender | None = None
     postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
     region: str | None = Field(default=None, max_length=64)
@@ -84,6 +88,7 @@ class MemberRead(BaseModel):
     phone_masked: str | None
     email_masked: str | None
     birth_year: int | None
+    birth_month: int | None
     gender: str | None
     postcode: str | None
     region: str | None

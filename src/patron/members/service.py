@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
 
+from patron.campaigns import occasions
+from patron.campaigns.models import Trigger
 from patron.config import get_settings
 from patron.db import flush_or_raise, insert_for
 from patron.errors import NotFound
@@ -240,6 +242,7 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     now = utcnow()
     member = Member(id=uuid.uuid4(), merchant_id=merchant.id, enrolled_store_id=actor.store_id,
                     status=MemberStatus.active.value, birth_year=data.birth_year,
+                    birth_month=data.birth_month,
                     gender=data.gender.value if data.gender else None, postcode=data.postcode,
                     region=data.region, language=data.language, created_at=now,
                     updated_at=now, pin_failures=0, consent_sms=False, consent_email=False,
@@ -285,6 +288,10 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
          payload={"member_id": str(member.id), "member_number": member.member_number,
                   "merchant_id": str(merchant.id), "source": data.source},
          occurred_at=now)
+    # Welcome campaigns (docs/campaigns.md): their outcomes go to the member's phone.
+    occasions.fire(session, occasions.Occasion(
+        trigger=Trigger.enrolment, key="enrolment", merchant_id=merchant.id,
+        member_id=member.id, occurred_at=now, store_id=actor.store_id), now=now)
     return member
 
 
@@ -295,6 +302,7 @@ def to_read(member: Member) -> MemberRead:
         id=member.id, member_number=member.member_number, merchant_id=member.merchant_id,
         status=member.status, phone_masked=_mask_phone(phone) if phone else None,
         email_masked=_mask_email(email) if email else None, birth_year=member.birth_year,
+        birth_month=member.birth_month,
         gender=member.gender, postcode=member.postcode, region=member.region,
         language=member.language,
         consents=ConsentState(sms=member.consent_sms, email=member.consent_email,
@@ -316,7 +324,7 @@ def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
     _ensure_free(session, phone_hash=member.phone_hash if "phone" in changes else None,
                  email_hash=member.email_hash if "email" in changes else None,
                  except_member=member.id)
-    for field in ("birth_year", "postcode", "region", "language"):
+    for field in ("birth_year", "birth_month", "postcode", "region", "language"):
         if field in changes:
             setattr(member, field, changes[field])
     if "gender" in changes:
@@ -387,7 +395,8 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
     member.updated_at = now
     _set_phone(member, None)
     _set_email(member, None)
-    member.birth_year = member.gender = member.postcode = member.region = None
+    member.birth_year = member.birth_month = member.gender = member.postcode = None
+    member.region = None
     member.language = member.pin_hash = None
     member.pin_locked_until = None
     member.consent_sms = member.consent_email = member.consent_push = False
@@ -418,6 +427,7 @@ def export(session: Session, *, actor: Principal, member_id: uuid.UUID) -> dict[
             "id": str(member.id), "member_number": member.member_number,
             "status": member.status, "phone": decrypt_phone(member),
             "email": decrypt_email(member), "birth_year": member.birth_year,
+            "birth_month": member.birth_month,
             "gender": member.gender, "postcode": member.postcode, "region": member.region,
             "language": member.language, "has_pin": member.pin_hash is not None,
             "created_at": member.created_at.isoformat(),

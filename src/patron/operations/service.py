@@ -10,6 +10,8 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from patron.campaigns import occasions
+from patron.campaigns.models import Trigger
 from patron.config import get_settings
 from patron.db import insert_for, rowcount
 from patron.errors import NotFound
@@ -233,6 +235,10 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
     else:
         visit.reason = "interval"
     session.flush()
+    # Visit campaigns, once per visit (a replayed tap returned above).
+    occasions.fire(session, occasions.Occasion(
+        trigger=Trigger.visit, key=f"visit:{visit.id}", merchant_id=terminal.merchant_id,
+        member_id=member_id, occurred_at=occurred_at, store_id=terminal.store_id), now=now)
     # Only here: a replayed tap returned above, so its event exists once already.
     emit(session, type=EventType.tap_recorded, merchant_id=visit.merchant_id,
          member_id=member_id, occurred_at=occurred_at, payload={

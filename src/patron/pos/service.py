@@ -35,7 +35,9 @@ from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumError
 
 from patron.campaigns import engine as campaigns
+from patron.campaigns import occasions
 from patron.campaigns.context import Line as CampaignLine
+from patron.campaigns.models import Trigger
 from patron.coalition import rules as coalition_rules
 from patron.coalition.errors import InvalidMiles, MilesExceedBasket, MilesNotOffered
 from patron.coalition.rules import Rate
@@ -528,6 +530,20 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
     checks: list[dict[str, Any]] = []
     if member is not None:
         _ensure_membership(session, member_id=member.id, merchant_id=till.merchant.id, now=now)
+        # What this purchase's points earn, and the campaigns' and referrals' points, expire.
+        expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
+                                            timezone=till.store.timezone)
+        # The campaigns decide on this purchase and the member as they came in (their stats
+        # and scores before this purchase counts: docs/campaigns.md), and before the ledger
+        # rows every checkout of the merchant shares are locked: those locks are held to
+        # the commit, so the campaigns' reads and writes would lengthen every checkout's
+        # wait. Their points are booked after the purchase's own.
+        campaign_points: list[Grant] = []
+        decided = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
+                                     priced=priced, transaction_id=transaction.id,
+                                     occurred_at=occurred_at, now=now,
+                                     grants=campaign_points, explain=explain)
+        offers, checks = decided.offers, decided.checks
         # Burn before earn: points earned by this purchase cannot pay for it.
         if priced.points_burned:
             burn = ledger.burn(session, merchant_id=till.merchant.id, member_id=member.id,
@@ -535,15 +551,17 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
                                idempotency_key=f"pos:{transaction.id}:burn", source=source,
                                reason=reason, occurred_at=occurred_at)
             transaction.burn_entry_id = burn.id
-        # What this purchase's points earn, and the campaigns' and referrals' points, expire.
-        expires_at = rules.points_expire_at(priced.program.rules, earned_at=occurred_at,
-                                            timezone=till.store.timezone)
         if priced.points_earned:
             earn = ledger.earn(session, merchant_id=till.merchant.id, member_id=member.id,
                                points=priced.points_earned, expires_at=expires_at,
                                idempotency_key=f"pos:{transaction.id}:earn", source=source,
                                reason=reason, occurred_at=occurred_at)
             transaction.earn_entry_id = earn.id
+        for grant in campaign_points:
+            ledger.earn(session, merchant_id=till.merchant.id, member_id=member.id,
+                        points=grant.points, expires_at=expires_at,
+                        idempotency_key=grant.idempotency_key, source=source,
+                        reason=grant.reason, occurred_at=occurred_at)
         if priced.miles_burned:
             transaction.miles_burn_entry_id = ledger.burn_miles(
                 session, member_id=member.id, miles=priced.miles_burned,
@@ -554,13 +572,6 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
                 session, member_id=member.id, miles=priced.miles_earned,
                 merchant_id=till.merchant.id, idempotency_key=f"pos:{transaction.id}:miles",
                 source=source, reason=reason, occurred_at=occurred_at).id
-        # The campaigns decide on this purchase and the member as they came in: their
-        # stats and scores before this purchase counts (docs/campaigns.md).
-        decided = _campaign_outcomes(session, till=till, member_id=member.id, data=data,
-                                     priced=priced, transaction_id=transaction.id,
-                                     occurred_at=occurred_at, now=now, source=source,
-                                     expires_at=expires_at, explain=explain)
-        offers, checks = decided.offers, decided.checks
         # The referee's first qualifying purchase rewards the referral (docs/referrals.md).
         referral = referrals.on_purchase(session, referrals.Purchase(
             merchant_id=till.merchant.id, merchant_number=till.merchant.number,
@@ -612,6 +623,12 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
             balance_after=balance_after, tier_after=tier_after):
         emit(session, type=type_, merchant_id=till.merchant.id, member_id=priced.member_id,
              occurred_at=occurred_at, payload=payload)
+        if type_ == EventType.tier_changed and member is not None:
+            # Tier-change campaigns see the member in their new tier.
+            occasions.fire(session, occasions.Occasion(
+                trigger=Trigger.tier_change, key=f"tier:{transaction.id}",
+                merchant_id=till.merchant.id, member_id=member.id, occurred_at=occurred_at,
+                store_id=till.store.id), now=now)
     if explain:
         return json.dumps({**json.loads(transaction.response_json), "campaign_checks": checks},
                           separators=(",", ":"))
@@ -634,14 +651,22 @@ def campaign_checkout(*, till: Till, member_id: uuid.UUID, data: PurchaseWrite,
         points_earned=priced.points_earned, tier=priced.tier_name, occurred_at=occurred_at)
 
 
+@dataclass(frozen=True)
+class Grant:
+    """Points a campaign gives at a checkout, booked after the purchase's own."""
+
+    points: int
+    idempotency_key: str
+    reason: str
+
+
 def _campaign_outcomes(session: Session, *, till: Till, member_id: uuid.UUID,
                        data: PurchaseWrite, priced: Priced, transaction_id: uuid.UUID,
-                       occurred_at: datetime, now: datetime, source: str,
-                       expires_at: datetime | None, explain: bool) -> campaigns.Decision:
+                       occurred_at: datetime, now: datetime, grants: list[Grant],
+                       explain: bool) -> campaigns.Decision:
+    """The campaigns' outcomes; the points they give are added to ``grants``."""
     def grant(*, points: int, idempotency_key: str, reason: str) -> None:
-        ledger.earn(session, merchant_id=till.merchant.id, member_id=member_id,
-                    points=points, expires_at=expires_at, idempotency_key=idempotency_key,
-                    source=source, reason=reason, occurred_at=occurred_at)
+        grants.append(Grant(points=points, idempotency_key=idempotency_key, reason=reason))
 
     checkout = campaign_checkout(till=till, member_id=member_id, data=data, priced=priced,
                                  occurred_at=occurred_at)

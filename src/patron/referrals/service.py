@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from patron.campaigns import occasions
+from patron.campaigns.models import Trigger
 from patron.config import get_settings
 from patron.db import insert_for, rowcount
 from patron.identity.models import Card
@@ -284,6 +286,12 @@ def on_purchase(session: Session, purchase: Purchase, *, now: datetime) -> dict[
         _reward(session, referral, program, purchase, member_id=referral.referrer_id,
                 role="referrer", now=now)
     session.flush()
+    if refusal != "referrer_not_active":
+        # The referrer's referral-qualified campaigns (their outcomes go to the phone).
+        occasions.fire(session, occasions.Occasion(
+            trigger=Trigger.referral_qualified, key=f"referral:{referral.id}",
+            merchant_id=purchase.merchant_id, member_id=referral.referrer_id,
+            occurred_at=purchase.occurred_at), now=now)
     return {"referral_id": str(referral.id), "name": "Referral reward", **given} if given else None
 
 
