@@ -62,3 +62,37 @@ def test_a_budget_for_50_vouchers_issues_exactly_50_under_500_simultaneous_check
         assert session.scalar(select(Campaign.outcomes_count)) == BUDGET
         assert session.scalar(select(func.count()).select_from(Voucher).where(
             Voucher.source == "campaign")) == BUDGET
+
+
+MEMBER_CHECKOUTS = 40
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_per_member_limit_holds_when_one_member_checks_out_at_every_till_at_once(
+        database: Database, client: TestClient) -> None:
+    """Once per member per 30 days, and the member at every register at the same instant
+    (a card shared by a family): one outcome."""
+    shop = _shop(database)
+    offer = make_offer(client, shop.merchant_key, kind="free_item", item_sku="CR-1")
+    created = client.post("/v1/campaigns", headers=auth(shop.merchant_key), json={
+        "name": "Once a month", "trigger": "checkout",
+        "per_member": {"count": 1, "period_days": 30},
+        "conditions": {"field": "purchase.categories", "op": "contains", "value": "coffee"},
+        "actions": [{"type": "issue_voucher", "offer_id": offer["id"]}]})
+    assert created.status_code == 201, created.text
+    member = client.post("/v1/members", headers=auth(shop.merchant_key), json={}).json()
+
+    def checkout(http: Http, index: int) -> tuple[int, int]:
+        answer = http.post("/v1/pos/transactions", headers=auth(shop.till(index)),
+                           json=purchase(receipt_no=f"M-{index}", lines=[COFFEE],
+                                         member={"member_id": member["id"]}))
+        offers = answer.json().get("offers", []) if answer.status_code == 201 else []
+        return answer.status_code, len(offers)
+
+    with _server() as http:
+        answers = all_at_once(MEMBER_CHECKOUTS, lambda index: checkout(http, index))
+    assert Counter(status for status, _ in answers) == {201: MEMBER_CHECKOUTS}
+    assert sum(given for _, given in answers) == 1
+    with database.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(CampaignOutcome)) == 1

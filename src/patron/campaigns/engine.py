@@ -45,6 +45,7 @@ from patron.campaigns.control import held_out
 from patron.campaigns.environment import environment_fields, inventory_fields
 from patron.campaigns.live import ActiveCampaign
 from patron.campaigns.models import Campaign, CampaignOutcome, StoreWeather, Trigger
+from patron.members.models import Member
 from patron.notify.outbox import emit
 from patron.vouchers import service as vouchers
 from patron.vouchers.models import Offer
@@ -172,6 +173,11 @@ def _refused(session: Session, campaign: ActiveCampaign, member_id: uuid.UUID,
     if held_out(campaign_id=campaign.id, member_id=member_id,
                 share_bp=campaign.control_share_bp):
         return "held_out"
+    if take_budget and campaign.per_member_count is not None:
+        # The member's checkouts at several tills at once take turns from here to their
+        # commits, so each counts the outcomes of those before it: the limit holds.
+        session.execute(select(Member.id).where(Member.id == member_id)
+                        .with_for_update(key_share=True))
     if not _within_member_limit(session, campaign, member_id, now):
         return "member_limit_reached"
     budget_left = (_take_budget(session, campaign) if take_budget else
