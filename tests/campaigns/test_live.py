@@ -134,7 +134,8 @@ def _from_scores_of(database: Database, *, member_id: uuid.UUID, merchant_id: uu
                                                    ("push", member.consent_push)) if given}
         return {
             "member.age_band": live.age_band(member.birth_year, NOW),
-            "member.birth_month": member.birth_month, "member.gender": member.gender, "member.region": member.region,
+            "member.birth_month": member.birth_month, "member.gender": member.gender,
+            "member.region": member.region,
             "member.language": member.language, "member.tier": "Gold",
             "member.segment": scores.rfm.segment.value if scores.rfm else None,
             "member.recency_score": scores.rfm.recency if scores.rfm else None,
