@@ -258,6 +258,12 @@ WRONG_ROLE = [
     (("GET", "/v1/offline/exceptions"), "sales_rep"),
     (("POST", "/v1/offline/exceptions/{exception_id}/resolve"), "terminal"),
     (("POST", "/v1/offline/exceptions/{exception_id}/resolve"), "sales_rep"),
+    (("PUT", "/v1/merchants/{merchant_id}/referral-program"), "terminal"),
+    (("PUT", "/v1/merchants/{merchant_id}/referral-program"), "sales_rep"),
+    # A campaign's results are the merchant's (and the operator's), not a till's or a
+    # sales rep's.
+    (("GET", "/v1/campaigns/{campaign_id}/results"), "terminal"),
+    (("GET", "/v1/campaigns/{campaign_id}/results"), "sales_rep"),
 ] + [(op.key, "sales_rep") for op in MEMBER_OPS]
 
 

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
-from patron.campaigns import environment, service, simulation
+from patron.campaigns import environment, results, service, simulation
 from patron.campaigns.models import CampaignStatus
 from patron.campaigns.schemas import (
     CampaignRead,
     CampaignWrite,
     InventoryRead,
     InventoryWrite,
+    ResultsRead,
     SimulationRead,
     SimulationWrite,
     WeatherRead,
@@ -59,6 +62,30 @@ def simulate(campaign_id: uuid.UUID, data: SimulationWrite, db: Db,
     with db.read_scope() as session:
         campaign = service.visible_campaign(session, caller, campaign_id)
         return simulation.simulate(session, campaign=campaign, days=data.days, now=utcnow())
+
+
+@router.get("/{campaign_id}/results", response_model=ResultsRead,
+            responses=problems(*AUTHED, 422))
+def get_results(
+    campaign_id: uuid.UUID, db: Db, caller: Caller,
+    until: Annotated[AwareDatetime | None, Query(description=(
+        "end of the uplift's measurement, with its offset (default: now; not in the "
+        "future)"))] = None,
+    days: Annotated[int | None, Query(ge=1, le=3660, description=(
+        "measure each member's spend in the this many days after their first trigger, "
+        "over the members whose window has closed by `until` (default: up to `until`)"))
+                    ] = None,
+) -> ResultsRead:
+    """The campaign's results: triggers (the control group's included), outcomes given,
+    vouchers issued and redeemed, the cost (points, discounts at the till, budget), and
+    the uplift: spend per member after the first trigger, treatment minus control, with
+    a 95 % Welch t interval. A figure that cannot be computed (no control group, fewer
+    than 2 members in a group) is null and `uplift.note` says why. The method:
+    docs/campaigns.md, "Results and uplift". Writes nothing."""
+    with db.read_scope() as session:
+        campaign = service.visible_campaign(session, caller, campaign_id)
+        return results.results(session, campaign=campaign, now=utcnow(), until=until,
+                               days=days)
 
 
 def _set_status(db: Db, caller: Caller, campaign_id: uuid.UUID,
