@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Bulk code batches start in a background thread of the process that accepted them
     # (false: only `patron vouchers generate` and the scheduler's resume job run them).
     code_batches_in_background: bool = True
+    # A pulled weather feed for the stores (docs/campaigns.md): a file or an http(s)
+    # address; the weather-feed job reads it every tick. None: weather is only pushed.
+    weather_feed: str | None = None
     # A points.expiring notice goes out this many days before points expire.
     expiry_notice_days: int = Field(default=30, ge=1, le=366)
     # Abuse controls: a terminal, a client address or a member with this many failed

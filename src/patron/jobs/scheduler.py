@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from patron.campaigns.occasions import run_calendar
-from patron.config import Settings
+from patron.campaigns.weather_feed import feed_for, pull
+from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
@@ -67,6 +68,17 @@ def _campaign_calendar(database: Database, now: datetime,
     return run_calendar(database, now)
 
 
+def _weather_feed(database: Database, now: datetime, stop: threading.Event | None) -> str:
+    setting = get_settings().weather_feed
+    if not setting:
+        return "weather feed: none configured (PATRON_WEATHER_FEED)"
+    try:
+        feed = feed_for(setting)
+    except ValueError as exc:
+        return f"weather feed: {exc}"
+    return pull(database, feed, now)
+
+
 def _resume_batches(database: Database, now: datetime, stop: threading.Event | None) -> str:
     return f"stalled code batches resumed: {resume_stale(database, now, stop=stop)}"
 
@@ -84,6 +96,8 @@ JOBS: tuple[Job, ...] = (
     # Birthday and schedule campaigns: due by the merchants' local hour, so at every tick
     # (an hour is never skipped); an occasion already given gives nothing again.
     Job("campaign-calendar", _campaign_calendar),
+    # Weather counts for three hours; a feed read every tick keeps it fresh.
+    Job("weather-feed", _weather_feed),
 )
 
 
