@@ -83,7 +83,7 @@ def http_feed() -> Iterator[tuple[list[bytes], str]]:
     bodies: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             body = bodies[-1]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

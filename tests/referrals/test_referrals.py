@@ -59,6 +59,14 @@ def _buy(client: TestClient, world: World, member: dict[str, Any], receipt: str,
     return answer
 
 
+def _kettle_and_mug(kettle_price: int) -> list[dict[str, Any]]:
+    """A kettle and a 600 mug: returning the mug takes 600 off the purchase."""
+    return [{"sku": "TV-1", "name": "Kettle", "category": "home", "quantity": 1,
+             "unit_price": kettle_price},
+            {"sku": "MUG", "name": "Mug", "category": "home", "quantity": 1,
+             "unit_price": 600}]
+
+
 def _referrals(database: Database) -> list[Referral]:
     with database.session_scope() as session:
         return list(session.scalars(select(Referral).order_by(Referral.created_at)))
@@ -173,11 +181,7 @@ def test_a_return_below_the_minimum_claws_both_rewards_back(
     _program(client, world, referee_offer_id=welcome["id"], referrer_offer_id=gift["id"])
     referrer = enrol(client, world.a)
     referee = enrol(client, world.a, referral_code=_code(client, world, referrer))
-    lines = [{"sku": "TV-1", "name": "Kettle", "category": "home", "quantity": 1,
-              "unit_price": 900},
-             {"sku": "MUG", "name": "Mug", "category": "home", "quantity": 1,
-              "unit_price": 600}]
-    sale = _buy(client, world, referee, "R-1", lines)
+    sale = _buy(client, world, referee, "R-1", _kettle_and_mug(900))
     assert _referral_offers(sale)
     # 1,500 less 600 is 900: below the minimum of 1,000.
     returned = give_back(client, world.a.pos_key, sale["id"], "RT-2",
@@ -204,11 +208,7 @@ def test_a_return_that_keeps_the_minimum_keeps_the_rewards(
     _program(client, world)
     referrer = enrol(client, world.a)
     referee = enrol(client, world.a, referral_code=_code(client, world, referrer))
-    lines = [{"sku": "TV-1", "name": "Kettle", "category": "home", "quantity": 1,
-              "unit_price": 3000},
-             {"sku": "MUG", "name": "Mug", "category": "home", "quantity": 1,
-              "unit_price": 600}]
-    sale = _buy(client, world, referee, "R-1", lines)
+    sale = _buy(client, world, referee, "R-1", _kettle_and_mug(3000))
     returned = give_back(client, world.a.pos_key, sale["id"], "RT-1",
                          lines=[{"line_no": 2, "quantity": 1}])
     assert returned.status_code == 201 and returned.json()["referral_clawed_back"] is None

@@ -39,7 +39,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.campaigns import live
-from patron.campaigns.conditions import Condition, compile_condition
+from patron.campaigns.conditions import Condition
 from patron.campaigns.context import Line, purchase_fields
 from patron.campaigns.control import held_out
 from patron.campaigns.environment import environment_fields, inventory_fields
@@ -89,20 +89,6 @@ class PointsGranter(Protocol):
 
 
 Act = Callable[[ActiveCampaign], tuple[str, dict[str, Any] | None]]
-
-
-# A campaign's conditions never change once written (there is no update, only pause and
-# resume), so its id keys its compiled tree for the life of the process.
-_COMPILED: dict[uuid.UUID, Condition] = {}
-
-
-def compiled_condition(campaign: Campaign) -> Condition:
-    """The campaign's stored tree, compiled once per process (it was checked when
-    written)."""
-    found = _COMPILED.get(campaign.id)
-    if found is None:
-        found = _COMPILED[campaign.id] = compile_condition(campaign.conditions)
-    return found
 
 
 def _member_fields(session: Session, checkout: Checkout, now: datetime) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from patron.campaigns.conditions import Condition
+from patron.campaigns.conditions import Condition, compile_condition
 from patron.campaigns.context import Line
 from patron.campaigns.control import held_out
-from patron.campaigns.engine import BP_ONE, Checkout, compiled_condition, context
+from patron.campaigns.engine import BP_ONE, Checkout, context
 from patron.campaigns.models import Campaign
 from patron.campaigns.schemas import SimulationCost, SimulationRead
 from patron.pos.models import PosTransaction, PosTransactionLine
@@ -37,7 +37,7 @@ MAX_TRANSACTIONS = 100_000
 
 def simulate(session: Session, *, campaign: Campaign, days: int,
              now: datetime) -> SimulationRead:
-    condition = compiled_condition(campaign)
+    condition = compile_condition(campaign.conditions)  # checked when it was written
     since = now - timedelta(days=days)
     query = (select(PosTransaction)
              .where(PosTransaction.member_id.is_not(None),

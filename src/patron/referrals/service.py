@@ -249,31 +249,21 @@ class Purchase:
     source: str
 
 
-def pending_for(session: Session, *, member_id: uuid.UUID,
-                merchant_id: uuid.UUID) -> uuid.UUID | None:
-    """The member's referral waiting for a purchase at this merchant, if any."""
-    return session.scalar(select(Referral.id).where(
-        Referral.referee_id == member_id, Referral.merchant_id == merchant_id,
-        Referral.status == ReferralStatus.pending.value))
-
-
 def on_purchase(session: Session, purchase: Purchase, *, now: datetime) -> dict[str, Any] | None:
     """Reward a pending referral when this purchase qualifies; the referee's reward as the
     register shows it (an entry of the answer's ``offers``), else None."""
-    referral_id = pending_for(session, member_id=purchase.member_id,
-                              merchant_id=purchase.merchant_id)
-    if referral_id is None:
+    # One statement on every identified checkout; it locks only a pending referral's row,
+    # so two purchases of the referee at once take turns and the second finds it rewarded.
+    referral = session.scalars(
+        select(Referral).where(Referral.referee_id == purchase.member_id,
+                               Referral.merchant_id == purchase.merchant_id,
+                               Referral.status == ReferralStatus.pending.value)
+        .with_for_update().execution_options(populate_existing=True)).one_or_none()
+    if referral is None:
         return None
     program = session.get(ReferralProgram, purchase.merchant_id)
     if (program is None or not program.active
             or purchase.total_minor < program.min_purchase_minor):
-        return None
-    # Two purchases of the referee at once: the second waits here and finds it rewarded.
-    referral = session.scalars(
-        select(Referral).where(Referral.id == referral_id,
-                               Referral.status == ReferralStatus.pending.value)
-        .with_for_update().execution_options(populate_existing=True)).one_or_none()
-    if referral is None:
         return None
     referral.status = ReferralStatus.rewarded.value
     referral.transaction_id = purchase.transaction_id
