@@ -12,13 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from patron import __version__, rawdb
 from patron.config import Settings, get_settings
-from patron.db import Database
+from patron.db import Database, unavailable
 from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
 from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
 from patron.kit import heap
@@ -158,6 +160,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         return response
 
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not unavailable(exc):
+            raise exc  # a crash: the catch-all below answers it and re-raises it
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        return failure_answer(exc)
+
+    # A database that cannot take the request now is answered here, not by the catch-all
+    # below, which re-raises to the server: it is not a crash.
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
@@ -169,6 +183,21 @@ def internal_error(_exc: Exception) -> JSONResponse:
     nothing of it."""
     return problem_response(500, "internal_error", "Internal error",
                             "something went wrong on our side; it has been logged")
+
+
+def failure_answer(exc: Exception) -> JSONResponse:
+    """The answer to an unhandled error (logged by the caller): 503 with Retry-After when
+    the database has no connection to give now (``db.unavailable``), so a register retries
+    or works offline; otherwise ``internal_error``."""
+    if not unavailable(exc):
+        return internal_error(exc)
+    response = problem_response(503, "database_unavailable", "Service temporarily unavailable",
+                                "the database cannot take this request now; retry shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+RETRY_AFTER_SECONDS = 1
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -227,6 +256,12 @@ def server_app() -> ASGIApp:
 RAW_POOL_SIZE = 4
 
 
+def connections_per_process(settings: Settings) -> int:
+    """The most connections one server process opens on PostgreSQL: its pool at full
+    overflow, the fast lane's, and the job lease's own (``jobs.lease``)."""
+    return settings.database_pool().most + RAW_POOL_SIZE + 1
+
+
 def with_fast_lane(app: FastAPI) -> ASGIApp:
     """On PostgreSQL, ``app`` behind ``vouchers.fastlane.FastLane``, whose connection pool
     the app opens at its start and closes at its end; elsewhere ``app`` itself."""
@@ -234,7 +269,7 @@ def with_fast_lane(app: FastAPI) -> ASGIApp:
         return app
     app.state.fast_lane = True
     return FastLane(app, pool=lambda: app.state.raw_pool,
-                    max_body=app.state.settings.max_body_bytes, failed=internal_error)
+                    max_body=app.state.settings.max_body_bytes, failed=failure_answer)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -250,7 +285,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.server_process = False
     app.state.fast_lane = False
     app.state.raw_pool = None
-    app.state.database = database or Database(settings.database_url)
+    app.state.database = database or Database(settings.database_url,
+                                                 pool=settings.database_pool())
     _install_error_handlers(app)
     _install_log_redaction()
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from patron.db import PoolLimits
 
 # Only for a local demo; `patron serve` warns when it is still in use.
 DEV_SECRET_KEY = "patron-development-secret-key-change-me"  # noqa: S105
@@ -25,6 +29,12 @@ class Settings(BaseSettings):
     # A member's referral link: the merchant's sign-up page with the code
     # (docs/referrals.md); {base} is public_base_url, {code} the member's code.
     referral_link: str = "{base}/join?ref={code}"
+    # Each process's pool of database connections (PostgreSQL): this many kept open, up to
+    # db_max_overflow more under a burst, and a request waits at most db_pool_timeout_seconds
+    # for one before it is answered 503 (docs/configuration.md, "Connection budget").
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0, le=300)
     host: str = "127.0.0.1"
     port: int = 8000
     # `patron serve` logs a line per request (uvicorn's access log). Off by default: the
@@ -53,6 +63,12 @@ class Settings(BaseSettings):
     # voucher attempts within the window is refused (429) until they age out; 0 = off.
     voucher_failure_limit: int = Field(default=5, ge=0, le=1000)
     voucher_failure_window_seconds: float = Field(default=5, gt=0, le=86_400)
+
+    def database_pool(self) -> PoolLimits:
+        from patron.db import PoolLimits
+
+        return PoolLimits(size=self.db_pool_size, overflow=self.db_max_overflow,
+                          timeout_seconds=self.db_pool_timeout_seconds)
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose, derived from the secret key (domain-separated)."""

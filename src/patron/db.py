@@ -9,10 +9,12 @@ when it upgrades a read lock; SQLite allows one writer at a time anyway.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -35,8 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -126,6 +129,27 @@ def autocommits(session: Session) -> bool:
     return options.get("isolation_level") == AUTOCOMMIT["isolation_level"]
 
 
+@dataclass(frozen=True)
+class PoolLimits:
+    """A process's connections to PostgreSQL: ``size`` kept open, up to ``overflow`` more,
+    and how long a unit of work waits for one when all are taken."""
+
+    size: int = 10
+    overflow: int = 10
+    timeout_seconds: float = 10.0
+
+    @property
+    def most(self) -> int:
+        return self.size + self.overflow
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_size": self.size, "max_overflow": self.overflow,
+                "pool_timeout": self.timeout_seconds}
+
+
+DEFAULT_POOL = PoolLimits()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -135,10 +159,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                                **kwargs)
         _configure_sqlite(engine)
         return engine
-    # Up to 50 connections: more than the 40 worker threads that can each hold one, so a
-    # thread never waits for a connection (see patron.http).
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 40)
+    # A bounded pool: every process of every server shares the database's connection
+    # limit, so a process takes at most pool_size + max_overflow connections and a burst
+    # beyond them waits for one (docs/configuration.md, "Connection budget").
+    kwargs.setdefault("pool_size", DEFAULT_POOL.size)
+    kwargs.setdefault("max_overflow", DEFAULT_POOL.overflow)
+    kwargs.setdefault("pool_timeout", DEFAULT_POOL.timeout_seconds)
     engine = create_engine(url, **kwargs)
     _ping_idle_connections(engine)
     return engine
@@ -175,8 +201,10 @@ def _ping_idle_connections(engine: Engine) -> None:
 class Database:
     """An engine plus its session factory; one per application instance."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, pool: PoolLimits | None = None, **engine_kwargs: Any) -> None:
         self.url = url
+        if pool is not None and not url.startswith("sqlite"):
+            engine_kwargs = {**pool.engine_options(), **engine_kwargs}
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -249,6 +277,47 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def connection_limit(url: str) -> int | None:
+    """How many connections the PostgreSQL server at ``url`` accepts from ordinary roles
+    (``max_connections`` less those reserved for superusers); None for another database,
+    or when the server cannot be asked."""
+    if url.startswith("sqlite"):
+        return None
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+            reserved = connection.exec_driver_sql(
+                "SHOW superuser_reserved_connections").scalar_one()
+        return most - int(reserved)
+    except DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database has no connection to give now: the pool still full
+    after its timeout, a connection refused or lost, PostgreSQL at its connection limit,
+    starting or shutting down, SQLite still locked after its busy timeout. Temporary and
+    worth a retry (an answer 503), unlike an error of the statement itself."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig or exc
+    if isinstance(exc, psycopg.OperationalError):  # the fast lane's pool timeout is one too
+        sqlstate = exc.sqlstate
+        return sqlstate is None or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Connection exceptions, insufficient resources (too many connections, disk full), and the
+# server shutting down or not yet accepting connections.
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
 
 def flush_or_raise(session: Session, error: Exception) -> None:

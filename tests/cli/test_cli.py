@@ -149,3 +149,24 @@ def test_serve_logs_requests_only_when_asked(monkeypatch, flags, env, logged):
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert [call["access_log"] for call in calls] == [logged]
+
+
+@pytest.mark.parametrize(("workers", "limit", "warned"), [
+    (1, 30, False),  # 25 connections at most
+    (2, 30, True),  # 50
+    (2, None, False),  # SQLite, or a server that could not be asked
+])
+def test_serve_warns_when_its_workers_may_want_more_connections_than_postgresql_accepts(
+        monkeypatch, workers, limit, warned):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from patron import db
+    from patron.cli.main import app as cli
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr(db, "connection_limit", lambda url: limit)
+    result = CliRunner().invoke(cli, ["serve", "--workers", str(workers)])
+    assert result.exit_code == 0, result.output
+    assert ("may open up to 50 database connections" in result.output) is warned
+    assert ("PATRON_DB_MAX_OVERFLOW" in result.output) is warned

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
@@ -134,6 +135,22 @@ def test_an_unexpected_failure_is_a_500_problem_and_nothing_is_retried(
     assert answer.json()["code"] == "internal_error"
     assert "connection" not in answer.text
     assert calls == []  # the endpoint did not try again what may have been written
+
+
+def test_a_database_that_cannot_answer_now_is_a_503_and_nothing_is_retried(
+        lane: TestClient, world: World, code: str, calls: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def gone(*args: Any, **kwargs: Any) -> str:
+        raise psycopg.OperationalError("consuming input failed: server closed the connection")
+
+    monkeypatch.setattr(direct, "redeem_raw", gone)
+    answer = _redeem(lane, code, world.a.pos_key, json={})
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["code"] == "database_unavailable"
+    assert "server closed" not in answer.text
+    assert calls == []  # the register retries, not the server: the write may have landed
 
 
 def test_without_its_pool_the_lane_leaves_everything_to_the_app(

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from patron.cli.pos import pos_app
 from patron.cli.vouchers import vouchers_app
-from patron.config import DEV_SECRET_KEY, get_settings
+from patron.config import DEV_SECRET_KEY, Settings, get_settings
 from patron.db import Database
 from patron.kit.clock import utcnow
 from patron.tenancy.models import Role
@@ -208,12 +208,28 @@ def serve(
     if settings.secret_key == DEV_SECRET_KEY:
         console.print("[yellow]PATRON_SECRET_KEY is the development default: set your own "
                       "secret before real members enrol[/]")
+    _check_connection_budget(settings, workers)
     host = host or settings.host
     port = port or settings.port
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run("patron.app:server_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", log_config=_log_config(),
                 access_log=settings.access_log if access_log is None else access_log)
+
+
+def _check_connection_budget(settings: Settings, workers: int) -> None:
+    """Warn when the worker processes could together ask PostgreSQL for more connections
+    than it accepts: under a burst the last ones would be refused (503s)."""
+    from patron.app import connections_per_process
+    from patron.db import connection_limit
+
+    limit = connection_limit(settings.database_url)
+    wanted = workers * connections_per_process(settings)
+    if limit is not None and wanted > limit:
+        console.print(
+            f"[yellow]{workers} worker(s) may open up to {wanted} database connections, and "
+            f"PostgreSQL accepts {limit}: lower PATRON_DB_MAX_OVERFLOW or PATRON_DB_POOL_SIZE, "
+            "or raise max_connections (docs/configuration.md, \"Connection budget\")[/]")
 
 
 def _log_config() -> dict[str, Any]:
