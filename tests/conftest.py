@@ -32,6 +32,7 @@ from patron.config import get_settings  # noqa: E402
 from patron.db import Database  # noqa: E402
 from patron.kit.clock import clock  # noqa: E402
 from patron.models import metadata  # noqa: E402
+from tests.connection_guard import GUARD  # noqa: E402
 
 IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
 
@@ -77,6 +78,20 @@ def empty_all_tables(db: Database) -> None:
         else:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
+
+
+GUARD.install()
+
+
+@pytest.fixture(autouse=True)
+def _one_connection_per_request(request: pytest.FixtureRequest) -> Iterator[None]:
+    """See ``tests.connection_guard``."""
+    GUARD.take_nested()
+    yield
+    nested = GUARD.take_nested()
+    if nested and "nested_connections" not in request.keywords:
+        pytest.fail("a request held two pooled connections at once:\n" + nested[0],
+                    pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -849,6 +849,7 @@ def test_a_sale_dated_ahead_counts_towards_the_tier_of_later_sales_alike(
 # --- a receipt committed online while the batch runs (PostgreSQL) ------------------------------
 
 @pytest.mark.postgres
+@pytest.mark.nested_connections  # the online commit happens inside the batch's request
 def test_a_receipt_committed_online_mid_batch_replays_the_run_one_by_one(
         client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     op_key = operator_key(database)

@@ -140,6 +140,12 @@ class Scenario:
     counts: list[int | None] | None = None  # the codes' redemptions_count afterwards
     offers: list[tuple[int, int]] | None = None  # the offers' redemptions_count, budget_used
     postgres_only: bool = False
+    # its trial races the request from inside it, on a second connection
+    races: bool = False
+
+    def marks(self) -> list[pytest.MarkDecorator]:
+        return ([pytest.mark.postgres] if self.postgres_only else []) + (
+            [pytest.mark.nested_connections] if self.races else [])
 
 
 # The refusals recorded as security events (patron.security.attempts.COUNTED).
@@ -516,7 +522,7 @@ SCENARIOS = [
              lean=0, counts=[0, 1], offers=[(1, 100)]),
     Scenario("taken_between_read_and_write", taken_in_between,
              [no(409, "voucher_already_redeemed")], lean=0, counts=[1], offers=[(1, 100)],
-             postgres_only=True),
+             postgres_only=True, races=True),
     # Codes the lean path does not take, and codes no one may take here.
     Scenario("personal_code_without_member", personal(with_member=False),
              [no(409, "voucher_needs_member")], lean=0, counts=[0]),
@@ -823,8 +829,7 @@ def ctx(client: TestClient, world: World, database: Database,
 
 
 @pytest.mark.parametrize("scenario", [
-    pytest.param(s, id=s.name, marks=[pytest.mark.postgres] if s.postgres_only else [])
-    for s in SCENARIOS])
+    pytest.param(s, id=s.name, marks=s.marks()) for s in SCENARIOS])
 def test_the_lean_path_answers_and_writes_like_the_full_path(
         ctx: Ctx, scenario: Scenario, request: pytest.FixtureRequest) -> None:
     real, real_raw = direct.redeem, direct.redeem_raw
