@@ -8,6 +8,7 @@ import socket
 import sqlite3
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import psycopg_pool
 import pytest
@@ -51,11 +52,11 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])  # nobody listens once it is closed
 
 
-def _assert_unavailable_answer(answer: object) -> None:
-    assert answer.status_code == 503, answer.text  # type: ignore[attr-defined]
-    assert answer.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
-    assert answer.headers["retry-after"] == "1"  # type: ignore[attr-defined]
-    body = answer.json()  # type: ignore[attr-defined]
+def _assert_unavailable_answer(answer: httpx.Response) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    body = answer.json()
     assert body["code"] == "database_unavailable"
     assert body["status"] == 503
 

@@ -165,7 +165,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             raise exc  # a crash: the catch-all below answers it and re-raises it
         log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
                     type(exc).__name__)
-        return failure_answer(exc)
+        return unavailable_answer()
 
     # A database that cannot take the request now is answered here, not by the catch-all
     # below, which re-raises to the server: it is not a crash.
@@ -186,11 +186,14 @@ def internal_error(_exc: Exception) -> JSONResponse:
 
 
 def failure_answer(exc: Exception) -> JSONResponse:
-    """The answer to an unhandled error (logged by the caller): 503 with Retry-After when
-    the database has no connection to give now (``db.unavailable``), so a register retries
-    or works offline; otherwise ``internal_error``."""
-    if not unavailable(exc):
-        return internal_error(exc)
+    """The answer to an unhandled error (logged by the caller): ``unavailable_answer`` when
+    the database has no connection to give now (``db.unavailable``), else
+    ``internal_error``."""
+    return unavailable_answer() if unavailable(exc) else internal_error(exc)
+
+
+def unavailable_answer() -> JSONResponse:
+    """503 with Retry-After: the register retries or works offline."""
     response = problem_response(503, "database_unavailable", "Service temporarily unavailable",
                                 "the database cannot take this request now; retry shortly")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from patron.db import PoolLimits
+from patron.db import DEFAULT_POOL, PoolLimits
 
 # Only for a local demo; `patron serve` warns when it is still in use.
 DEV_SECRET_KEY = "patron-development-secret-key-change-me"  # noqa: S105
@@ -32,9 +30,9 @@ class Settings(BaseSettings):
     # Each process's pool of database connections (PostgreSQL): this many kept open, up to
     # db_max_overflow more under a burst, and a request waits at most db_pool_timeout_seconds
     # for one before it is answered 503 (docs/configuration.md, "Connection budget").
-    db_pool_size: int = Field(default=10, ge=1, le=1000)
-    db_max_overflow: int = Field(default=10, ge=0, le=1000)
-    db_pool_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    db_pool_size: int = Field(default=DEFAULT_POOL.size, ge=1, le=1000)
+    db_max_overflow: int = Field(default=DEFAULT_POOL.overflow, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=DEFAULT_POOL.timeout_seconds, gt=0, le=300)
     host: str = "127.0.0.1"
     port: int = 8000
     # `patron serve` logs a line per request (uvicorn's access log). Off by default: the
@@ -65,8 +63,6 @@ class Settings(BaseSettings):
     voucher_failure_window_seconds: float = Field(default=5, gt=0, le=86_400)
 
     def database_pool(self) -> PoolLimits:
-        from patron.db import PoolLimits
-
         return PoolLimits(size=self.db_pool_size, overflow=self.db_max_overflow,
                           timeout_seconds=self.db_pool_timeout_seconds)
 

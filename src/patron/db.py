@@ -150,7 +150,7 @@ class PoolLimits:
 DEFAULT_POOL = PoolLimits()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, pool: PoolLimits = DEFAULT_POOL, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -160,12 +160,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     # A bounded pool: every process of every server shares the database's connection
-    # limit, so a process takes at most pool_size + max_overflow connections and a burst
-    # beyond them waits for one (docs/configuration.md, "Connection budget").
-    kwargs.setdefault("pool_size", DEFAULT_POOL.size)
-    kwargs.setdefault("max_overflow", DEFAULT_POOL.overflow)
-    kwargs.setdefault("pool_timeout", DEFAULT_POOL.timeout_seconds)
-    engine = create_engine(url, **kwargs)
+    # limit, so a process takes at most pool.most connections and a burst beyond them
+    # waits for one (docs/configuration.md, "Connection budget").
+    engine = create_engine(url, **{**pool.engine_options(), **kwargs})
     _ping_idle_connections(engine)
     return engine
 
@@ -201,11 +198,9 @@ def _ping_idle_connections(engine: Engine) -> None:
 class Database:
     """An engine plus its session factory; one per application instance."""
 
-    def __init__(self, url: str, pool: PoolLimits | None = None, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, pool: PoolLimits = DEFAULT_POOL, **engine_kwargs: Any) -> None:
         self.url = url
-        if pool is not None and not url.startswith("sqlite"):
-            engine_kwargs = {**pool.engine_options(), **engine_kwargs}
-        self.engine = make_engine(url, **engine_kwargs)
+        self.engine = make_engine(url, pool, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
