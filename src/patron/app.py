@@ -303,6 +303,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
     from patron.ledger.endpoints import router as ledger_router
+    from patron.members.endpoints import exports_router
     from patron.members.endpoints import router as members_router
     from patron.offline.endpoints import router as offline_router
     from patron.operations.endpoints import router as operations_router
@@ -326,6 +327,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(campaigns_router)
     app.include_router(store_environment_router)
     app.include_router(referrals_router)
+    app.include_router(exports_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

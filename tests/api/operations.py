@@ -255,6 +255,7 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("PATCH", "/v1/members/{member_id}"): lambda o: {"region": "Kanto", "birth_year": 1990},
     ("POST", "/v1/members/{member_id}/consents"): lambda o: {"sms": True, "source": "pos"},
     ("PUT", "/v1/members/{member_id}/pin"): lambda o: {"pin": "2468"},
+    ("POST", "/v1/members/{member_id}/verification-codes"): lambda o: {"channel": "sms"},
     ("POST", "/v1/identify"): lambda o: {"barcode": o.member_number},
     ("POST", "/v1/members/{member_id}/cards"): lambda o: {"uid": "04D5579DE68FB3"},
     ("POST", "/v1/members/{member_id}/cards/{card_id}/block"): lambda o: {"reason": "lost"},

@@ -47,7 +47,7 @@ def test_by_member_number(client, world, member):
 
 def test_by_fresh_qr_token(client, world, member):
     token = client.get(f"/v1/members/{member['id']}/qr-token",
-                       headers=auth(world.a.pos_key)).json()["token"]
+                       headers=auth(world.a.merchant_key)).json()["token"]
     assert_identified(identify(client, world.a.pos_key, qr=token), member, "qr")
 
 
@@ -85,7 +85,7 @@ def test_by_png_of_barcode(client, world, member):
 
 
 def test_by_png_of_qr(client, world, member):
-    image = _png_of(client, world.a.pos_key, f"/v1/members/{member['id']}/qr.png")
+    image = _png_of(client, world.a.merchant_key, f"/v1/members/{member['id']}/qr.png")
     assert_identified(identify(client, world.a.pos_key, image=image), member, "image")
 
 
@@ -108,7 +108,7 @@ def test_by_data_url_jpeg_photo_of_barcode(client, world, member):
 def test_svg_images_are_served(client, world, member):
     for name in ("barcode.svg", "qr.svg"):
         response = client.get(f"/v1/members/{member['id']}/{name}",
-                              headers=auth(world.a.pos_key))
+                              headers=auth(world.a.merchant_key))
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("image/svg+xml")
         assert b"<svg" in response.content
@@ -212,7 +212,7 @@ def test_qr_token_two_steps_old_is_refused(client, world, member):
     start = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
     clock.freeze(start)
     token = client.get(f"/v1/members/{member['id']}/qr-token",
-                       headers=auth(world.a.pos_key)).json()["token"]
+                       headers=auth(world.a.merchant_key)).json()["token"]
     clock.freeze(start + timedelta(seconds=30))
     assert_identified(identify(client, world.a.pos_key, qr=token), member, "qr")
     clock.freeze(start + timedelta(seconds=60))
@@ -221,7 +221,7 @@ def test_qr_token_two_steps_old_is_refused(client, world, member):
 
 def test_tampered_qr_refused(client, world, member):
     token = client.get(f"/v1/members/{member['id']}/qr-token",
-                       headers=auth(world.a.pos_key)).json()["token"]
+                       headers=auth(world.a.merchant_key)).json()["token"]
     number, step, mac = token.split(".")
     forged = f"{number}.{step}.{'A' * len(mac)}"
     assert_problem(identify(client, world.a.pos_key, qr=forged), 422, "qr_invalid")
@@ -240,7 +240,7 @@ def test_blocked_card_refused_and_replacement_works(client, world, member):
     cards = client.get(f"/v1/members/{member['id']}/cards", headers=auth(world.a.pos_key))
     card_id = cards.json()[0]["id"]
     new = client.post(f"/v1/members/{member['id']}/cards/{card_id}/replace",
-                      headers=auth(world.a.pos_key), json={"uid": "04BEEF00112233",
+                      headers=auth(world.a.merchant_key), json={"uid": "04BEEF00112233",
                                                            "reason": "lost"})
     assert new.status_code == 201, new.text
     assert_problem(identify(client, world.a.reader_key, card_uid=CARD), 403, "card_blocked")
@@ -251,19 +251,19 @@ def test_blocked_card_refused_and_replacement_works(client, world, member):
     assert by_id[card_id]["status"] == "blocked"
     assert by_id[card_id]["replaced_by_id"] == new.json()["id"]
     again = client.post(f"/v1/members/{member['id']}/cards/{card_id}/block",
-                        headers=auth(world.a.pos_key), json={})
+                        headers=auth(world.a.merchant_key), json={})
     assert_problem(again, 409, "card_already_blocked")
 
 
 def test_several_cards_per_member(client, world, member):
-    added = client.post(f"/v1/members/{member['id']}/cards", headers=auth(world.a.pos_key),
+    added = client.post(f"/v1/members/{member['id']}/cards", headers=auth(world.a.merchant_key),
                         json={"uid": "0499887766"})
     assert added.status_code == 201
     assert added.json()["uid_last4"] == "7766"
     assert_identified(identify(client, world.a.reader_key, card_uid="0499887766"), member,
                       "card_uid")
     assert_identified(identify(client, world.a.reader_key, card_uid=CARD), member, "card_uid")
-    taken = client.post(f"/v1/members/{member['id']}/cards", headers=auth(world.a.pos_key),
+    taken = client.post(f"/v1/members/{member['id']}/cards", headers=auth(world.a.merchant_key),
                         json={"uid": "04 99 88 77 66"})
     assert_problem(taken, 409, "card_already_registered")
 

@@ -16,6 +16,7 @@ from patron.identity.schemas import (
     IdentifyResult,
     QrTokenRead,
 )
+from patron.tenancy.rules import MemberAction
 
 router = APIRouter(prefix="/v1", tags=["identification"])
 
@@ -59,9 +60,11 @@ def barcode_png(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
 @router.get("/members/{member_id}/qr-token", response_model=QrTokenRead,
             responses=problems(*AUTHED, 410))
 def qr_token(member_id: uuid.UUID, db: Db, caller: Caller) -> QrTokenRead:
-    """The current rotating QR token; it stops working about a minute later."""
+    """The current rotating QR token; it stops working about a minute later. A credential:
+    the operator and the enrolling merchant's merchant key only (for the member's app)."""
     with db.session_scope() as session:
-        member = service.active_member(session, actor=caller, member_id=member_id)
+        member = service.active_member(session, actor=caller, member_id=member_id,
+                                       action=MemberAction.read_credential)
         return service.current_qr_token(member)
 
 
@@ -70,7 +73,8 @@ def qr_token(member_id: uuid.UUID, db: Db, caller: Caller) -> QrTokenRead:
 def qr_svg(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
     """The current rotating QR code (short-lived: refresh it every 30 seconds)."""
     with db.session_scope() as session:
-        member = service.active_member(session, actor=caller, member_id=member_id)
+        member = service.active_member(session, actor=caller, member_id=member_id,
+                                       action=MemberAction.read_credential)
         token = service.current_qr_token(member).token
         return Response(images.qr_svg(token), media_type="image/svg+xml", headers=_NO_STORE)
 
@@ -79,7 +83,8 @@ def qr_svg(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
             responses={**_PNG, **problems(*AUTHED, 410)})
 def qr_png(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
     with db.session_scope() as session:
-        member = service.active_member(session, actor=caller, member_id=member_id)
+        member = service.active_member(session, actor=caller, member_id=member_id,
+                                       action=MemberAction.read_credential)
         token = service.current_qr_token(member).token
         return Response(images.qr_png(token), media_type="image/png", headers=_NO_STORE)
 
@@ -96,10 +101,12 @@ def list_cards(member_id: uuid.UUID, db: Db, caller: Caller) -> list[CardRead]:
              responses=problems(*AUTHED, 409, 410))
 def add_card(member_id: uuid.UUID, data: CardAdd, db: Db,
              caller: Caller) -> CardRead:
-    """Register another contactless card for the member."""
+    """Register another contactless card for the member (a terminal sends the member's
+    `proof`)."""
     with db.session_scope() as session:
         return CardRead.model_validate(
-            service.add_card(session, actor=caller, member_id=member_id, uid=data.uid))
+            service.add_card(session, actor=caller, member_id=member_id, uid=data.uid,
+                             proof=data.proof))
 
 
 @router.post("/members/{member_id}/cards/{card_id}/block", response_model=CardRead,
@@ -109,7 +116,8 @@ def block_card(member_id: uuid.UUID, card_id: uuid.UUID, data: CardBlock, db: Db
     """Block a lost or stolen card; it stops identifying the member at once."""
     with db.session_scope() as session:
         return CardRead.model_validate(service.block_card(
-            session, actor=caller, member_id=member_id, card_id=card_id, reason=data.reason))
+            session, actor=caller, member_id=member_id, card_id=card_id, reason=data.reason,
+            proof=data.proof))
 
 
 @router.post("/members/{member_id}/cards/{card_id}/replace", status_code=201,
@@ -120,7 +128,7 @@ def replace_card(member_id: uuid.UUID, card_id: uuid.UUID, data: CardReplace,
     with db.session_scope() as session:
         return CardRead.model_validate(service.replace_card(
             session, actor=caller, member_id=member_id, card_id=card_id, uid=data.uid,
-            reason=data.reason))
+            reason=data.reason, proof=data.proof))
 
 
 @router.post("/identify/caller-id", status_code=201, response_model=CallerIdWaitRead,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
-from patron.members.schemas import CardUid, PhoneText, Pin
+from patron.members.schemas import CardUid, MemberProof, PhoneText, Pin, proof_field
 from patron.tenancy.schemas import Read, Strict
 
 IDENTIFIERS = ("barcode", "qr", "card_uid", "phone", "image")
@@ -85,15 +85,18 @@ class QrTokenRead(BaseModel):
 
 class CardAdd(Strict):
     uid: CardUid
+    proof: MemberProof | None = proof_field()
 
 
 class CardBlock(Strict):
     reason: str | None = Field(default=None, max_length=200)
+    proof: MemberProof | None = proof_field()
 
 
 class CardReplace(Strict):
     uid: CardUid
     reason: str | None = Field(default=None, max_length=200)
+    proof: MemberProof | None = proof_field()
 
 
 class CardRead(Read):

@@ -25,10 +25,6 @@ from patron.identity.errors import (
     MemberWithdrawn,
     NoCallNumber,
     NoCodeInImage,
-    PinIncorrect,
-    PinLocked,
-    PinNotSet,
-    PinRequired,
     QrExpired,
     QrInvalid,
 )
@@ -43,9 +39,11 @@ from patron.identity.schemas import (
     QrTokenRead,
 )
 from patron.kit.clock import utcnow
+from patron.members import access
 from patron.members.errors import CardTaken, InvalidPhone
 from patron.members.models import Member, Membership, MemberStatus
-from patron.members.pins import pin_matches
+from patron.members.pins import verify_pin
+from patron.members.schemas import MemberProof
 from patron.members.service import (
     card_lookup,
     get_member,
@@ -56,6 +54,7 @@ from patron.members.service import (
     region_for,
 )
 from patron.tenancy.models import Role, Terminal
+from patron.tenancy.rules import MemberAction
 from patron.tenancy.service import Principal
 
 # --- resolving one identifier to a member ----------------------------------------------
@@ -160,35 +159,8 @@ def _check_status(member: Member) -> None:
 def _verify_pin(session: Session, member: Member, pin: str | None, required: bool) -> bool:
     if pin is None and not required:
         return False
-    settings = get_settings()
-    now = utcnow()
-    if member.pin_locked_until is not None:
-        if member.pin_locked_until > now:
-            raise PinLocked(locked_until=member.pin_locked_until.isoformat())
-        # The lock has run out: start counting afresh (only one request wins the reset).
-        session.execute(update(Member).where(Member.id == member.id,
-                                             Member.pin_locked_until <= now)
-                        .values(pin_failures=0, pin_locked_until=None))
-    if member.pin_hash is None:
-        raise PinNotSet()
-    if pin is None:
-        raise PinRequired("ask the member for their PIN and send it as 'pin'")
-    if pin_matches(member.pin_hash, pin):
-        if member.pin_failures:
-            session.execute(update(Member).where(Member.id == member.id)
-                            .values(pin_failures=0))
-        return True
-    locked_until = now + timedelta(minutes=settings.pin_lock_minutes)
-    failures = session.execute(
-        update(Member).where(Member.id == member.id)
-        .values(pin_failures=Member.pin_failures + 1)
-        .returning(Member.pin_failures)).scalar_one()
-    if failures >= settings.pin_max_failures:
-        session.execute(update(Member).where(Member.id == member.id)
-                        .values(pin_locked_until=locked_until))
-        raise PinLocked(f"{failures} wrong PINs; the PIN is locked until "
-                        f"{locked_until.isoformat()}", locked_until=locked_until.isoformat())
-    raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)
+    verify_pin(session, member, pin)
+    return True
 
 
 def identify(session: Session, *, actor: Principal, request: IdentifyRequest) -> IdentifyResult:
@@ -231,11 +203,11 @@ def current_qr_token(member: Member) -> QrTokenRead:
                        refresh_seconds=settings.qr_step_seconds)
 
 
-def active_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
-    member = get_member(session, actor=actor, member_id=member_id)
-    _check_status(member)
-    return member
-
+def active_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
+                  action: MemberAction = MemberAction.read,
+                  proof: MemberProof | None = None) -> Member:
+    return access.member_for(session, actor=actor, member_id=member_id, action=action,
+                             proof=proof, require=_check_status)
 
 
 # --- cards ----------------------------------------------------------------------------
@@ -252,8 +224,10 @@ def _new_card(session: Session, member: Member, uid_text: str, merchant_id: uuid
     return card
 
 
-def add_card(session: Session, *, actor: Principal, member_id: uuid.UUID, uid: str) -> Card:
-    member = active_member(session, actor=actor, member_id=member_id)
+def add_card(session: Session, *, actor: Principal, member_id: uuid.UUID, uid: str,
+             proof: MemberProof | None = None) -> Card:
+    member = active_member(session, actor=actor, member_id=member_id,
+                           action=MemberAction.change, proof=proof)
     return _new_card(session, member, uid, actor.merchant_id or member.merchant_id)
 
 
@@ -270,27 +244,34 @@ def _member_card(session: Session, member: Member, card_id: uuid.UUID) -> Card:
     return card
 
 
-def block_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
-               card_id: uuid.UUID, reason: str | None) -> Card:
-    member = get_member(session, actor=actor, member_id=member_id)
-    card = _member_card(session, member, card_id)
+def _block(session: Session, card: Card, reason: str) -> None:
     blocked = rowcount(session.execute(
         update(Card).where(Card.id == card.id, Card.status == CardStatus.active.value)
-        .values(status=CardStatus.blocked.value, blocked_at=utcnow(),
-                block_reason=reason or "blocked")))
+        .values(status=CardStatus.blocked.value, blocked_at=utcnow(), block_reason=reason)))
     if not blocked:
         raise CardAlreadyBlocked()
     session.refresh(card)
+
+
+def block_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
+               card_id: uuid.UUID, reason: str | None,
+               proof: MemberProof | None = None) -> Card:
+    """Block a lost or stolen card; a withdrawn member's card may be blocked too."""
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.change, proof=proof)
+    card = _member_card(session, member, card_id)
+    _block(session, card, reason or "blocked")
     return card
 
 
 def replace_card(session: Session, *, actor: Principal, member_id: uuid.UUID,
-                 card_id: uuid.UUID, uid: str, reason: str | None) -> Card:
-    member = active_member(session, actor=actor, member_id=member_id)
+                 card_id: uuid.UUID, uid: str, reason: str | None,
+                 proof: MemberProof | None = None) -> Card:
+    member = active_member(session, actor=actor, member_id=member_id,
+                           action=MemberAction.change, proof=proof)
     old = _member_card(session, member, card_id)
     if old.status == CardStatus.active.value:
-        block_card(session, actor=actor, member_id=member_id, card_id=card_id,
-                   reason=reason or "replaced")
+        _block(session, old, reason or "replaced")
     new = _new_card(session, member, uid, actor.merchant_id or member.merchant_id)
     old.replaced_by_id = new.id
     session.flush()

@@ -1,19 +1,25 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
-from patron.members import service
+from patron.ledger.views import Position, decode_cursor, encode_cursor
+from patron.members import access, service
 from patron.members.schemas import (
     ConsentChange,
     ConsentHistory,
+    DataExportPage,
+    DataExportRead,
     MemberCreate,
     MemberRead,
     MemberUpdate,
     PinSet,
+    VerificationCodeRead,
+    VerificationCodeRequest,
 )
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
@@ -34,14 +40,17 @@ def enrol(data: MemberCreate, db: Db, caller: Caller) -> MemberRead:
 
 @router.get("/{member_id}", response_model=MemberRead, responses=problems(*AUTHED))
 def get_member(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
+    """The member; another merchant's keys see neither the masked phone and e-mail nor the
+    profile's attributes."""
     with db.session_scope() as session:
-        return service.to_read(service.get_member(session, actor=caller, member_id=member_id))
+        return service.read_member(session, actor=caller, member_id=member_id)
 
 
 @router.patch("/{member_id}", response_model=MemberRead, responses=problems(*AUTHED, 409))
 def update_member(member_id: uuid.UUID, data: MemberUpdate, db: Db,
                   caller: Caller) -> MemberRead:
-    """Change profile data; a field set to null is removed."""
+    """Change profile data; a field set to null is removed. The enrolling merchant's
+    merchant key and the operator; a terminal with the member's `proof`."""
     with db.session_scope() as session:
         return service.to_read(
             service.update_member(session, actor=caller, member_id=member_id, data=data))
@@ -71,7 +80,8 @@ def set_pin(member_id: uuid.UUID, data: PinSet, db: Db,
     """Set, change or remove (null) the member's PIN for step-up verification."""
     with db.session_scope() as session:
         return service.to_read(
-            service.set_pin(session, actor=caller, member_id=member_id, pin=data.pin))
+            service.set_pin(session, actor=caller, member_id=member_id, pin=data.pin,
+                            proof=data.proof))
 
 
 @router.post("/{member_id}/withdraw", response_model=MemberRead, responses=problems(*AUTHED),
@@ -90,8 +100,45 @@ def erase(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
         return service.to_read(service.erase(session, actor=caller, member_id=member_id))
 
 
+@router.post("/{member_id}/verification-codes", status_code=201,
+             response_model=VerificationCodeRead, responses=problems(*AUTHED, 409, 429))
+def send_verification_code(member_id: uuid.UUID, data: VerificationCodeRequest, db: Db,
+                           caller: Caller) -> VerificationCodeRead:
+    """Send a one-time code to the member's current phone or e-mail; the till gives it back
+    as `proof` to change the member's identifiers, PIN, cards or consents. Valid 10 minutes,
+    5 attempts, once; at most 5 codes per member an hour."""
+    with db.session_scope() as session:
+        verification, sent_to = access.send_code(session, actor=caller, member_id=member_id,
+                                                 channel=data.channel)
+        return VerificationCodeRead(verification_id=verification.id,
+                                    channel=verification.channel, sent_to=sent_to,
+                                    expires_at=verification.expires_at)
+
+
 @router.get("/{member_id}/export", responses=problems(*AUTHED))
 def export(member_id: uuid.UUID, db: Db, caller: Caller) -> dict[str, Any]:
-    """Everything Patron holds about the member, as JSON."""
+    """Everything Patron holds about the member, decrypted, as JSON: the operator and the
+    enrolling merchant's merchant key only; every export is recorded."""
     with db.session_scope() as session:
         return service.export(session, actor=caller, member_id=member_id)
+
+
+exports_router = APIRouter(prefix="/v1/data-exports", tags=["members"])
+
+
+@exports_router.get("", response_model=DataExportPage, responses=problems(*AUTHED))
+def list_data_exports(db: Db, caller: Caller, member_id: uuid.UUID | None = None,
+                      since: datetime | None = None, cursor: str | None = None,
+                      limit: int = Query(default=50, ge=1, le=500)) -> DataExportPage:
+    """Every export of a member's personal data (who, when, which member), newest first:
+    the operator only."""
+    position = decode_cursor(cursor) if cursor is not None else None
+    with db.session_scope() as session:
+        rows = access.list_exports(
+            session, actor=caller, member_id=member_id, since=since,
+            before=(position.occurred_at, position.entry_id) if position else None,
+            limit=limit + 1)
+        items = [DataExportRead.model_validate(row) for row in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return DataExportPage(items=items, next_cursor=encode_cursor(
+            Position(occurred_at=last.exported_at, entry_id=last.id)) if last else None)

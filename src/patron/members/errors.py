@@ -54,3 +54,32 @@ class MemberGone(PatronError):
     status: ClassVar[int] = 410
     code = "member_gone"
     title = "Member withdrawn"
+
+
+class ProofRequired(Forbidden):
+    code = "member_proof_required"
+    title = "This change needs the member present: send their PIN or a one-time code"
+
+    def __init__(self, detail: str | None = None, **extra: object) -> None:
+        super().__init__(detail or (
+            "send `proof`: {\"pin\": \"…\"} with the member's PIN, or "
+            "{\"verification_id\": \"…\", \"code\": \"…\"} with the one-time code from "
+            "POST /v1/members/{id}/verification-codes"), field="proof", **extra)
+
+
+class VerificationCodeIncorrect(Forbidden):
+    code = "verification_code_incorrect"
+    title = "The one-time code is wrong, used or expired"
+    # The counted attempt must survive the request's rollback.
+    keep_side_effects = True
+
+
+class NoChannelForCode(Conflict):
+    code = "no_channel_for_code"
+    title = "The member has no phone or e-mail to send a code to"
+
+
+class TooManyVerificationCodes(PatronError):
+    status: ClassVar[int] = 429
+    code = "too_many_verification_codes"
+    title = "Too many one-time codes for this member; try again later"

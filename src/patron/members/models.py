@@ -130,3 +130,40 @@ class MemberIdentifier(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemberVerification(Base):
+    """A one-time code sent to the member's current phone or e-mail, so that a till can
+    prove the member is present before it changes what identifies them. The code is kept
+    only as a keyed hash; it works once, for a few minutes, for a few attempts."""
+
+    __tablename__ = "member_verifications"
+
+    # The member's enrolling merchant first: the tenant key (DESIGN.md, "Scale path").
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    requested_by_merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DataExport(Base):
+    """One export of a member's personal data: who took it, when (docs/privacy.md)."""
+
+    __tablename__ = "data_exports"
+    __table_args__ = (Index("ix_data_exports_exported_at", "exported_at"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    actor_merchant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    exported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

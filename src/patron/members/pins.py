@@ -1,9 +1,18 @@
-"""Member PINs, hashed with argon2id."""
+"""Member PINs, hashed with argon2id, and the one check of a PIN with its lock."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from patron.config import get_settings
+from patron.identity.errors import PinIncorrect, PinLocked, PinNotSet, PinRequired
+from patron.kit.clock import utcnow
+from patron.members.models import Member
 
 # OWASP's minimum argon2id profile: 19 MiB, 2 passes, 1 lane (~20 ms a check).
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -18,3 +27,39 @@ def pin_matches(pin_hash: str, pin: str) -> bool:
         return _hasher.verify(pin_hash, pin)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def verify_pin(session: Session, member: Member, pin: str | None) -> None:
+    """Check the member's PIN, counting a wrong one towards the lock: every place that
+    accepts a PIN (identification, a till proving the member is present) calls this.
+    Wrong PINs raise errors that keep their side effects, so the count survives the
+    request's rollback."""
+    settings = get_settings()
+    now = utcnow()
+    if member.pin_locked_until is not None:
+        if member.pin_locked_until > now:
+            raise PinLocked(locked_until=member.pin_locked_until.isoformat())
+        # The lock has run out: start counting afresh (only one request wins the reset).
+        session.execute(update(Member).where(Member.id == member.id,
+                                             Member.pin_locked_until <= now)
+                        .values(pin_failures=0, pin_locked_until=None))
+    if member.pin_hash is None:
+        raise PinNotSet()
+    if pin is None:
+        raise PinRequired("ask the member for their PIN and send it as 'pin'")
+    if pin_matches(member.pin_hash, pin):
+        if member.pin_failures:
+            session.execute(update(Member).where(Member.id == member.id)
+                            .values(pin_failures=0))
+        return
+    locked_until = now + timedelta(minutes=settings.pin_lock_minutes)
+    failures = session.execute(
+        update(Member).where(Member.id == member.id)
+        .values(pin_failures=Member.pin_failures + 1)
+        .returning(Member.pin_failures)).scalar_one()
+    if failures >= settings.pin_max_failures:
+        session.execute(update(Member).where(Member.id == member.id)
+                        .values(pin_locked_until=locked_until))
+        raise PinLocked(f"{failures} wrong PINs; the PIN is locked until "
+                        f"{locked_until.isoformat()}", locked_until=locked_until.isoformat())
+    raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)

@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from patron.kit.validation import language_tag
 from patron.tenancy.schemas import Read, Strict
@@ -21,6 +21,32 @@ CardUid = Annotated[str, Field(min_length=4, max_length=64, examples=["04:A2:24:
                                description="Card UID in hex; separators and case ignored")]
 Source = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$",
                               examples=["pos"])]
+
+
+VerificationChannel = Literal["sms", "email"]
+
+
+class MemberProof(Strict):
+    """The member, present at the till, proves it: their PIN, or the one-time code sent to
+    their phone or e-mail (``POST /v1/members/{id}/verification-codes``)."""
+
+    pin: Pin | None = None
+    verification_id: uuid.UUID | None = None
+    code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MemberProof:
+        by_code = self.verification_id is not None or self.code is not None
+        if (self.pin is None) == (not by_code) or (
+                by_code and (self.verification_id is None or self.code is None)):
+            raise ValueError("give either `pin`, or both `verification_id` and `code`")
+        return self
+
+
+def proof_field() -> Any:
+    return Field(default=None, description=(
+        "Needed when a terminal key makes the change: the member's PIN or a one-time code. "
+        "The enrolling merchant's merchant key and the operator need none."))
 
 
 class Gender(StrEnum):
@@ -72,6 +98,7 @@ class MemberUpdate(Strict):
     postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
     region: str | None = Field(default=None, max_length=64)
     language: Language | None = None
+    proof: MemberProof | None = proof_field()
 
 
 class ConsentState(BaseModel):
@@ -105,6 +132,7 @@ class ConsentChange(Strict):
     email: bool | None = None
     push: bool | None = None
     source: Source = "api"
+    proof: MemberProof | None = proof_field()
 
 
 class ConsentEventRead(Read):
@@ -122,6 +150,34 @@ class ConsentHistory(BaseModel):
 
 class PinSet(Strict):
     pin: Pin | None = Field(description="The new PIN, or null to remove it")
+    proof: MemberProof | None = proof_field()
+
+
+class VerificationCodeRequest(Strict):
+    channel: VerificationChannel = Field(description="Where the code goes: the member's "
+                                         "current phone (`sms`) or e-mail (`email`)")
+
+
+class VerificationCodeRead(BaseModel):
+    verification_id: uuid.UUID
+    channel: str
+    sent_to: str = Field(description="The phone or e-mail, masked")
+    expires_at: datetime
+
+
+class DataExportRead(Read):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    merchant_id: uuid.UUID = Field(description="The member's enrolling merchant")
+    actor_role: str
+    actor_key_id: uuid.UUID | None
+    actor_merchant_id: uuid.UUID | None
+    exported_at: datetime
+
+
+class DataExportPage(BaseModel):
+    items: list[DataExportRead]
+    next_cursor: str | None
 
 
 class WithdrawRequest(Strict):

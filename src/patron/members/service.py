@@ -17,7 +17,8 @@ from patron.identity.models import Card, CardStatus
 from patron.identity.numbers import MAX_CUSTOMER_NO, format_member_number
 from patron.identity.phone import PhoneFormatError, normalise_card_uid, normalise_phone
 from patron.kit.clock import utcnow
-from patron.kit.crypto import decrypt, encrypt, lookup_hash
+from patron.kit.crypto import encrypt, lookup_hash
+from patron.members import access
 from patron.members.errors import (
     CardTaken,
     CustomerNumbersExhausted,
@@ -26,7 +27,6 @@ from patron.members.errors import (
     InvalidPhone,
     MemberNotActive,
     MerchantRequired,
-    NotHomeMerchant,
     PhoneTaken,
 )
 from patron.members.models import (
@@ -37,7 +37,9 @@ from patron.members.models import (
     MemberIdentifier,
     Membership,
     MemberStatus,
+    MemberVerification,
 )
+from patron.members.pii import EMAIL, PHONE, decrypt_email, decrypt_phone, mask_email, mask_phone
 from patron.members.pins import hash_pin
 from patron.members.schemas import (
     ConsentChange,
@@ -46,16 +48,16 @@ from patron.members.schemas import (
     Consents,
     ConsentState,
     MemberCreate,
+    MemberProof,
     MemberRead,
     MemberUpdate,
 )
 from patron.notify.outbox import EventType, emit
 from patron.referrals import service as referrals
 from patron.tenancy.models import Merchant, Role
+from patron.tenancy.rules import MemberAction, sees_personal_attributes
 from patron.tenancy.service import Principal, get_merchant
 
-PHONE = "member.phone"
-EMAIL = "member.email"
 CARD = "card.uid"
 DEVICE = "member.device"
 
@@ -107,27 +109,6 @@ def parse_card_uid(text: str) -> str:
         raise InvalidCardUid(str(exc), field="card_uid") from exc
 
 
-def _mask_phone(e164: str) -> str:
-    return e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
-
-
-def _mask_email(email: str) -> str:
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def decrypt_phone(member: Member) -> str | None:
-    if member.phone_enc is None:
-        return None
-    return decrypt(get_settings().encryption_key, member.phone_enc, context=PHONE)
-
-
-def decrypt_email(member: Member) -> str | None:
-    if member.email_enc is None:
-        return None
-    return decrypt(get_settings().encryption_key, member.email_enc, context=EMAIL)
-
-
 def _set_phone(member: Member, e164: str | None) -> None:
     key = get_settings().encryption_key
     member.phone_hash = phone_lookup(e164) if e164 else None
@@ -171,26 +152,29 @@ def is_member_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UU
 
 
 def get_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
-    """A member the caller may see: the operator sees all, a merchant its own members."""
-    actor.require(Role.operator, Role.merchant, Role.terminal)
-    member = session.get(Member, member_id)
-    if member is None:
-        raise NotFound("no such member")
-    if actor.role != Role.operator:
-        assert actor.merchant_id is not None
-        if not is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id):
-            raise NotFound("no such member")
-    return member
+    """A member the caller may read (docs/tenancy.md, "Who may"): the operator every member,
+    a merchant and its terminals the members holding a membership with it."""
+    return access.member_for(session, actor=actor, member_id=member_id,
+                             action=MemberAction.read)
 
 
-def _require_home(actor: Principal, member: Member) -> None:
-    if actor.role != Role.operator and actor.merchant_id != member.merchant_id:
-        raise NotHomeMerchant()
+def read_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> MemberRead:
+    """The member as the caller may see them: another merchant sees neither the masked
+    phone and e-mail nor the profile's attributes."""
+    member = get_member(session, actor=actor, member_id=member_id)
+    return to_read(member, personal=sees_personal_attributes(
+        access.relation(session, actor, member)))
 
 
 def _require_active(member: Member) -> None:
     if member.status != MemberStatus.active.value:
         raise MemberNotActive(f"the member is {member.status}")
+
+
+def _member_to_change(session: Session, actor: Principal, member_id: uuid.UUID,
+                      proof: MemberProof | None) -> Member:
+    return access.member_for(session, actor=actor, member_id=member_id,
+                             action=MemberAction.change, proof=proof, require=_require_active)
 
 
 # --- enrolment ------------------------------------------------------------------------
@@ -295,15 +279,18 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     return member
 
 
-def to_read(member: Member) -> MemberRead:
-    phone = decrypt_phone(member)
-    email = decrypt_email(member)
+def to_read(member: Member, *, personal: bool = True) -> MemberRead:
+    phone = decrypt_phone(member) if personal else None
+    email = decrypt_email(member) if personal else None
     return MemberRead(
         id=member.id, member_number=member.member_number, merchant_id=member.merchant_id,
-        status=member.status, phone_masked=_mask_phone(phone) if phone else None,
-        email_masked=_mask_email(email) if email else None, birth_year=member.birth_year,
-        birth_month=member.birth_month,
-        gender=member.gender, postcode=member.postcode, region=member.region,
+        status=member.status, phone_masked=mask_phone(phone) if phone else None,
+        email_masked=mask_email(email) if email else None,
+        birth_year=member.birth_year if personal else None,
+        birth_month=member.birth_month if personal else None,
+        gender=member.gender if personal else None,
+        postcode=member.postcode if personal else None,
+        region=member.region if personal else None,
         language=member.language,
         consents=ConsentState(sms=member.consent_sms, email=member.consent_email,
                               push=member.consent_push),
@@ -313,9 +300,8 @@ def to_read(member: Member) -> MemberRead:
 
 def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
                   data: MemberUpdate) -> Member:
-    member = get_member(session, actor=actor, member_id=member_id)
-    _require_active(member)
-    changes = data.model_dump(exclude_unset=True)
+    member = _member_to_change(session, actor, member_id, data.proof)
+    changes = data.model_dump(exclude_unset=True, exclude={"proof"})
     if "phone" in changes:
         region = session.scalar(select(Merchant.country).where(Merchant.id == member.merchant_id))
         _set_phone(member, parse_phone(data.phone, region or "US") if data.phone else None)
@@ -338,8 +324,7 @@ def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
 
 def change_consents(session: Session, *, actor: Principal, member_id: uuid.UUID,
                     data: ConsentChange) -> Member:
-    member = get_member(session, actor=actor, member_id=member_id)
-    _require_active(member)
+    member = _member_to_change(session, actor, member_id, data.proof)
     merchant_id = actor.merchant_id or member.merchant_id
     _record_consents(session, member, data, merchant_id=merchant_id, source=data.source,
                      only_changes=True)
@@ -360,9 +345,10 @@ def consent_history(session: Session, *, actor: Principal, member_id: uuid.UUID
 
 
 def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
-            pin: str | None) -> Member:
-    member = get_member(session, actor=actor, member_id=member_id)
-    _require_active(member)
+            pin: str | None, proof: MemberProof | None = None) -> Member:
+    """Set, change or remove the PIN; a till proves the member is present with the current
+    PIN or a one-time code."""
+    member = _member_to_change(session, actor, member_id, proof)
     member.pin_hash = hash_pin(pin) if pin else None
     member.pin_failures = 0
     member.pin_locked_until = None
@@ -373,8 +359,8 @@ def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
 
 def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """The member leaves: identifiers stop working, history stays."""
-    member = get_member(session, actor=actor, member_id=member_id)
-    _require_home(actor, member)
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.end)
     if member.status == MemberStatus.active.value:
         member.status = MemberStatus.withdrawn.value
         member.withdrawn_at = utcnow()
@@ -385,8 +371,8 @@ def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Mem
 
 def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """Remove every piece of personal data; the member's history stays, anonymously."""
-    member = get_member(session, actor=actor, member_id=member_id)
-    _require_home(actor, member)
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.end)
     now = utcnow()
     if member.status == MemberStatus.active.value:
         member.withdrawn_at = now
@@ -408,13 +394,17 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
         card.block_reason = "member erased"
         card.blocked_at = card.blocked_at or now
     session.execute(delete(MemberIdentifier).where(MemberIdentifier.member_id == member.id))
+    session.execute(delete(MemberVerification).where(MemberVerification.member_id == member.id))
     session.flush()
     return member
 
 
 def export(session: Session, *, actor: Principal, member_id: uuid.UUID) -> dict[str, Any]:
-    """Everything Patron holds about one member, decrypted, as JSON-ready data."""
-    member = get_member(session, actor=actor, member_id=member_id)
+    """Everything Patron holds about one member, decrypted, as JSON-ready data; only for the
+    data controller (the operator, the enrolling merchant's merchant key), and recorded."""
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.export)
+    access.record_export(session, actor=actor, member=member)
     memberships = session.execute(
         select(Membership, Merchant.number, Merchant.name)
         .join(Merchant, Merchant.id == Membership.merchant_id)

@@ -34,6 +34,9 @@ class EventType(StrEnum):
     tap_recorded = "tap.recorded"
     benefit_issued = "benefit.issued"
     benefit_revoked = "benefit.revoked"
+    # A one-time code for a till to prove the member is present (payload: the code,
+    # encrypted; docs/tenancy.md).
+    verification_code = "member.verification_code"
 
 
 def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,

@@ -1,0 +1,94 @@
+"""Who may do what to a member: pure decisions, no session (docs/tenancy.md, "Who may").
+
+A caller stands in one *relation* to a member, worked out from its key and the member's
+memberships (``patron.members.access``); each member endpoint asks for one *action*; this
+table decides. It is the one place the rule is written: the endpoints, the services and the
+role x relation matrix test all read it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from patron.tenancy.models import Role
+
+
+class Relation(StrEnum):
+    operator = "operator"
+    # The merchant where the member enrolled: with the operator, the data controller.
+    home_merchant = "home_merchant"
+    home_terminal = "home_terminal"
+    # Another merchant the member holds a membership with (gained by a sale or a visit).
+    member_merchant = "member_merchant"
+    member_terminal = "member_terminal"
+    # A merchant (or its terminal) the member has nothing to do with.
+    stranger = "stranger"
+    sales_rep = "sales_rep"
+
+
+class MemberAction(StrEnum):
+    # Masked profile, balances, vouchers, cards (last four), consents, barcode, scores.
+    read = "read"
+    # Decrypted personal data: the export.
+    export = "export"
+    # The rotating QR token: a credential that identifies the member at any till.
+    read_credential = "read_credential"
+    # Phone, e-mail, cards, PIN, consents and the profile's attributes.
+    change = "change"
+    # Withdrawal and erasure.
+    end = "end"
+
+
+class Verdict(StrEnum):
+    allow = "allow"
+    # Allowed only with the member present, proving it (their PIN or a one-time code).
+    with_proof = "with_proof"
+    forbid = "forbid"
+    # Answered as if the member did not exist: 404.
+    hide = "hide"
+
+
+_ALL = {action: Verdict.allow for action in MemberAction}
+_SELL_AND_READ = {MemberAction.read: Verdict.allow, MemberAction.export: Verdict.forbid,
+                  MemberAction.read_credential: Verdict.forbid,
+                  MemberAction.end: Verdict.forbid}
+
+MEMBER_RULES: dict[Relation, dict[MemberAction, Verdict]] = {
+    Relation.operator: _ALL,
+    Relation.home_merchant: _ALL,
+    # Tills of any merchant sell to and read the member; they change what identifies the
+    # member only with the member there, proving it.
+    Relation.home_terminal: {**_SELL_AND_READ, MemberAction.change: Verdict.with_proof},
+    Relation.member_terminal: {**_SELL_AND_READ, MemberAction.change: Verdict.with_proof},
+    # Another merchant's staff never has the member at hand: a sale allows reading, no more.
+    Relation.member_merchant: {**_SELL_AND_READ, MemberAction.change: Verdict.forbid},
+    Relation.stranger: {action: Verdict.hide for action in MemberAction},
+    Relation.sales_rep: {action: Verdict.forbid for action in MemberAction},
+}
+
+
+def member_verdict(action: MemberAction, relation: Relation) -> Verdict:
+    return MEMBER_RULES[relation][action]
+
+
+def relation(*, role: Role, is_home: bool, has_membership: bool) -> Relation:
+    """The relation of a key of ``role`` to a member, given whether the key's merchant is
+    the member's enrolling merchant and whether it holds a membership of the member."""
+    if role == Role.operator:
+        return Relation.operator
+    if role == Role.sales_rep:
+        return Relation.sales_rep
+    terminal = role == Role.terminal
+    if is_home:
+        return Relation.home_terminal if terminal else Relation.home_merchant
+    if has_membership:
+        return Relation.member_terminal if terminal else Relation.member_merchant
+    return Relation.stranger
+
+
+def sees_personal_attributes(relation: Relation) -> bool:
+    """Whether a member read shows the masked phone and e-mail and the profile's attributes
+    (birth year and month, gender, postcode, region): the enrolling merchant's keys and the
+    operator. Another merchant sees the member number, status, language and consents."""
+    return relation in (Relation.operator, Relation.home_merchant, Relation.home_terminal)
+
