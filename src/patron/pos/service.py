@@ -754,14 +754,21 @@ def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
         events.append((EventType.points_earned, {
             **base, "entry_id": str(earn_entry_id), "points": priced.points_earned,
             "balance_after": balance_after}))
-        after_name = (tier_after.current.name
-                      if tier_after is not None and tier_after.current is not None else None)
-        if after_name != priced.tier_name:
-            assert tier_after is not None
+        if tier_after is not None and tier_changed(priced, tier_after):
             events.append((EventType.tier_changed, {
-                **base, "from": priced.tier_name, "to": after_name,
+                **base, "from": priced.tier_name, "to": _tier_name(tier_after),
                 "points_earned_12m": tier_after.points_earned_12m}))
     return events
+
+
+def _tier_name(progress: TierProgress) -> str | None:
+    return progress.current.name if progress.current is not None else None
+
+
+def tier_changed(priced: Priced, tier_after: TierProgress) -> bool:
+    """Whether the purchase's earn moves the member out of the tier it was priced in (a
+    ``tier.changed`` event, and the tier-change campaigns run)."""
+    return _tier_name(tier_after) != priced.tier_name
 
 
 # --- reading ----------------------------------------------------------------------------
