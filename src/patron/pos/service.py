@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumError
 
+from patron.basket import shares
 from patron.campaigns import engine as campaigns
 from patron.campaigns import occasions
 from patron.campaigns.context import Line as CampaignLine
@@ -49,7 +50,6 @@ from patron.kit.clock import utcnow
 from patron.kit.validation import currency_code
 from patron.ledger import service as ledger
 from patron.ledger.errors import InsufficientPoints
-from patron.ledger.rules import split_proportionally
 from patron.members.models import Member, Membership
 from patron.members.service import is_member_of
 from patron.notify.outbox import EventType, emit
@@ -195,14 +195,6 @@ def json_hash(body: dict[str, Any]) -> str:
 
 
 # --- pricing ----------------------------------------------------------------------------
-
-def shares(total: int, weights: list[int]) -> list[int]:
-    """``split_proportionally`` that also takes nothing to split or all-zero weights (then
-    the parts are as equal as possible)."""
-    if total == 0:
-        return [0] * len(weights)
-    return split_proportionally(total, weights if any(weights) else [1] * len(weights))
-
 
 def _miles_discount(data: PurchaseWrite, *, rate: Rate | None, due: int) -> int:
     if data.miles_to_burn < 0:
