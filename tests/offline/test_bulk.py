@@ -657,14 +657,14 @@ def set_calls(monkeypatch: pytest.MonkeyPatch) -> SetCalls:
     record = SetCalls()
     real = bulk.replay
 
-    def counting(session: Session, **kwargs: Any) -> list[EntryResult]:
+    def counting(session: Session, **kwargs: Any) -> bulk.Replayed:
         offered = [plain.entry.transaction.receipt_no for plain in kwargs["plains"]]
         try:
             taken = real(session, **kwargs)
         except bulk.SetConflict:
             record.conflicts += 1
             raise
-        receipts = [json.loads(item)["receipt_no"] for item in taken]
+        receipts = [json.loads(item)["receipt_no"] for item in taken.answers]
         record.calls.append((record.world, offered, receipts))
         return taken
 
@@ -676,7 +676,7 @@ def set_calls(monkeypatch: pytest.MonkeyPatch) -> SetCalls:
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every entry through the one-by-one path (the replay before the set path)."""
     with monkeypatch.context() as patch:
-        patch.setattr(service._Classifier, "plain", lambda self, entry, verified: None)
+        patch.setattr(service._Classifier, "plain", lambda self, entry, verified: "forced")
         yield
 
 
@@ -881,7 +881,7 @@ def test_a_receipt_committed_online_mid_batch_replays_the_run_one_by_one(
     calls: list[str] = []
     real = bulk.replay
 
-    def online_first(session: Session, **kwargs: Any) -> list[EntryResult]:
+    def online_first(session: Session, **kwargs: Any) -> bulk.Replayed:
         if not calls:
             # The batch is classified; its run is about to be written. Another connection
             # commits one of its receipts through the online POS commit meanwhile.
@@ -898,7 +898,7 @@ def test_a_receipt_committed_online_mid_batch_replays_the_run_one_by_one(
         except bulk.SetConflict:
             calls.append("conflict")
             raise
-        calls.append(f"took {len(taken)}")
+        calls.append(f"took {len(taken.answers)}")
         return taken
 
     monkeypatch.setattr(bulk, "replay", online_first)

@@ -180,20 +180,44 @@ def _check(campaign: ActiveCampaign, verdict: str, condition: Any = None) -> dic
     return check
 
 
+def active_at_checkout(session: Session, *, merchant_id: uuid.UUID, store_id: uuid.UUID,
+                       now: datetime) -> live.Active:
+    """The checkout campaigns active now at the store."""
+    return live.active(session, merchant_id=merchant_id, store_id=store_id,
+                       trigger=Trigger.checkout, now=now)
+
+
+def _values(session: Session, checkout: Checkout, found: live.Active,
+            now: datetime) -> dict[str, Any]:
+    return context(session, checkout, [campaign.condition for campaign in found.campaigns],
+                   now, reads=(found.groups, found.inventory_skus))
+
+
+def any_holds(session: Session, checkout: Checkout, *, now: datetime,
+              found: live.Active) -> bool:
+    """Whether some active campaign's condition holds for this checkout: then
+    ``at_checkout`` has an outcome to decide and write (a held-out member's included).
+    Reads only; what the set-wise offline replay asks before it takes a sale
+    (docs/offline.md)."""
+    if not found.campaigns:
+        return False
+    values = _values(session, checkout, found, now)
+    return any(campaign.condition.holds(values) for campaign in found.campaigns)
+
+
 def evaluate(session: Session, checkout: Checkout, *, now: datetime, explain: bool,
              act: Act, found: live.Active | None = None) -> Decision:
     """Run the active checkout campaigns (``found``, else read now); ``act(campaign)``
     performs one that fired and returns its offer (or None when its limits refused
     it)."""
     if found is None:
-        found = live.active(session, merchant_id=checkout.merchant_id,
-                            store_id=checkout.store_id, trigger=Trigger.checkout, now=now)
+        found = active_at_checkout(session, merchant_id=checkout.merchant_id,
+                                   store_id=checkout.store_id, now=now)
     campaigns = found.campaigns
     if not campaigns:
         return Decision(offers=[], checks=[])
     conditions = [campaign.condition for campaign in campaigns]
-    values = context(session, checkout, conditions, now,
-                     reads=(found.groups, found.inventory_skus))
+    values = _values(session, checkout, found, now)
     offers: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     for campaign, condition in zip(campaigns, conditions, strict=True):
@@ -216,8 +240,8 @@ def evaluate(session: Session, checkout: Checkout, *, now: datetime, explain: bo
 def preview(session: Session, checkout: Checkout, *, now: datetime,
             explain: bool) -> Decision:
     """The offers the basket would earn now; nothing is taken or written."""
-    found = live.active(session, merchant_id=checkout.merchant_id,
-                        store_id=checkout.store_id, trigger=Trigger.checkout, now=now)
+    found = active_at_checkout(session, merchant_id=checkout.merchant_id,
+                                   store_id=checkout.store_id, now=now)
 
     def act(campaign: ActiveCampaign) -> tuple[str, dict[str, Any] | None]:
         refused = _refused(session, campaign, checkout.member_id, now, take_budget=False,

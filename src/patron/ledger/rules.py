@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from patron.basket import split_proportionally
+
+__all__ = ["split_proportionally"]  # decided in patron.basket, shared with the SDK
+
 
 @dataclass(frozen=True)
 class LotView:
@@ -80,32 +84,6 @@ def expiry_at(earned_at: datetime, timezone: str, months: int) -> datetime:
     local = earned_at.astimezone(zone)
     year, month0 = divmod(local.year * 12 + (local.month - 1) + months + 1, 12)
     return datetime(year, month0 + 1, 1, tzinfo=zone).astimezone(UTC)
-
-
-def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` in proportion to ``weights`` so that the parts sum exactly to it.
-
-    Largest remainder (Hamilton): every part gets the floor of its exact share, then the
-    units still missing go one each to the parts with the largest fractional remainders,
-    ties to the earlier part. Each part is therefore the floor or the ceiling of its exact
-    share, a zero weight always gets 0, and a negative total is split as its absolute
-    value and negated (so rounding is symmetric).
-    """
-    if not weights:
-        raise ValueError("nothing to split into")
-    if any(weight < 0 for weight in weights):
-        raise ValueError("weights must not be negative")
-    weight_sum = sum(weights)
-    if weight_sum == 0:
-        raise ValueError("weights must not all be zero")
-    sign = -1 if total < 0 else 1
-    whole = abs(total)
-    parts = [whole * weight // weight_sum for weight in weights]
-    remainders = [whole * weight % weight_sum for weight in weights]
-    missing = whole - sum(parts)
-    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:missing]:
-        parts[index] += 1
-    return [sign * part for part in parts]
 
 
 def unbalanced_units(postings: Iterable[tuple[str, int]]) -> dict[str, int]:

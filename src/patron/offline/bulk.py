@@ -1,9 +1,9 @@
 """Set-wise replay of a batch's plain sales (docs/offline.md, "Plain sales as a set").
 
 A queued sale is *plain* when the set path can commit it exactly as the POS commit would:
-no vouchers, no miles burned or reported, a member named without a PIN (or none), a sale
-time the commit accepts and not ahead of the server's clock, and no live benefit rule it
-could count towards (``offline.service`` decides; everything else replays one by one).
+no vouchers, no miles burned or reported, a member named without a PIN (or none), and a
+sale time the commit accepts and not ahead of the server's clock (``offline.service``
+decides; everything else replays one by one).
 
 A run of consecutive plain sales is committed as a set, in the batch's transaction:
 1. read once for the run: the program, the coalition rate, each member's tier window, the
@@ -11,8 +11,12 @@ A run of consecutive plain sales is committed as a set, in the batch's transacti
    account with its lots (locked, ``patron.ledger.bulk``);
 2. plan each sale in order with the commit's own pricing (``pos.service.price_sale``), the
    allowance's limit and the ledger's rules; the first sale the plan cannot take as sent
-   (a burn over its allowance or the balance, a pricing refusal) ends the run there, and
-   the caller replays that one alone, which records the exception as usual;
+   (a burn over its allowance or the balance, a pricing refusal) or that would set off
+   more than its own books (a checkout campaign whose condition holds, a referral it
+   qualifies, a benefit rule it counts towards, a tier change with tier-change campaigns
+   live: ``_Effects``, decided by the online commit's own functions) ends the run there,
+   and the caller applies that one alone through the online commit, which records any
+   exception and performs those effects as usual;
 3. write the run with one multi-row statement per table, in a savepoint: transactions,
    lines, journal entries, postings, lots and draws, balances, memberships, member stats,
    allowance counters, outbox events and the ``offline_entries`` answers. A unique key
@@ -35,6 +39,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from patron.campaigns import engine, live
+from patron.campaigns.models import Trigger
 from patron.coalition.rules import Rate
 from patron.coalition.service import rate_for
 from patron.db import insert_for, insert_rows, table_of
@@ -49,10 +55,13 @@ from patron.offline.models import OfflineAllowance, OfflineEntry
 from patron.offline.schemas import BatchEntry
 from patron.pos import service as pos
 from patron.pos.models import PosTransaction, PosTransactionLine
+from patron.pos.schemas import PurchaseWrite
 from patron.programs import rules
 from patron.programs.service import MerchantProgram, get_program, points_earned_12m
+from patron.referrals import service as referrals
 from patron.scores.service import Purchase, record_purchases
 from patron.tenancy.service import Till
+from patron.vouchers.benefits import service as benefits
 
 
 class SetConflict(Exception):
@@ -88,14 +97,26 @@ _SET_BURNED = (update(_ALLOWANCES)
 
 
 class _Stop(Exception):
-    """The plan cannot take this sale as sent; the run ends before it."""
+    """The plan cannot take this sale as sent; the run ends before it (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a run committed: the answers of the sales taken (JSON text, in order) and,
+    when it stopped before the next sale, why (that sale is applied alone)."""
+
+    answers: list[str]
+    stopped: str | None
 
 
 def replay(session: Session, *, till: Till, plains: Sequence[Plain],
-           now: datetime) -> list[str]:
+           now: datetime) -> Replayed:
     """Commit the longest prefix of ``plains`` the plan takes (at least nothing, at most
-    all); their answers as JSON text, in order. ``SetConflict`` when a unique key refuses
-    the rows."""
+    all). ``SetConflict`` when a unique key refuses the rows."""
     merchant_id = till.merchant.id
     program = get_program(session, merchant_id=merchant_id)
     rate = rate_for(session, till.merchant.currency)
@@ -113,22 +134,80 @@ def replay(session: Session, *, till: Till, plains: Sequence[Plain],
                    if plain.member is not None and plain.entry.transaction.points_to_burn)
     allowances = _allowances(session, plains)
     windows = _TierWindows(session, merchant_id=merchant_id, now=now)
+    effects = _Effects(session, till=till, member_ids=member_ids, now=now)
     planned: list[_Planned] = []
+    stopped: str | None = None
     for plain in plains:
         try:
             planned.append(_plan(plain, till=till, program=program, rate=rate, book=book,
-                                 allowances=allowances, windows=windows, now=now))
-        except _Stop:
+                                 allowances=allowances, windows=windows, effects=effects,
+                                 now=now))
+        except _Stop as stop:
+            stopped = stop.reason
             break
     if not planned:
-        return []
+        return Replayed(answers=[], stopped=stopped)
     try:
         with session.begin_nested():
             _write(session, till=till, book=book, planned=planned, allowances=allowances,
                    now=now)
     except IntegrityError as exc:
         raise SetConflict(str(exc.orig)) from exc
-    return [item.result_json for item in planned]
+    return Replayed(answers=[item.result_json for item in planned], stopped=stopped)
+
+
+class _Effects:
+    """What an identified sale may set off beyond its own books, as the online commit
+    does it: checkout campaigns, a referral reward, benefit rules, tier-change campaigns.
+    Read once per run; decided per sale by the functions the online commit itself calls
+    (``campaigns.engine.any_holds`` on the same ``pos.campaign_checkout``,
+    ``referrals.qualifies``, ``benefits.counted_towards``, ``pos.tier_changed``). A sale
+    that would set one off is not planned: the run ends before it and the online commit
+    applies it alone (``Replayed.stopped`` names why), so nothing is skipped."""
+
+    def __init__(self, session: Session, *, till: Till, member_ids: Sequence[uuid.UUID],
+                 now: datetime) -> None:
+        self.session, self.till, self.now = session, till, now
+        merchant_id, store_id = till.merchant.id, till.store.id
+        self.checkout = engine.active_at_checkout(session, merchant_id=merchant_id,
+                                                  store_id=store_id, now=now)
+        self.tier_campaigns = bool(member_ids) and bool(live.active(
+            session, merchant_id=merchant_id, store_id=store_id, trigger=Trigger.tier_change,
+            now=now).campaigns)
+        self.referees = referrals.pending_referees(session, merchant_id=merchant_id,
+                                                   member_ids=member_ids)
+        self.referral_program = (referrals.program_of(session, merchant_id)
+                                 if self.referees else None)
+        self.benefit_rules = {
+            miles: benefits.live_rules(session, merchant_id=merchant_id, miles=miles)
+            for miles in (False, True)} if member_ids else {False: [], True: []}
+        # Members with a sale planned in this run: their statistics in the database do
+        # not count it yet, so campaigns that read the member cannot decide on them.
+        self.seen: set[uuid.UUID] = set()
+
+    def stop(self, *, data: PurchaseWrite, member_id: uuid.UUID, priced: pos.Priced,
+             tier_after: rules.TierProgress | None, occurred_at: datetime) -> str | None:
+        """Why the sale cannot be planned (the effect it would set off), or None."""
+        found = self.checkout
+        if found.campaigns:
+            if member_id in self.seen and "member" in found.groups:
+                return "checkout_campaign"
+            checkout = pos.campaign_checkout(till=self.till, member_id=member_id, data=data,
+                                             priced=priced, occurred_at=occurred_at)
+            if engine.any_holds(self.session, checkout, now=self.now, found=found):
+                return "checkout_campaign"
+        if member_id in self.referees and referrals.qualifies(
+                self.referral_program, total_minor=priced.total):
+            return "referral"
+        if benefits.counted_towards(
+                self.benefit_rules[bool(priced.miles_earned)],
+                points_earned=priced.points_earned, miles_earned=priced.miles_earned,
+                lines=[(line.sku, line.category, line.quantity) for line in data.lines]):
+            return "benefit_rule"
+        if self.tier_campaigns and tier_after is not None and pos.tier_changed(priced,
+                                                                                tier_after):
+            return "tier_change_campaign"
+        return None
 
 
 class _TierWindows:
@@ -146,9 +225,8 @@ class _TierWindows:
                 self.session, merchant_id=self.merchant_id, member_id=member_id, now=self.now)
         return self.earned[member_id]
 
-    def add(self, member_id: uuid.UUID, points: int) -> int:
+    def add(self, member_id: uuid.UUID, points: int) -> None:
         self.earned[member_id] = self.points(member_id) + points
-        return self.earned[member_id]
 
 
 def _allowances(session: Session, plains: Sequence[Plain]) -> dict[uuid.UUID, _Allowance]:
@@ -177,7 +255,7 @@ class _Planned:
 
 def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | None,
           book: Book, allowances: dict[uuid.UUID, _Allowance], windows: _TierWindows,
-          now: datetime) -> _Planned:
+          effects: _Effects, now: datetime) -> _Planned:
     data = plain.entry.transaction
     member = plain.member
     merchant_id = till.merchant.id
@@ -193,22 +271,32 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
             balance=None if points_key is None else book.balance(points_key), tier=tier,
             explain=False)
     except PatronError as exc:
-        raise _Stop from exc
+        raise _Stop("pricing") from exc
     allowance = (allowances.get(plain.allowance_id)
                  if plain.allowance_id is not None and priced.points_burned else None)
     if priced.points_burned and (allowance is None
                                  or allowance.burned + priced.points_burned
                                  > allowance.burn_limit):
-        raise _Stop
+        raise _Stop("burn")
+    occurred_at = plain.occurred_at
+    # Only an earn moves a member's tier; without tiers no window is read (none after).
+    tier_after: rules.TierProgress | None = None
+    if member is not None and priced.points_earned:
+        tier_after = rules.progress_to_next(
+            windows.points(member.id) + priced.points_earned if tiers else 0, tiers)
+    if member is not None:
+        # Decided before anything is planned: a sale that stops the run leaves no trace.
+        reason = effects.stop(data=data, member_id=member.id, priced=priced,
+                              tier_after=tier_after, occurred_at=occurred_at)
+        if reason is not None:
+            raise _Stop(reason)
     transaction_id = uuid.uuid4()
     source = f"pos:{till.terminal.id}"
     reason = f"purchase {data.receipt_no}"
-    occurred_at = plain.occurred_at
     entries: dict[str, uuid.UUID | None] = {"burn": None, "earn": None, "miles": None}
     balance_after: int | None = None
     miles_after: int | None = None
     purchase: Purchase | None = None
-    tier_after: rules.TierProgress | None = None
     if member is not None:
         assert points_key is not None
         if priced.points_burned:
@@ -219,7 +307,7 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                     idempotency_key=f"pos:{transaction_id}:burn", source=source,
                     reason=reason, occurred_at=occurred_at)
             except InsufficientPoints as exc:
-                raise _Stop from exc
+                raise _Stop("burn") from exc
             allowance.burned += priced.points_burned
         if priced.points_earned:
             expires_at = rules.points_expire_at(program.rules, earned_at=occurred_at,
@@ -228,9 +316,8 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                 merchant_id=merchant_id, member_id=member.id, points=priced.points_earned,
                 expires_at=expires_at, idempotency_key=f"pos:{transaction_id}:earn",
                 source=source, reason=reason, occurred_at=occurred_at)
-            # Without tiers no window is read: the tier after is none, as before.
-            tier_after = rules.progress_to_next(
-                windows.add(member.id, priced.points_earned) if tiers else 0, tiers)
+            if tiers:
+                windows.add(member.id, priced.points_earned)
         if priced.miles_earned:
             entries["miles"] = book.earn_miles(
                 merchant_id=merchant_id, member_id=member.id, miles=priced.miles_earned,
@@ -242,6 +329,7 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                             store_id=till.store.id, occurred_at=occurred_at,
                             spend_minor=priced.total,
                             category_quantities=pos.category_quantities(data.lines))
+        effects.seen.add(member.id)
     answer = pos.answer_for(transaction_id, data=data, till=till, priced=priced,
                             balance_after=balance_after, miles_after=miles_after, issued=[],
                             occurred_at=occurred_at, now=now)

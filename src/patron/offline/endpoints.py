@@ -57,7 +57,9 @@ def replay_batch(data: BatchWrite, db: Db, caller: Caller) -> Response:
     `allowance_not_yet_valid`, `offline_burn_without_allowance`,
     `offline_voucher_without_allowance`, `voucher_not_in_allowance`, `offline_miles_burn`,
     `receipt_conflict`, or the commit's own code). `differences` compares the server's
-    figures with the register's provisional ones.
+    figures with the register's provisional ones. `applied` counts the entries committed
+    as a set and those applied one by one through the online commit, by reason
+    (docs/offline.md).
 
     Whole-batch refusals (422): `batch_too_large`, `batch_out_of_order`,
     `duplicate_receipt_in_batch`, `validation_failed`."""

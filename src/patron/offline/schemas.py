@@ -166,8 +166,18 @@ class EntryResult(BaseModel):
                                            description="Why a refused entry was refused")
 
 
+class BatchApplied(BaseModel):
+    """How the batch's entries were applied: committed as part of a set, or one by one
+    through the online commit, counted by why (docs/offline.md, "Plain sales as a set")."""
+
+    set_wise: int
+    one_by_one: int
+    one_by_one_because: dict[str, int]
+
+
 class BatchRead(BaseModel):
     results: list[EntryResult]
+    applied: BatchApplied
 
 
 # --- exceptions ------------------------------------------------------------------------------

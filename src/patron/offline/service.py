@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,7 @@ from patron.offline.schemas import (
     AllowanceDocument,
     AllowanceRead,
     AllowanceWrite,
+    BatchApplied,
     BatchEntry,
     BatchWrite,
     CoalitionRateRead,
@@ -88,7 +90,6 @@ from patron.security.models import SecurityEventKind
 from patron.security.service import record_security_event
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, Till, till_of
-from patron.vouchers.benefits import service as benefits
 
 PACKAGE_LIFETIME = timedelta(hours=24)
 ALLOWANCE_LIFETIME = timedelta(hours=24)
@@ -288,6 +289,8 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
     classifier = _Classifier(session, actor=actor, till=till, now=now)
     classifier.name_members(entries)
     answers: list[EntryResult | str | None] = [None] * len(entries)
+    # How each entry was applied: as part of a set, or one by one and why.
+    applied = Counter[str]()
     # Consecutive plain sales wait here to be committed as a set (offline.bulk); any other
     # entry first commits the ones before it, so entries always apply in order.
     run: list[tuple[int, bulk.Plain]] = []
@@ -295,13 +298,18 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
     def commit_run() -> None:
         while run:
             try:
-                taken = bulk.replay(session, till=till, plains=[plain for _, plain in run],
-                                    now=now)
+                replayed = bulk.replay(session, till=till,
+                                       plains=[plain for _, plain in run], now=now)
             except bulk.SetConflict:
-                taken = []
+                taken: list[str] = []
                 stuck = len(run)  # a receipt taken meanwhile: every one of them alone
+                applied[SET_CONFLICT] += stuck
             else:
+                taken = replayed.answers
                 stuck = 1  # the plan stopped at this sale: it replays alone
+                applied[SET] += len(taken)
+                if replayed.stopped is not None:
+                    applied[replayed.stopped] += 1
             for (index, _), answer in zip(run, taken, strict=False):
                 answers[index] = answer
             alone, rest = run[len(taken):len(taken) + stuck], run[len(taken) + stuck:]
@@ -322,38 +330,45 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
         receipt_no = entry.transaction.receipt_no
         previous = replayed.get(receipt_no)
         online = receipt_no in committed_online
-        plain = (None if previous is not None or online
+        plain = ("resent" if previous is not None else "committed_online" if online
                  else classifier.plain(entry, verified))
-        if plain is not None:
+        if isinstance(plain, bulk.Plain):
             run.append((index, plain))
             continue
+        applied[plain] += 1
         commit_run()
         answers[index] = _replay_entry(session, actor=actor, till=till, entry=entry,
                                        replayed=previous, committed_online=online,
                                        verified=verified)
     commit_run()
+    mode = BatchApplied(set_wise=applied.pop(SET, 0), one_by_one=sum(applied.values()),
+                        one_by_one_because=dict(sorted(applied.items())))
     return '{"results":[' + ",".join(
         answer if isinstance(answer, str) else answer.model_dump_json()
-        for answer in answers if answer is not None) + "]}"
+        for answer in answers if answer is not None) + '],"applied":' + \
+        mode.model_dump_json() + "}"
+
+
+SET = "set"
+SET_CONFLICT = "set_conflict"
 
 
 class _Classifier:
-    """Decides which entries the set path takes (``offline.bulk``: plain sales), with what
-    it needs of each read once per batch: the benefit rules' presence and the members."""
+    """Decides which entries the set path takes (``offline.bulk``: plain sales), with the
+    members the batch names read once."""
 
     def __init__(self, session: Session, *, actor: Principal, till: Till,
                  now: datetime) -> None:
         self.session, self.actor, self.till, self.now = session, actor, till, now
-        self._benefits: bool | None = None
         self._members: dict[str, Member | None] = {}
         # Whether a sale dated after the batch's clock went one by one (see ``plain``).
         self._ahead = False
 
     def plain(self, entry: BatchEntry,
-              verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | None:
-        """The entry as a plain sale, or None when it goes one by one."""
+              verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | str:
+        """The entry as a plain sale, or why it goes one by one."""
         found = self._plain(entry, verified)
-        if found is None and not self._ahead:
+        if not isinstance(found, bulk.Plain) and not self._ahead:
             # Committed alone, after this batch's clock: its earn counts in a member's tier
             # window only from then on, so every later identified sale of the batch goes
             # alone too (the set path reads the window at the batch's clock).
@@ -362,14 +377,16 @@ class _Classifier:
         return found
 
     def _plain(self, entry: BatchEntry,
-               verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | None:
+               verified: dict[tuple[str, str], _Verified | EntryRefused]) -> bulk.Plain | str:
         data = entry.transaction
         if data.member is not None and self._ahead:
-            return None
-        if data.vouchers or data.miles_to_burn or data.miles is not None:
-            return None
+            return "after_a_sale_ahead_of_the_clock"
+        if data.vouchers:
+            return "vouchers"
+        if data.miles_to_burn or data.miles is not None:
+            return "miles"
         if data.member is not None and (data.member.pin is not None or self.actor.require_pin):
-            return None  # a PIN is checked (and a wrong one counted) one sale at a time
+            return "pin"  # a PIN is checked (and a wrong one counted) one sale at a time
         try:
             allowance = _check_entry(self.session, till=self.till, entry=entry,
                                      verified=verified)
@@ -377,27 +394,19 @@ class _Classifier:
             occurred_at = data.occurred_at.astimezone(UTC)
             pos.check_time(data, now=self.now)
         except (PatronError, OverflowError):
-            return None
+            return "refused_or_checked_alone"
         if occurred_at > self.now:
-            return None  # the tier window after it would move: one by one
+            return "ahead_of_the_clock"  # the tier window after it would move
         member: Member | None = None
         if data.member is not None:
             member = self._member(data.member)
-            if member is None or self._benefits_live():
-                return None
+            if member is None:
+                return "member_not_found"
         body = pos.purchase_body(data)
         return bulk.Plain(entry=entry, digest=_entry_hash(entry, body),
                           request_hash=pos.body_hash(body),
                           allowance_id=None if allowance is None else allowance.row.id,
                           member=member, gtins=gtins, occurred_at=occurred_at)
-
-    def _benefits_live(self) -> bool:
-        if self._benefits is None:
-            merchant = self.till.merchant
-            self._benefits = benefits.has_live_rules(
-                self.session, merchant_id=merchant.id,
-                miles=rate_for(self.session, merchant.currency) is not None)
-        return self._benefits
 
     def name_members(self, entries: Sequence[BatchEntry]) -> None:
         """Find every member the batch's PIN-less sales name, all at once."""

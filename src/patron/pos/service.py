@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from stdnum import ean
 from stdnum.exceptions import ValidationError as StdnumError
 
+from patron.basket import shares
 from patron.campaigns import engine as campaigns
 from patron.campaigns import occasions
 from patron.campaigns.context import Line as CampaignLine
@@ -49,7 +50,6 @@ from patron.kit.clock import utcnow
 from patron.kit.validation import currency_code
 from patron.ledger import service as ledger
 from patron.ledger.errors import InsufficientPoints
-from patron.ledger.rules import split_proportionally
 from patron.members.models import Member, Membership
 from patron.members.service import is_member_of
 from patron.notify.outbox import EventType, emit
@@ -195,14 +195,6 @@ def json_hash(body: dict[str, Any]) -> str:
 
 
 # --- pricing ----------------------------------------------------------------------------
-
-def shares(total: int, weights: list[int]) -> list[int]:
-    """``split_proportionally`` that also takes nothing to split or all-zero weights (then
-    the parts are as equal as possible)."""
-    if total == 0:
-        return [0] * len(weights)
-    return split_proportionally(total, weights if any(weights) else [1] * len(weights))
-
 
 def _miles_discount(data: PurchaseWrite, *, rate: Rate | None, due: int) -> int:
     if data.miles_to_burn < 0:
@@ -754,14 +746,21 @@ def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
         events.append((EventType.points_earned, {
             **base, "entry_id": str(earn_entry_id), "points": priced.points_earned,
             "balance_after": balance_after}))
-        after_name = (tier_after.current.name
-                      if tier_after is not None and tier_after.current is not None else None)
-        if after_name != priced.tier_name:
-            assert tier_after is not None
+        if tier_after is not None and tier_changed(priced, tier_after):
             events.append((EventType.tier_changed, {
-                **base, "from": priced.tier_name, "to": after_name,
+                **base, "from": priced.tier_name, "to": _tier_name(tier_after),
                 "points_earned_12m": tier_after.points_earned_12m}))
     return events
+
+
+def _tier_name(progress: TierProgress) -> str | None:
+    return progress.current.name if progress.current is not None else None
+
+
+def tier_changed(priced: Priced, tier_after: TierProgress) -> bool:
+    """Whether the purchase's earn moves the member out of the tier it was priced in (a
+    ``tier.changed`` event, and the tier-change campaigns run)."""
+    return _tier_name(tier_after) != priced.tier_name
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Local pricing, without I/O: what a register computes while the server cannot be reached.
 
-The same arithmetic as the server's points program (integers only; exact points rounded
-once per transaction; discounts split over the lines by largest remainder; earn on what
-is paid), from the rules in the downloaded package. The figures are provisional: the
-server re-prices every transaction at replay with authority and reports differences
-(a tier multiplier the register does not know, a voucher refused elsewhere).
+The server's own arithmetic: the rules of the basket (how a discount is split over the
+lines, what a voucher takes off which lines, what a paid line earns, rounding) come from
+``patron.basket``, the pure module the server's pricing uses too (standard library only,
+nothing server-side), applied in the server's order to the rules in the downloaded
+package. The figures are provisional: the server re-prices every transaction at replay
+with authority and reports differences (a tier multiplier the register does not know, a
+voucher refused elsewhere).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-BP_ONE = 10_000
+from patron import basket
+
+BP_ONE = basket.BP_ONE
 
 
 class PricingError(ValueError):
@@ -94,7 +98,7 @@ class Priced:
 
 
 def normalise_category(category: str) -> str:
-    return category.strip().casefold()
+    return basket.normalise_category(category)
 
 
 def normalise_code(code: str) -> str:
@@ -102,43 +106,16 @@ def normalise_code(code: str) -> str:
     return "".join(char for char in code.upper() if char.isalnum())
 
 
-def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
-    """Largest remainder, ties to the earlier part (the server's rule)."""
-    if total == 0:
-        return [0] * len(weights)
-    if not any(weights):
-        weights = [1] * len(weights)
-    weight_sum = sum(weights)
-    parts = [total * weight // weight_sum for weight in weights]
-    remainders = [total * weight % weight_sum for weight in weights]
-    missing = total - sum(parts)
-    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:missing]:
-        parts[index] += 1
-    return parts
-
-
-def apply_rounding(numerator: int, denominator: int, rounding: str) -> int:
-    if rounding == "floor":
-        return numerator // denominator
-    if rounding == "ceil":
-        return -(-numerator // denominator)
-    return (2 * numerator + denominator) // (2 * denominator)
-
-
-def category_multiplier_bp(rules: Rules, category: str | None) -> int:
-    if category is None:
-        return BP_ONE
-    name = normalise_category(category)
-    if name in rules.excluded_categories:
-        return 0
-    return rules.category_multipliers_bp.get(name, BP_ONE)
-
-
 def earn(rules: Rules, paid: Sequence[tuple[int, str | None]]) -> int:
-    """Points for lines paid (amount after discounts, category), rounded once."""
-    numerator = sum(amount * rules.earn_points * category_multiplier_bp(rules, category)
-                    * BP_ONE for amount, category in paid)
-    return apply_rounding(numerator, rules.earn_per_amount * BP_ONE * BP_ONE, rules.rounding)
+    """Points for lines paid (amount after discounts, category), rounded once (no tier
+    multiplier: the register cannot know the member's tier)."""
+    numerator = sum(basket.earn_weight(
+        amount, earn_points=rules.earn_points,
+        multiplier_bp=basket.category_multiplier_bp(rules.category_multipliers_bp,
+                                                    rules.excluded_categories, category),
+        tier_multiplier_bp=basket.BP_ONE) for amount, category in paid)
+    return basket.apply_rounding(numerator, basket.earn_denominator(rules.earn_per_amount),
+                                 rules.rounding)
 
 
 def check_burn(rules: Rules, points: int, *, due: int) -> int:
@@ -157,42 +134,39 @@ def check_burn(rules: Rules, points: int, *, due: int) -> int:
     return value
 
 
-def voucher_discount(code: OfflineCode, lines: Sequence[Line], *, due: int) -> int:
-    """What a personal code takes off offline (amount off, percent off with its cap, one
-    free item); other kinds give no discount at the till."""
-    subtotal = sum(line.amount for line in lines)
-    if code.min_spend and subtotal < code.min_spend:
-        raise PricingError("voucher_minimum_spend",
-                           f"voucher {code.code} needs a basket of at least {code.min_spend}")
-    eligible = [line for line in lines
-                if not code.categories or (line.category is not None and normalise_category(
-                    line.category) in {normalise_category(c) for c in code.categories})]
-    base = min(sum(line.amount for line in eligible), due)
-    value = int(code.value or 0)
-    if code.kind == "amount_off":
-        discount = min(value, base)
-    elif code.kind == "percent_off":
-        discount = base * value // 100
-        if code.max_discount is not None:
-            discount = min(discount, code.max_discount)
-    elif code.kind == "free_item":
-        matching = [line.unit_price for line in lines
-                    if (code.item_sku is not None and line.sku == code.item_sku)
-                    or (code.item_category is not None and line.category is not None
-                        and normalise_category(line.category)
-                        == normalise_category(code.item_category))]
-        if not matching:
-            raise PricingError("voucher_no_eligible_items",
-                               f"nothing in the basket is free with voucher {code.code}")
-        discount = min(min(matching), due)
-    else:
-        discount = 0
-    return max(min(discount, due), 0)
+def _terms(code: OfflineCode) -> basket.VoucherTerms:
+    return basket.VoucherTerms(
+        kind=code.kind, value=int(code.value or 0), max_discount=code.max_discount,
+        item_sku=code.item_sku,
+        item_category=(normalise_category(code.item_category)
+                       if code.item_category is not None else None),
+        min_spend=int(code.min_spend or 0),
+        categories=frozenset(normalise_category(category) for category in code.categories))
+
+
+def voucher_discounts(code: OfflineCode, lines: Sequence[Line], *,
+                      due: Sequence[int]) -> list[int]:
+    """What a personal code takes off each line, on what is still ``due`` on each (the
+    server's rule, ``patron.basket``); points codes take nothing off."""
+    try:
+        return basket.voucher_line_discounts(_terms(code), [
+            basket.VoucherLine(sku=line.sku,
+                               category=(normalise_category(line.category)
+                                         if line.category is not None else None),
+                               quantity=line.quantity, unit_price=line.unit_price,
+                               due=line_due)
+            for line, line_due in zip(lines, due, strict=True)],
+            subtotal=sum(line.amount for line in lines))
+    except basket.Refusal as refusal:
+        raise PricingError(refusal.code, f"voucher {code.code}: {refusal.message}") from None
 
 
 def price(rules: Rules, lines: Sequence[Line], *, points_to_burn: int = 0,
           codes: Sequence[OfflineCode] = (), identified: bool = True) -> Priced:
-    """Vouchers first, then points; earn on what is paid (anonymous sales earn nothing)."""
+    """As the server prices a sale (``pos.service.price_sale``): each code in order on
+    what the earlier ones left due on each line, then points spread over what is due,
+    earn on what each line pays, then the points codes' bonus (anonymous sales earn
+    nothing)."""
     if not lines:
         raise PricingError("validation_failed", "a sale needs at least one line")
     for line in lines:
@@ -202,24 +176,25 @@ def price(rules: Rules, lines: Sequence[Line], *, points_to_burn: int = 0,
             raise PricingError("invalid_price", "a price is 0 or more")
     amounts = [line.amount for line in lines]
     subtotal = sum(amounts)
-    due = subtotal
+    due = list(amounts)
     by_code: dict[str, int] = {}
     for code in codes:
-        discount = voucher_discount(code, lines, due=due)
-        by_code[code.code] = discount
-        due -= discount
-    voucher_total = subtotal - due
-    points_discount = check_burn(rules, points_to_burn, due=due)
+        discounts = voucher_discounts(code, lines, due=due)
+        by_code[code.code] = sum(discounts)
+        due = [left - off for left, off in zip(due, discounts, strict=True)]
+    voucher_total = subtotal - sum(due)
+    points_discount = check_burn(rules, points_to_burn, due=sum(due))
     if points_to_burn and not identified:
         raise PricingError("burn_needs_member", "identify the member to pay with points")
-    total = due - points_discount
-    voucher_shares = split_proportionally(voucher_total, amounts)
-    after_vouchers = [a - s for a, s in zip(amounts, voucher_shares, strict=True)]
-    point_shares = split_proportionally(points_discount, after_vouchers)
-    paid = [a - s for a, s in zip(after_vouchers, point_shares, strict=True)]
-    points_earned = (earn(rules, [(amount, line.category)
-                                  for amount, line in zip(paid, lines, strict=True)])
-                     if identified else 0)
+    total = sum(due) - points_discount
+    point_shares = basket.shares(points_discount, due)
+    paid = [left - share for left, share in zip(due, point_shares, strict=True)]
+    points_earned = 0
+    if identified:
+        points_earned = earn(rules, [(amount, line.category)
+                                     for amount, line in zip(paid, lines, strict=True)])
+        points_earned += sum(basket.bonus_points(_terms(code), points_earned=points_earned)
+                             for code in codes)
     return Priced(subtotal=subtotal, voucher_discount=voucher_total,
                   voucher_discounts=by_code, points_discount=points_discount, total=total,
                   points_burned=points_to_burn, points_earned=points_earned)

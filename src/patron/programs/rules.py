@@ -18,6 +18,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import NamedTuple
 
+from patron import basket
 from patron.ledger.rules import expiry_at, split_proportionally
 from patron.programs.errors import (
     BurnBelowMinimum,
@@ -92,28 +93,18 @@ burns of any size from 1 point, points never expire, no categories, no tiers."""
 
 def normalise_category(category: str) -> str:
     """Categories match without regard to case or surrounding spaces."""
-    return category.strip().casefold()
+    return basket.normalise_category(category)
 
 
 def category_multiplier_bp(program: ProgramView, category: str | None) -> int:
     """The line's category multiplier; 0 for an excluded category, x1 for any other."""
-    if category is None:
-        return BP_ONE
-    name = normalise_category(category)
-    if name in program.excluded_categories:
-        return 0
-    return program.category_multipliers_bp.get(name, BP_ONE)
+    return basket.category_multiplier_bp(program.category_multipliers_bp,
+                                         program.excluded_categories, category)
 
 
 def apply_rounding(numerator: int, denominator: int, rounding: Rounding) -> int:
     """``numerator / denominator`` (both >= 0, denominator > 0) as a whole number."""
-    if numerator < 0 or denominator <= 0:
-        raise ValueError("rounding needs a non-negative numerator and a positive denominator")
-    if rounding == Rounding.floor:
-        return numerator // denominator
-    if rounding == Rounding.ceil:
-        return -(-numerator // denominator)
-    return (2 * numerator + denominator) // (2 * denominator)
+    return basket.apply_rounding(numerator, denominator, str(rounding))
 
 
 # --- earning ------------------------------------------------------------------------------
@@ -178,7 +169,7 @@ def earn_for_basket(program: ProgramView, lines: Sequence[BasketLine],
     if len(lines) > MAX_LINES:
         raise InvalidBasket(f"at most {MAX_LINES} lines", field="lines")
     show = _MoneyFormat(currency, minor_units)
-    denominator = program.earn_per_amount * BP_ONE * BP_ONE
+    denominator = basket.earn_denominator(program.earn_per_amount)
     weights: list[int] = []
     eligible: list[int] = []
     multipliers: list[int] = []
@@ -191,7 +182,9 @@ def earn_for_basket(program: ProgramView, lines: Sequence[BasketLine],
         multiplier = category_multiplier_bp(program, line.category)
         multipliers.append(multiplier)
         eligible.append(line.amount if multiplier else 0)
-        weights.append(line.amount * program.earn_points * multiplier * tier_multiplier_bp)
+        weights.append(basket.earn_weight(line.amount, earn_points=program.earn_points,
+                                          multiplier_bp=multiplier,
+                                          tier_multiplier_bp=tier_multiplier_bp))
     if basket_total > MAX_AMOUNT_MINOR:
         raise InvalidBasket(f"the basket total must not exceed {MAX_AMOUNT_MINOR} minor units",
                             field="lines")

@@ -19,6 +19,7 @@ fraud checks and the claw-back (docs/referrals.md).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -249,6 +250,27 @@ class Purchase:
     source: str
 
 
+def qualifies(program: ReferralProgram | None, *, total_minor: int) -> bool:
+    """Whether a purchase of this total rewards the referee's pending referral."""
+    return (program is not None and program.active
+            and total_minor >= program.min_purchase_minor)
+
+
+def pending_referees(session: Session, *, merchant_id: uuid.UUID,
+                     member_ids: Sequence[uuid.UUID]) -> frozenset[uuid.UUID]:
+    """Which of these members have a pending referral at the merchant (read only)."""
+    if not member_ids:
+        return frozenset()
+    return frozenset(session.scalars(
+        select(Referral.referee_id).where(Referral.merchant_id == merchant_id,
+                                          Referral.referee_id.in_(member_ids),
+                                          Referral.status == ReferralStatus.pending.value)))
+
+
+def program_of(session: Session, merchant_id: uuid.UUID) -> ReferralProgram | None:
+    return session.get(ReferralProgram, merchant_id)
+
+
 def on_purchase(session: Session, purchase: Purchase, *, now: datetime) -> dict[str, Any] | None:
     """Reward a pending referral when this purchase qualifies; the referee's reward as the
     register shows it (an entry of the answer's ``offers``), else None."""
@@ -262,8 +284,7 @@ def on_purchase(session: Session, purchase: Purchase, *, now: datetime) -> dict[
     if referral is None:
         return None
     program = session.get(ReferralProgram, purchase.merchant_id)
-    if (program is None or not program.active
-            or purchase.total_minor < program.min_purchase_minor):
+    if program is None or not qualifies(program, total_minor=purchase.total_minor):
         return None
     referral.status = ReferralStatus.rewarded.value
     referral.transaction_id = purchase.transaction_id

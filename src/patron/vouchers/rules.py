@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from patron.ledger.rules import split_proportionally
+from patron import basket
 from patron.vouchers.errors import (
     VoucherCurrencyMismatch,
     VoucherExpired,
@@ -108,65 +108,36 @@ def check_time_and_place(terms: Terms, sale: Sale, *, code: str) -> None:
                                    f"time; it is {_clock(minute)}", voucher_code=code)
 
 
-def _eligible(terms: Terms, lines: Sequence[Line]) -> list[int]:
-    return [line.due if not terms.categories or line.category in terms.categories else 0
-            for line in lines]
+def _basket_terms(terms: Terms) -> basket.VoucherTerms:
+    return basket.VoucherTerms(kind=str(terms.kind), value=terms.value,
+                               max_discount=terms.max_discount, item_sku=terms.item_sku,
+                               item_category=terms.item_category, min_spend=terms.min_spend,
+                               categories=terms.categories)
+
+
+_REFUSALS: dict[str, type[VoucherMinimumSpend | VoucherNoEligibleItems]] = {
+    VoucherMinimumSpend.code: VoucherMinimumSpend,
+    VoucherNoEligibleItems.code: VoucherNoEligibleItems}
 
 
 def line_discounts(terms: Terms, lines: Sequence[Line], *, subtotal: int, currency: str,
                    code: str) -> list[int]:
-    """Each line's part of the voucher's discount (zeros for the points kinds)."""
+    """Each line's part of the voucher's discount (zeros for the points kinds): the
+    arithmetic of ``patron.basket`` (shared with the register SDK)."""
     if terms.currency is not None and terms.kind == OfferKind.amount_off \
             and terms.currency != currency:
         raise VoucherCurrencyMismatch(f"the voucher is worth an amount in {terms.currency}",
                                       voucher_code=code)
-    if subtotal < terms.min_spend:
-        raise VoucherMinimumSpend(f"spend at least {terms.min_spend} minor units (the basket "
-                                  f"is {subtotal})", voucher_code=code,
-                                  min_spend=terms.min_spend)
-    if terms.kind == OfferKind.free_item:
-        return _free_item(terms, lines, code=code)
-    if terms.kind not in DISCOUNT_KINDS:
-        return [0] * len(lines)
-    eligible = _eligible(terms, lines)
-    base = sum(eligible)
-    if base == 0:
-        raise VoucherNoEligibleItems("nothing in the basket is eligible", voucher_code=code)
-    if terms.kind == OfferKind.amount_off:
-        discount = min(terms.value, base)
-    else:
-        discount = base * terms.value // 100
-        if terms.max_discount is not None:
-            discount = min(discount, terms.max_discount)
-    if discount == 0:
-        return [0] * len(lines)
-    return split_proportionally(discount, eligible)
-
-
-def _free_item(terms: Terms, lines: Sequence[Line], *, code: str) -> list[int]:
-    """One unit of the matching item, the cheapest one if several lines match (what is
-    left due on that unit, in case earlier vouchers took some of it)."""
-    best: tuple[int, int] | None = None
-    for index, line in enumerate(lines):
-        matches = ((terms.item_sku is not None and line.sku == terms.item_sku)
-                   or (terms.item_category is not None and line.category == terms.item_category))
-        if not matches or line.quantity < 1:
-            continue
-        unit_due = min(line.unit_price, line.due)
-        if best is None or unit_due < best[1]:
-            best = (index, unit_due)
-    if best is None:
-        what = terms.item_sku if terms.item_sku is not None else terms.item_category
-        raise VoucherNoEligibleItems(f"the basket has no {what}", voucher_code=code)
-    discounts = [0] * len(lines)
-    discounts[best[0]] = best[1]
-    return discounts
+    try:
+        return basket.voucher_line_discounts(_basket_terms(terms), [
+            basket.VoucherLine(sku=line.sku, category=line.category, quantity=line.quantity,
+                               unit_price=line.unit_price, due=line.due) for line in lines],
+            subtotal=subtotal)
+    except basket.Refusal as refusal:
+        raise _REFUSALS[refusal.code](refusal.message, voucher_code=code,
+                                      **refusal.extra) from None
 
 
 def bonus_points(terms: Terms, *, points_earned: int) -> int:
     """Extra points a points voucher adds to what the basket earns."""
-    if terms.kind == OfferKind.bonus_points:
-        return terms.value
-    if terms.kind == OfferKind.points_multiplier:
-        return points_earned * max(terms.value - BP_ONE, 0) // BP_ONE
-    return 0
+    return basket.bonus_points(_basket_terms(terms), points_earned=points_earned)

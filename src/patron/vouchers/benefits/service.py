@@ -278,9 +278,28 @@ def _live_rules(merchant_id: uuid.UUID, *, miles: bool) -> Select[BenefitRule, O
                    Offer.revoked_at.is_(None)))
 
 
-def has_live_rules(session: Session, *, merchant_id: uuid.UUID, miles: bool) -> bool:
-    """Whether a purchase at this merchant would count towards any live rule."""
-    return session.execute(_live_rules(merchant_id, miles=miles).limit(1)).first() is not None
+def live_rules(session: Session, *, merchant_id: uuid.UUID,
+               miles: bool) -> list[tuple[BenefitRule, Offer]]:
+    """The live rules a purchase at this merchant counts towards (``miles``: it earned
+    miles), in the order they are counted."""
+    return [(rule, offer) for rule, offer in session.execute(
+        _live_rules(merchant_id, miles=miles).order_by(BenefitRule.id))]
+
+
+def counted_towards(live: Sequence[tuple[BenefitRule, Offer]], *, points_earned: int,
+                    miles_earned: int, lines: Sequence[tuple[str, str | None, int]]
+                    ) -> list[tuple[BenefitRule, Offer, int]]:
+    """Each live rule the purchase counts towards, with what it counts (more than 0).
+    ``lines``: (sku, category as sent, quantity) of each purchase line. Pure: also what
+    the set-wise offline replay asks before it takes a sale (docs/offline.md)."""
+    purchase_lines = [_line(sku, category, quantity) for sku, category, quantity in lines]
+    found = []
+    for rule, offer in live:
+        amount = rules.counted(Measure(rule.measure), points=points_earned, miles=miles_earned,
+                               lines=purchase_lines, only=_filter(rule))
+        if amount > 0:
+            found.append((rule, offer, amount))
+    return found
 
 
 def on_purchase(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID,
@@ -292,17 +311,12 @@ def on_purchase(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUI
 
     ``lines``: (sku, category as sent, quantity) of each purchase line.
     """
-    live = session.execute(_live_rules(merchant_id, miles=bool(miles_earned))
-                           .order_by(BenefitRule.id)).all()
+    live = live_rules(session, merchant_id=merchant_id, miles=bool(miles_earned))
     if not live:
         return []
-    purchase_lines = [_line(sku, category, quantity) for sku, category, quantity in lines]
     issued: list[IssuedBenefitRead] = []
-    for rule, offer in live:
-        amount = rules.counted(Measure(rule.measure), points=points_earned, miles=miles_earned,
-                               lines=purchase_lines, only=_filter(rule))
-        if amount <= 0:
-            continue
+    for rule, offer, amount in counted_towards(live, points_earned=points_earned,
+                                               miles_earned=miles_earned, lines=lines):
         session.add(BenefitContribution(transaction_id=transaction_id, rule_id=rule.id,
                                         member_id=member_id, merchant_id=merchant_id,
                                         counted=amount, taken_back=0))
