@@ -136,3 +136,51 @@ def test_jobs_scores_refits_every_merchant_with_purchases(db_url):  # noqa: F811
         assert all(model.rfm_boundaries["frequency"] for model in models)
     finally:
         database.dispose()
+
+
+def _shop_with_a_free_repeat_purchase(db_url, now, *, number=10001, members=80):  # noqa: F811
+    """A shop with a year of purchases, one of whose members came back once for a free
+    coffee (their only repeat purchase spent nothing)."""
+    from patron.scores.service import Purchase
+    from tests.scores.history import make_shop, record, year_of_purchases
+
+    database = Database(db_url)
+    try:
+        shop = make_shop(database, number=number, members=members)
+        free_rider = shop.members[0]
+        purchases = [item for item in year_of_purchases(shop, now=now, seed=number)
+                     if item.member_id != free_rider]
+        purchases += [Purchase(member_id=free_rider, merchant_id=shop.merchant_id,
+                               store_id=shop.store_id, occurred_at=now - timedelta(days=days),
+                               spend_minor=spend, category_quantities={})
+                      for days, spend in ((40, 1500), (10, 0))]
+        record(database, purchases)
+    finally:
+        database.dispose()
+    return shop, free_rider
+
+
+def _lifetime(db_url, member_id, merchant_id):
+    from patron.scores.models import MemberScore
+
+    database = Database(db_url)
+    try:
+        with database.session_scope() as session:
+            row = session.get(MemberScore, (member_id, merchant_id))
+            return None if row is None else (row.p_alive, row.clv_90d_minor)
+    finally:
+        database.dispose()
+
+
+def test_a_free_repeat_purchase_is_scored_not_a_crash(db_url):  # noqa: F811
+    now = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)
+    shop, free_rider = _shop_with_a_free_repeat_purchase(db_url, now)
+    result = patron(db_url, "jobs", "scores", "--now", now.isoformat(), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and "ClvError" not in output
+    assert f"merchant {shop.merchant_id}: 80 members" in output
+    alive, value = _lifetime(db_url, free_rider, shop.merchant_id)
+    # A repeat purchase 10 days ago: very likely still a customer; their spend is the
+    # population's (a free purchase says nothing about what they pay), so CLV is positive.
+    assert 0.5 < alive <= 1 and value > 0
