@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from sqlalchemy import insert, update
 
 from patron.db import Database
-from patron.members.schemas import MemberCreate
-from patron.members.service import enrol
+from patron.identity.numbers import format_member_number
+from patron.kit.clock import utcnow
+from patron.members.models import Member, Membership
 from patron.scores.service import Purchase, record_purchases
 from patron.tenancy.schemas import MerchantCreate, StoreCreate
 from patron.tenancy.service import SYSTEM, create_merchant, create_store
@@ -27,14 +29,28 @@ class Shop:
 
 def make_shop(database: Database, *, number: int, members: int,
               timezone: str = "Asia/Tokyo") -> Shop:
+    """A merchant and its store through the services; its anonymous members (card-less,
+    phone-less, as a till enrols them) inserted set-wise, which is all the scores need."""
     with database.session_scope() as session:
         merchant = create_merchant(session, actor=SYSTEM, data=MerchantCreate(
             number=number, name=f"Shop {number}", currency="JPY", timezone=timezone,
             country="JP"))
         store = create_store(session, actor=SYSTEM, merchant_id=merchant.id,
                              data=StoreCreate(code="main", name="Main street"))
-        people = [enrol(session, actor=SYSTEM, data=MemberCreate(merchant_id=merchant.id)).id
-                  for _ in range(members)]
+        now = utcnow()
+        people = sorted(uuid.uuid4() for _ in range(members))
+        session.execute(insert(Member), [
+            {"id": member_id, "merchant_id": merchant.id, "enrolled_store_id": store.id,
+             "customer_no": customer_no,
+             "member_number": format_member_number(number, customer_no),
+             "status": "active", "consent_sms": False, "consent_email": False,
+             "consent_push": False, "pin_failures": 0, "created_at": now, "updated_at": now}
+            for customer_no, member_id in enumerate(people, start=1)])
+        session.execute(insert(Membership), [
+            {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant.id,
+             "joined_at": now, "source": "api"} for member_id in people])
+        session.execute(update(type(merchant)).where(type(merchant).id == merchant.id)
+                        .values(next_customer_no=members + 1))
         return Shop(merchant_id=merchant.id, store_id=store.id, members=people)
 
 
@@ -55,7 +71,7 @@ def year_of_purchases(shop: Shop, *, now: datetime, seed: int, days: int = 365,
         moments = [joined]
         while True:
             step = float(rng.exponential(1 / rate)) if rate > 0 else days
-            if moments[-1] + step > days or rng.random() < dropout and len(moments) > 1:
+            if moments[-1] + step > days or (rng.random() < dropout and len(moments) > 1):
                 break
             moments.append(moments[-1] + step)
         for moment in moments:

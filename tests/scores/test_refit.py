@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from patron.db import Database
@@ -46,8 +46,8 @@ def _histories(client: TestClient, world: World, database: Database, members: in
         recency = min(int(drawn.recency[index]), age)
         x = min(int(drawn.frequency[index]), recency)
         recency = recency if x else 0
-        repeat_days = sorted(int(day) for day in rng.choice(
-            np.arange(1, recency), size=x - 1, replace=False)) + [recency] if x else []
+        middle = rng.choice(np.arange(1, recency), size=x - 1, replace=False) if x else []
+        repeat_days = [*sorted(int(day) for day in middle), recency] if x else []
         spends = [max(1, round(float(drawn.monetary[index]) * rng.uniform(0.5, 1.5)))
                   for _ in repeat_days]
         first = today - timedelta(days=age)
