@@ -136,3 +136,91 @@ def test_jobs_scores_refits_every_merchant_with_purchases(db_url):  # noqa: F811
         assert all(model.rfm_boundaries["frequency"] for model in models)
     finally:
         database.dispose()
+
+
+def _shop_with_a_free_repeat_purchase(db_url, now, *, number=10001, members=80):  # noqa: F811
+    """A shop with a year of purchases, one of whose members came back once for a free
+    coffee (their only repeat purchase spent nothing)."""
+    from patron.scores.service import Purchase
+    from tests.scores.history import make_shop, record, year_of_purchases
+
+    database = Database(db_url)
+    try:
+        shop = make_shop(database, number=number, members=members)
+        free_rider = shop.members[0]
+        purchases = [item for item in year_of_purchases(shop, now=now, seed=number)
+                     if item.member_id != free_rider]
+        purchases += [Purchase(member_id=free_rider, merchant_id=shop.merchant_id,
+                               store_id=shop.store_id, occurred_at=now - timedelta(days=days),
+                               spend_minor=spend, category_quantities={})
+                      for days, spend in ((40, 1500), (10, 0))]
+        record(database, purchases)
+    finally:
+        database.dispose()
+    return shop, free_rider
+
+
+def _lifetime(url, member_id, merchant_id):
+    from patron.scores.models import MemberScore
+
+    database = Database(url)
+    try:
+        with database.session_scope() as session:
+            row = session.get(MemberScore, (member_id, merchant_id))
+            return None if row is None else (row.p_alive, row.clv_90d_minor)
+    finally:
+        database.dispose()
+
+
+def test_a_free_repeat_purchase_is_scored_not_a_crash(db_url):  # noqa: F811
+    now = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)
+    shop, free_rider = _shop_with_a_free_repeat_purchase(db_url, now)
+    result = patron(db_url, "jobs", "scores", "--now", now.isoformat(), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and "ClvError" not in output
+    assert f"merchant {shop.merchant_id}: 80 members" in output
+    alive, value = _lifetime(db_url, free_rider, shop.merchant_id)
+    # A repeat purchase 10 days ago: very likely still a customer; their spend is the
+    # population's (a free purchase says nothing about what they pay), so CLV is positive.
+    assert 0.5 < alive <= 1 and value > 0
+
+
+def test_jobs_run_finishes_every_job_when_a_merchants_refit_fails(db_url):  # noqa: F811
+    from sqlalchemy import update
+
+    from patron.scores.models import MemberScore, ScoreModel
+    from patron.tenancy.models import Merchant
+
+    now = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)
+    good, _ = _shop_with_a_free_repeat_purchase(db_url, now, number=10001)
+    bad, _ = _shop_with_a_free_repeat_purchase(db_url, now, number=10002)
+    patron(db_url, "jobs", "scores", "--now", now.isoformat())
+    database = Database(db_url)
+    try:
+        with database.session_scope() as session:  # a time zone the refit cannot read
+            session.execute(update(Merchant).where(Merchant.id == bad.merchant_id)
+                            .values(timezone="Nowhere/Atlantis"))
+        later = now + timedelta(days=1)
+        result = patron(db_url, "jobs", "run", "--now", later.isoformat(), check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        lines = output.splitlines()
+        # Every job ran and said so, the refit named the merchant that failed, and the
+        # last line sums the failures up.
+        for name in ("expire-points", "expiry-notices", "release-voucher-holds",
+                     "resume-code-batches", "refit-scores", "campaign-calendar",
+                     "weather-feed"):
+            assert any(line.startswith(f"{name}: ") for line in lines), output
+        assert f"merchant {bad.merchant_id}: the refit failed: ZoneInfoNotFoundError" \
+            in " ".join(output.split())
+        assert "jobs failed: " in lines[-1] and "refit-scores" in lines[-1]
+        with database.session_scope() as session:
+            computed = {merchant: set(session.scalars(
+                select(MemberScore.computed_at).where(MemberScore.merchant_id == merchant)))
+                for merchant in (good.merchant_id, bad.merchant_id)}
+            note = session.get(ScoreModel, bad.merchant_id).note
+        assert computed == {good.merchant_id: {later}, bad.merchant_id: {now}}
+        assert note is not None and note.startswith("the refit failed: ZoneInfoNotFoundError")
+    finally:
+        database.dispose()

@@ -131,7 +131,7 @@ def test_a_job_with_a_period_waits_for_it(database: Database) -> None:
 
 
 def test_run_all_runs_every_job_once(database: Database, due_lot: Cast) -> None:
-    assert [name for name, _ in run_all(database)] == [
+    assert [report.name for report in run_all(database)] == [
         "expire-points", "expiry-notices", "release-voucher-holds", "resume-code-batches",
         "refit-scores", "campaign-calendar", "weather-feed"]
     assert balance(database, due_lot) == 0

@@ -47,7 +47,12 @@ from patron.offline.schemas import BatchEntry, EntryResult
 from patron.pos import service as pos
 from patron.pos.models import PosReturn, PosReturnLine, PosTransaction, PosTransactionLine
 from patron.pos.schemas import PurchaseWrite
-from patron.scores.models import MemberCategoryCount, MemberStats, MemberStoreVisit
+from patron.scores.models import (
+    MemberCategoryCount,
+    MemberPurchaseDay,
+    MemberStats,
+    MemberStoreVisit,
+)
 from patron.security.models import SecurityEvent
 from patron.tenancy.models import Terminal
 from patron.tenancy.service import authenticate
@@ -439,7 +444,8 @@ class Names:
 def _tables() -> dict[str, Table]:
     return {table_of(model).name: table_of(model) for model in (
         PosTransaction, PosTransactionLine, PosReturn, PosReturnLine, JournalEntry, Posting,
-        LedgerAccount, PointLot, PointLotDraw, Membership, MemberStats, MemberCategoryCount,
+        LedgerAccount, PointLot, PointLotDraw, Membership, MemberStats, MemberPurchaseDay,
+        MemberCategoryCount,
         MemberStoreVisit, OutboxEvent, OfflineEntry, OfflineException, OfflineAllowance,
         SecurityEvent)}
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from patron.db import Database
 from patron.jobs.scheduler import JOBS
 from patron.kit.clock import clock, utcnow
 from patron.scores import clv
-from patron.scores.models import MemberScore, MemberStats, ScoreModel
-from patron.scores.refit import MIN_MEMBERS, run_refits
+from patron.scores.models import MemberPurchaseDay, MemberScore, MemberStats, ScoreModel
+from patron.scores.refit import FALLBACK_MIN_MEMBERS, run_refits
 from patron.scores.service import Purchase, record_purchases
 from patron.scores.synthetic import draw_members
 from tests.conftest import World, auth
@@ -29,33 +30,40 @@ FIRST_SPEND = 900
 
 def _histories(client: TestClient, world: World, database: Database, members: int,
                now: datetime, seed: int = 7) -> dict[str, Any]:
-    """``members`` enrolled members of merchant A with synthetic purchase histories in
-    their stats; the arrays the models should see, built here independently."""
+    """``members`` enrolled members of merchant A (Tokyo) with synthetic purchase histories
+    recorded through ``record_purchases``, one purchase per day at local noon; the arrays
+    the models should see, built here independently."""
     drawn = draw_members(BGNBD, GAMMA_GAMMA, members=members,
                          rng=np.random.default_rng(seed), min_age=30, max_age=400)
+    rng = np.random.default_rng(seed + 1)
     ids = [uuid.UUID(enrol(client, world.a)["id"]) for _ in range(members)]
-    rows = []
+    merchant, store = uuid.UUID(world.a.merchant_id), uuid.UUID(world.a.store_id)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    today = now.astimezone(tokyo).date()
+    purchases, seen = [], {}
     for index, member_id in enumerate(ids):
-        x = int(drawn.frequency[index])
-        first = now - timedelta(days=float(drawn.T[index]))
-        rows.append(MemberStats(
-            member_id=member_id, merchant_id=uuid.UUID(world.a.merchant_id),
-            first_purchase_at=first,
-            last_purchase_at=first + timedelta(days=float(drawn.recency[index])),
-            purchase_count=x + 1, first_spend_minor=FIRST_SPEND,
-            spend_minor=FIRST_SPEND + round(float(drawn.monetary[index]) * x)))
+        age = int(drawn.T[index])
+        recency = min(int(drawn.recency[index]), age)
+        x = min(int(drawn.frequency[index]), recency)
+        recency = recency if x else 0
+        middle = rng.choice(np.arange(1, recency), size=x - 1, replace=False) if x else []
+        repeat_days = [*sorted(int(day) for day in middle), recency] if x else []
+        spends = [max(1, round(float(drawn.monetary[index]) * rng.uniform(0.5, 1.5)))
+                  for _ in repeat_days]
+        first = today - timedelta(days=age)
+        for offset, spend in [(0, FIRST_SPEND), *zip(repeat_days, spends, strict=True)]:
+            purchases.append(Purchase(
+                member_id=member_id, merchant_id=merchant, store_id=store,
+                occurred_at=datetime.combine(first + timedelta(days=offset), time(12),
+                                             tokyo),
+                spend_minor=spend, category_quantities={}))
+        seen[member_id] = (x, recency, age, sum(spends) / x if x else 0.0)
     with database.session_scope() as session:
-        session.add_all(rows)
-    order = sorted(range(members), key=lambda i: ids[i])
-    x = np.array([rows[i].purchase_count - 1 for i in order], dtype=float)
-    spend = np.array([rows[i].spend_minor for i in order], dtype=float)
-    age = np.array([(now - rows[i].first_purchase_at).total_seconds() / 86_400
-                    for i in order])
-    recency = np.array([(rows[i].last_purchase_at - rows[i].first_purchase_at)
-                        .total_seconds() / 86_400 for i in order])
-    monetary = np.where(x > 0, (spend - FIRST_SPEND) / np.maximum(x, 1), 0.0)
-    return {"ids": [ids[i] for i in order], "x": x, "recency": recency, "T": age,
-            "monetary": monetary}
+        record_purchases(session, purchases)
+    order = sorted(ids)
+    columns = np.array([seen[member_id] for member_id in order], dtype=float)
+    return {"ids": order, "x": columns[:, 0], "recency": columns[:, 1], "T": columns[:, 2],
+            "monetary": columns[:, 3]}
 
 
 def test_the_refit_stores_the_models_and_every_members_lifetime_scores(
@@ -91,22 +99,40 @@ def test_the_refit_stores_the_models_and_every_members_lifetime_scores(
         assert 0 <= row.p_alive <= 1 and row.clv_90d_minor >= 0
 
 
-def test_too_few_histories_leave_a_note_and_no_stale_scores(
+def test_scores_that_cannot_be_recomputed_stay_marked_stale_with_the_reason(
         client: TestClient, world: World, database: Database) -> None:
     now = utcnow()
-    _histories(client, world, database, 300, now)
+    seen = _histories(client, world, database, 300, now)
     run_refits(database, now)
-    with database.session_scope() as session:  # the merchant loses most of its members
-        keep = session.scalars(select(MemberStats.member_id).limit(MIN_MEMBERS - 1)).all()
-        session.execute(MemberStats.__table__.delete().where(
-            MemberStats.member_id.not_in(keep)))
-    [refit] = run_refits(database, now + timedelta(days=1))
-    assert not refit.fitted and refit.note is not None and "too few" in refit.note
+    merchant = uuid.UUID(world.a.merchant_id)
     with database.session_scope() as session:
-        model = session.get(ScoreModel, uuid.UUID(world.a.merchant_id))
-        assert model is not None and model.bgnbd is None and model.note == refit.note
-        assert model.rfm_boundaries["frequency"]  # RFM needs no model
-        assert session.scalar(select(func.count()).select_from(MemberScore)) == 0
+        before = sorted(session.execute(select(MemberScore.member_id, MemberScore.p_alive,
+                                               MemberScore.clv_90d_minor)).all())
+        fitted = session.get(ScoreModel, merchant)
+        assert fitted is not None and fitted.note is None
+        parameters = (fitted.bgnbd, fitted.gamma_gamma, fitted.fit_method)
+    with database.session_scope() as session:  # the merchant loses most of its members
+        keep = seen["ids"][:FALLBACK_MIN_MEMBERS - 1]
+        for table in (MemberStats, MemberPurchaseDay):
+            session.execute(table.__table__.delete().where(table.member_id.not_in(keep)))
+    [refit] = run_refits(database, now + timedelta(days=1))
+    assert not refit.fitted and not refit.failed
+    assert refit.note is not None and refit.note.startswith(
+        "too few histories for the lifetime models: 9 members")
+    with database.session_scope() as session:
+        model = session.get(ScoreModel, merchant)
+        assert model is not None and model.note == refit.note
+        assert model.fitted_at == now + timedelta(days=1)  # RFM needs no model
+        assert model.members == 9 and model.rfm_boundaries["frequency"]
+        # The models the kept scores came from, unchanged.
+        assert (model.bgnbd, model.gamma_gamma, model.fit_method) == parameters
+        assert sorted(session.execute(select(MemberScore.member_id, MemberScore.p_alive,
+                                             MemberScore.clv_90d_minor)).all()) == before
+    answer = _scores(client, str(seen["ids"][0]), world.a.merchant_key).json()
+    assert answer["note"] == refit.note
+    assert answer["lifetime"]["stale"] is True
+    assert answer["lifetime"]["stale_reason"] == refit.note
+    assert answer["lifetime"]["computed_at"].startswith(now.isoformat()[:19])
 
 
 def test_the_first_purchases_spend_is_the_earliest_purchases_even_out_of_order(
@@ -191,7 +217,8 @@ def test_lifetime_scores_with_their_time_of_computation(client: TestClient, worl
     answer = _scores(client, member_id, world.a.pos_key).json()
     assert answer["lifetime"]["computed_at"].startswith(now.isoformat()[:19])
     assert 0 <= answer["lifetime"]["p_alive"] <= 1
-    assert answer["note"] is None
+    assert answer["note"] is None and answer["lifetime"]["stale"] is False
+    assert answer["lifetime"]["stale_reason"] is None
     assert answer["rfm"]["segment"] in {"new", "champions", "loyal", "at_risk",
                                         "hibernating", "promising", "needs_attention"}
 

@@ -144,36 +144,53 @@ def jobs_expire(now: NowOption = None) -> None:
 @jobs_app.command("scores")
 def jobs_scores(now: NowOption = None) -> None:
     """Refit every merchant's scoring models (RFM boundaries, BG/NBD and Gamma-Gamma) and
-    store its members' lifetime scores. `patron serve` does it daily."""
+    store its members' lifetime scores. `patron serve` does it daily. Exits 1 when some
+    merchant's refit failed (the others are refitted all the same)."""
     from patron.scores.refit import run_refits
 
     as_of = _as_of(now)
     database = Database(get_settings().database_url)
     try:
         refits = run_refits(database, as_of or utcnow())
-        for refit in refits:
-            state = "lifetime models fitted" if refit.fitted else refit.note
-            console.print(f"merchant {refit.merchant_id}: {refit.members} members, "
-                          f"{refit.repeat_members} repeat; {state}")
-        if not refits:
-            console.print("no merchant has member purchases yet: nothing to refit")
     finally:
         database.dispose()
+    for refit in refits:
+        if refit.failed:
+            console.print(f"merchant {refit.merchant_id}: FAILED, its lifetime scores are "
+                          f"stale: {refit.note}")
+            continue
+        state = (f"lifetime models fitted ({refit.fit_method})" if refit.fitted
+                 else f"lifetime scores not recomputed (stale): {refit.note}")
+        console.print(f"merchant {refit.merchant_id}: {refit.members} members, "
+                      f"{refit.repeat_members} repeat; {state}")
+    if not refits:
+        console.print("no merchant has member purchases yet: nothing to refit")
+    failed = [refit for refit in refits if refit.failed]
+    if failed:
+        console.print(f"{len(failed)} of {len(refits)} merchants failed")
+        raise typer.Exit(1)
 
 
 @jobs_app.command("run")
 def jobs_run(now: NowOption = None) -> None:
     """Run every scheduled job once (points expiry, expiry notices, voucher holds, code
-    batches, score refits)."""
+    batches, score refits, campaign calendar, weather feed). A job that fails does not
+    stop the others; the command then exits 1 and names the failures."""
     from patron.jobs.scheduler import run_all
 
     as_of = _as_of(now)
     database = Database(get_settings().database_url)
     try:
-        for name, summary in run_all(database, as_of):
-            console.print(f"{name}: {summary}")
+        reports = run_all(database, as_of)
     finally:
         database.dispose()
+    for report in reports:
+        console.print(f"{report.name}: {report.summary}")
+    failed = [report for report in reports if report.failed]
+    if failed:
+        console.print(f"{len(failed)} of {len(reports)} jobs failed: "
+                      f"{', '.join(report.name for report in failed)}")
+        raise typer.Exit(1)
 
 
 @app.command()

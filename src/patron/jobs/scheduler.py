@@ -26,12 +26,18 @@ from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
 from patron.kit.clock import utcnow
-from patron.scores.refit import run_refits
+from patron.scores.refit import PENALISED, run_refits
 from patron.vouchers.batches import resume_stale
 
 log = logging.getLogger("patron.jobs")
 
 JobRun = Callable[[Database, datetime, threading.Event | None], str]
+
+
+class JobFailed(Exception):
+    """A job that went on to the end but failed in part (one merchant of many): its
+    message is the job's summary, naming what failed. The run counts as done: the rest
+    of its work is in, and repeating it at every tick would only repeat the failure."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,18 @@ def _release_holds(database: Database, now: datetime, stop: threading.Event | No
 
 def _refit_scores(database: Database, now: datetime, stop: threading.Event | None) -> str:
     refits = run_refits(database, now, stop=stop)
-    fitted = sum(1 for refit in refits if refit.fitted)
-    return (f"member scores refitted: {len(refits)} merchants, lifetime models for "
-            f"{fitted}, {sum(refit.members for refit in refits)} members")
+    fitted = [refit for refit in refits if refit.fitted]
+    penalised = sum(1 for refit in fitted if refit.fit_method == PENALISED)
+    stale = [refit for refit in refits if not refit.fitted]
+    summary = (f"member scores refitted: {len(refits)} merchants, lifetime models for "
+               f"{len(fitted)} ({penalised} by the small-merchant fallback), "
+               f"{sum(refit.members for refit in refits)} members")
+    if stale:
+        summary += f"; not recomputed (stale) for {len(stale)}: " + "; ".join(
+            f"merchant {refit.merchant_id}: {refit.note}" for refit in stale)
+    if any(refit.failed for refit in refits):
+        raise JobFailed(summary)
+    return summary
 
 
 def _campaign_calendar(database: Database, now: datetime,
@@ -101,11 +116,28 @@ JOBS: tuple[Job, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class JobReport:
+    name: str
+    summary: str
+    failed: bool
+
+
 def run_all(database: Database, now: datetime | None = None, *,
-            jobs: Sequence[Job] = JOBS) -> list[tuple[str, str]]:
-    """Run every job once, in order; (name, summary) for each."""
+            jobs: Sequence[Job] = JOBS) -> list[JobReport]:
+    """Run every job once, in order, whatever happens to the others; a report for each."""
     now = now or utcnow()
-    return [(job.name, job.run(database, now, None)) for job in jobs]
+    reports = []
+    for job in jobs:
+        try:
+            reports.append(JobReport(job.name, job.run(database, now, None), failed=False))
+        except JobFailed as exc:
+            reports.append(JobReport(job.name, str(exc), failed=True))
+        except Exception as exc:
+            log.exception("job %s failed", job.name)
+            reports.append(JobReport(job.name, f"failed: {type(exc).__name__} (see the log)",
+                                     failed=True))
+    return reports
 
 
 class Scheduler:
@@ -165,6 +197,11 @@ class Scheduler:
                 continue
             try:
                 summary = job.run(self.database, utcnow(), self._stop)
+            except JobFailed as exc:
+                self._last_run[job.name] = started
+                log.error("job %s failed in part: %s (%.1f s)", job.name, exc,
+                          time.monotonic() - started)
+                continue
             except Exception:
                 # Jobs are safe to repeat: the next tick tries again.
                 log.exception("job %s failed", job.name)

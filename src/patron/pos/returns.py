@@ -138,6 +138,7 @@ def record_return(session: Session, *, actor: Principal, transaction_id: uuid.UU
     if purchase.member_id is not None:
         _move_ledger(session, purchase=purchase, record=record, totals=totals)
         record_refund(session, member_id=purchase.member_id, merchant_id=purchase.merchant_id,
+                      store_id=purchase.store_id, purchased_at=purchase.occurred_at,
                       refund_minor=totals.refund_amount)
         # What the purchase counted towards benefit rules goes back (docs/vouchers.md).
         benefits_revoked = benefits.on_return(

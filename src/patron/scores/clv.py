@@ -22,7 +22,9 @@ Gamma(p, nu) with nu ~ Gamma(q, v) per member, independent of the purchase proce
 Spend is in whatever unit ``monetary`` is given in (v has that unit).
 
 Both are fitted by maximising the summed log-likelihood over log-parameters with
-L-BFGS-B and analytic gradients. Terms that depend on x only are computed once per
+L-BFGS-B and analytic gradients; with a ``LogNormalPrior`` (the refit's fallback for
+small merchants) the maximum is that of the likelihood times the prior, which always
+has one. Terms that depend on x only are computed once per
 distinct x, which makes an evaluation over 20,000 members a handful of array operations.
 """
 
@@ -69,6 +71,21 @@ class ClvFitError(ClvError):
 # --- parameters ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LogNormalPrior:
+    """Independent normal priors on the logarithms of the parameters, centred on the fit's
+    starting point (BG/NBD: r = 1, alpha = 1 / the observed repeat-purchase rate, a = b = 1;
+    Gamma-Gamma: p = 1, q = 2, v = the mean of the observed spends), each with standard
+    deviation ``sd``. With it a fit maximises likelihood x prior (penalised maximum
+    likelihood): the penalty keeps every parameter off the search's edges, so a few dozen
+    histories give an answer, and its weight against the likelihood falls as 1/members."""
+
+    sd: float = float(np.log(10.0))  # a factor of 10 either way is one standard deviation
+
+    def __post_init__(self) -> None:
+        _check_positive(sd=self.sd)
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not (np.isfinite(value) and value > 0):
@@ -111,10 +128,11 @@ class GammaGammaParameters:
 @dataclass(frozen=True)
 class BgNbdFit:
     parameters: BgNbdParameters
-    log_likelihood: float  # summed over the members, at the estimates
+    log_likelihood: float  # summed over the members, at the estimates (without the prior)
     members: int
     iterations: int
     evaluations: int  # of the log-likelihood and its gradient
+    prior: LogNormalPrior | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,7 @@ class GammaGammaFit:
     members: int  # members with x > 0: the others carry no spend information
     iterations: int
     evaluations: int
+    prior: LogNormalPrior | None = None
 
 
 # --- input checks -------------------------------------------------------------------
@@ -259,17 +278,19 @@ def _bgnbd_start(x: FloatArray, age: FloatArray) -> FloatArray:
 
 
 def fit_bgnbd(*, frequency: npt.ArrayLike, recency: npt.ArrayLike,
-              T: npt.ArrayLike) -> BgNbdFit:
-    """Maximum-likelihood BG/NBD parameters for the members' histories."""
+              T: npt.ArrayLike, prior: LogNormalPrior | None = None) -> BgNbdFit:
+    """Maximum-likelihood BG/NBD parameters for the members' histories (penalised by
+    ``prior`` if given)."""
     x, t_x, age = _histories(frequency, recency, T)
     if not (x > 0).any():
         raise ClvInputError("no member has a repeat purchase: BG/NBD cannot be fitted")
     objective = _BgNbdObjective(x, t_x, age)
-    maximum = _maximise(objective, _bgnbd_start(x, age), ("r", "alpha", "a", "b"))
+    maximum = _maximise(objective, _bgnbd_start(x, age), ("r", "alpha", "a", "b"),
+                        prior=prior)
     return BgNbdFit(parameters=BgNbdParameters(*maximum.estimate),
                     log_likelihood=maximum.log_likelihood_per_member * x.size,
                     members=x.size, iterations=maximum.iterations,
-                    evaluations=maximum.evaluations)
+                    evaluations=maximum.evaluations, prior=prior)
 
 
 def probability_alive(parameters: BgNbdParameters, *, frequency: npt.ArrayLike,
@@ -406,18 +427,21 @@ def _gamma_gamma_start(m: FloatArray) -> FloatArray:
     return np.log(np.array([1.0, 2.0, float(m.mean())], dtype=np.float64))
 
 
-def fit_gamma_gamma(*, frequency: npt.ArrayLike, monetary: npt.ArrayLike) -> GammaGammaFit:
-    """Maximum-likelihood Gamma-Gamma parameters from the members with x > 0."""
+def fit_gamma_gamma(*, frequency: npt.ArrayLike, monetary: npt.ArrayLike,
+                    prior: LogNormalPrior | None = None) -> GammaGammaFit:
+    """Maximum-likelihood Gamma-Gamma parameters from the members with x > 0 (penalised
+    by ``prior`` if given)."""
     x, m = _spends(frequency, monetary)
     repeat = x > 0
     if not repeat.any():
         raise ClvInputError("no member has a repeat purchase: Gamma-Gamma cannot be fitted")
     objective = _GammaGammaObjective(x[repeat], m[repeat])
-    maximum = _maximise(objective, _gamma_gamma_start(m[repeat]), ("p", "q", "v"))
+    maximum = _maximise(objective, _gamma_gamma_start(m[repeat]), ("p", "q", "v"),
+                        prior=prior)
     return GammaGammaFit(parameters=GammaGammaParameters(*maximum.estimate),
                          log_likelihood=maximum.log_likelihood_per_member * objective.members,
                          members=objective.members, iterations=maximum.iterations,
-                         evaluations=maximum.evaluations)
+                         evaluations=maximum.evaluations, prior=prior)
 
 
 def expected_average_spend(parameters: GammaGammaParameters, *, frequency: npt.ArrayLike,
@@ -459,21 +483,28 @@ class MemberScores:
 def score_members(bgnbd: BgNbdParameters, gamma_gamma: GammaGammaParameters, *,
                   frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike,
                   monetary: npt.ArrayLike, horizon_days: float = DEFAULT_HORIZON_DAYS,
-                  monthly_discount_rate: float = 0.0) -> MemberScores:
+                  monthly_discount_rate: float = 0.0,
+                  spend_frequency: npt.ArrayLike | None = None) -> MemberScores:
     """P(alive), expected purchases in the horizon, expected spend per purchase and CLV.
+
+    ``spend_frequency``: the repeat purchases whose mean spend ``monetary`` is, when not
+    all of them (default: ``frequency``). Repeat purchases that paid nothing say nothing
+    about spend: they count for BG/NBD but not for Gamma-Gamma, and a member whose repeat
+    purchases were all free gets the population's expected spend.
 
     CLV = sum over the horizon's months of (expected purchases in the month x expected
     spend per purchase) / (1 + monthly_discount_rate)^k, where month k ends k * 30 days
     from now (the last one at the horizon, possibly shorter) and is discounted at its
     end. Undiscounted (the default) it is simply expected purchases x expected spend."""
     x, t_x, age = _histories(frequency, recency, T)
-    _, m = _spends(x, monetary)
-    _same_length(frequency=x, monetary=m)
+    spend_x, m = _spends(x if spend_frequency is None else spend_frequency, monetary)
+    _same_length(frequency=x, monetary=m, spend_frequency=spend_x)
+    _refuse(spend_x > x, "spend_frequency is greater than frequency")
     horizon = _days("horizon_days", horizon_days)
     if not (np.isfinite(monthly_discount_rate) and monthly_discount_rate >= 0):
         raise ClvInputError(f"monthly_discount_rate must be >= 0, got "
                             f"{monthly_discount_rate!r}")
-    spend = _expected_average_spend(gamma_gamma, x, m)
+    spend = _expected_average_spend(gamma_gamma, spend_x, m)
     alive = _probability_alive(bgnbd, x, t_x, age)
     purchases = _expected_purchases(bgnbd, horizon, x, t_x, age)
     if monthly_discount_rate == 0:
@@ -519,9 +550,28 @@ class _Maximum:
     evaluations: int
 
 
-def _maximise(objective: Any, start: FloatArray, names: tuple[str, ...]) -> _Maximum:
+class _Penalised:
+    """Minus the mean log-posterior per member: the objective plus the log-normal prior's
+    penalty sum((theta - centre)^2) / (2 sd^2), divided by the members like the rest."""
+
+    def __init__(self, objective: Any, centre: FloatArray, prior: LogNormalPrior) -> None:
+        self.objective = objective
+        self.centre = centre
+        self.weight = 1.0 / (prior.sd ** 2 * objective.members)
+
+    def __call__(self, log_params: FloatArray) -> tuple[float, FloatArray]:
+        value, gradient = self.objective(log_params)
+        offset = log_params - self.centre
+        return (value + 0.5 * self.weight * float(offset @ offset),
+                gradient + self.weight * offset)
+
+
+def _maximise(objective: Any, start: FloatArray, names: tuple[str, ...], *,
+              prior: LogNormalPrior | None = None) -> _Maximum:
     """Minimise ``objective`` (minus the mean log-likelihood per member, and its gradient)
-    over log-parameters, or raise ClvFitError.
+    over log-parameters, or raise ClvFitError. With a prior, minimise minus the mean
+    log-posterior instead (the prior centred on ``start``); the log-likelihood reported is
+    the likelihood's alone.
 
     Converged means: every parameter inside the search's edges and every component of the
     gradient at most _STATIONARY. L-BFGS-B's own verdict is not enough either way: at the
@@ -529,6 +579,9 @@ def _maximise(objective: Any, start: FloatArray, names: tuple[str, ...]) -> _Max
     without a maximum it can report success far from any stationary point. Short of
     converged, it runs again from where it stopped (with a fresh curvature estimate),
     twice at most."""
+    likelihood = objective
+    if prior is not None:
+        objective = _Penalised(likelihood, start, prior)
     point = start
     iterations = evaluations = 0
     for attempt in range(_ATTEMPTS):
@@ -554,6 +607,8 @@ def _maximise(objective: Any, start: FloatArray, names: tuple[str, ...]) -> _Max
                               f"cannot determine it")
         steepest = float(np.abs(gradient).max())
         if steepest <= _STATIONARY:
+            if prior is not None:
+                value, _ = likelihood(point)
             return _Maximum(estimate=[float(v) for v in np.exp(point)],
                             log_likelihood_per_member=-float(value),
                             iterations=iterations, evaluations=evaluations)

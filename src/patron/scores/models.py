@@ -7,9 +7,9 @@ read-modify-write, so concurrent purchases of one member add up on both database
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Date, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -29,6 +29,22 @@ class MemberStats(Base):
     # What the first purchase paid: the repeat purchases' mean spend, which the lifetime
     # value model takes, is (spend_minor - first_spend_minor) / (purchase_count - 1).
     first_spend_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class MemberPurchaseDay(Base):
+    """A member's purchases at a merchant on one store-local day: one transaction of the
+    lifetime models (BG/NBD counts days with a purchase, not receipts). The merchant leads
+    the key: the refit reads one merchant's days."""
+
+    __tablename__ = "member_purchase_days"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    purchase_count: Mapped[int] = mapped_column(BigInteger)
+    # Paid that day less what was refunded of those purchases, in the minor unit.
+    spend_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class MemberCategoryCount(Base):
@@ -60,7 +76,8 @@ class MemberStoreVisit(Base):
 class ScoreModel(Base):
     """A merchant's scoring models, refitted by the scheduled job (``scores.refit``): the
     RFM quintile boundaries of its members, and its lifetime models' parameters (none
-    when there were too few histories to fit them, with the reason in ``note``)."""
+    when they could not be fitted, with the reason in ``note``). While ``note`` is set,
+    the members' lifetime scores still stored are those of an earlier refit: stale."""
 
     __tablename__ = "score_models"
 
@@ -73,6 +90,9 @@ class ScoreModel(Base):
     rfm_boundaries: Mapped[dict[str, list[float]]] = mapped_column(JSON)
     bgnbd: Mapped[dict[str, float] | None] = mapped_column(JSON)  # r, alpha, a, b
     gamma_gamma: Mapped[dict[str, float] | None] = mapped_column(JSON)  # p, q, v
+    # How the lifetime models were fitted: "maximum_likelihood", or "penalised" (the
+    # small-merchant fallback, docs/scores.md); none without a model.
+    fit_method: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(String(500))
 
 

@@ -24,6 +24,10 @@ class LifetimeRead(BaseModel):
     clv_90d_minor: int = Field(description="expected spend over the next 90 days, in the "
                                            "currency's minor unit (BG/NBD x Gamma-Gamma)")
     computed_at: datetime
+    stale: bool = Field(description="true when the last refit could not recompute the "
+                                    "merchant's lifetime scores: these are from the refit "
+                                    "at `computed_at`")
+    stale_reason: str | None = Field(description="why they could not be recomputed")
 
 
 class AffinityRead(BaseModel):
@@ -56,6 +60,7 @@ class MemberScoresRead(BaseModel):
                                             "the member's first purchase")
     lifetime: LifetimeRead | None = Field(description="none until the lifetime models "
                                                       "have been fitted (see `note`)")
-    note: str | None = Field(description="why the lifetime models are missing, if they are")
+    note: str | None = Field(description="why the last refit produced no lifetime models, "
+                                         "if it did not (then `lifetime`, if any, is stale)")
     affinities: list[AffinityRead]
     visits: list[VisitRead]

@@ -1,7 +1,8 @@
 """Member stats: one atomic upsert per row touched by a purchase, in its transaction.
 
-A purchase costs 3 statements whatever the member's history and however many categories
-it has (one multi-row upsert for them all): no reads. A batch of purchases costs the same 3.
+A purchase costs 4 statements whatever the member's history and however many categories
+it has (one multi-row upsert for them all): no reads (the store, whose time zone decides
+the purchase's day, is already in the session). A batch of purchases costs the same 4.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from patron.db import insert_for_dialect, table_of
 from patron.scores import rfm
 from patron.scores.models import (
     MemberCategoryCount,
+    MemberPurchaseDay,
     MemberScore,
     MemberStats,
     MemberStoreVisit,
@@ -32,6 +35,7 @@ from patron.scores.schemas import (
     RfmRead,
     VisitRead,
 )
+from patron.tenancy.models import Store
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,22 @@ def record_purchase(session: Session, *, member_id: uuid.UUID, merchant_id: uuid
         category_quantities=category_quantities)])
 
 
+def purchase_day(occurred_at: datetime, timezone: str) -> date:
+    """The store-local day of a purchase: a member's purchases on one day are one
+    transaction of the lifetime models."""
+    return occurred_at.astimezone(ZoneInfo(timezone)).date()
+
+
+def _store_zones(session: Session, store_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    zones = {}
+    for store_id in store_ids:
+        store = session.get(Store, store_id)
+        if store is None:
+            raise LookupError(f"no store {store_id}")
+        zones[store_id] = store.timezone
+    return zones
+
+
 def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
     """Count purchases: one multi-row upsert per table, each row once (the purchases of
     one member are added up first), rows in key order so that concurrent writers lock
@@ -65,7 +85,19 @@ def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
     stats: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
     counts: dict[tuple[uuid.UUID, uuid.UUID, str], dict[str, Any]] = {}
     visits: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
+    days: dict[tuple[uuid.UUID, uuid.UUID, date], dict[str, Any]] = {}
+    zones = _store_zones(session, {item.store_id for item in purchases})
     for item in purchases:
+        day_key = (item.merchant_id, item.member_id,
+                   purchase_day(item.occurred_at, zones[item.store_id]))
+        day = days.get(day_key)
+        if day is None:
+            days[day_key] = {"merchant_id": item.merchant_id, "member_id": item.member_id,
+                             "day": day_key[2], "purchase_count": 1,
+                             "spend_minor": item.spend_minor}
+        else:
+            day["purchase_count"] += 1
+            day["spend_minor"] += item.spend_minor
         row = stats.get((item.member_id, item.merchant_id))
         if row is None:
             stats[item.member_id, item.merchant_id] = {
@@ -104,6 +136,7 @@ def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
     if counts:
         session.execute(statements.counts, [counts[key] for key in sorted(counts)])
     session.execute(statements.visits, [visits[key] for key in sorted(visits)])
+    session.execute(statements.days, [days[key] for key in sorted(days)])
 
 
 @dataclass(frozen=True)
@@ -111,6 +144,7 @@ class _Upserts:
     stats: Any
     counts: Any
     visits: Any
+    days: Any
 
 
 @functools.cache
@@ -149,7 +183,13 @@ def _upserts(dialect: str) -> _Upserts:
               "last_visit_at": case(
                   (visits.excluded.last_visit_at > columns.last_visit_at,
                    visits.excluded.last_visit_at), else_=columns.last_visit_at)})
-    return _Upserts(stats=stats, counts=counts, visits=visits)
+    days = insert_for_dialect(dialect, table_of(MemberPurchaseDay))
+    columns = days.table.c
+    days = days.on_conflict_do_update(
+        index_elements=["merchant_id", "member_id", "day"],
+        set_={"purchase_count": columns.purchase_count + days.excluded.purchase_count,
+              "spend_minor": columns.spend_minor + days.excluded.spend_minor})
+    return _Upserts(stats=stats, counts=counts, visits=visits, days=days)
 
 
 def member_stats(session: Session, *, member_id: uuid.UUID,
@@ -169,14 +209,22 @@ def category_counts(session: Session, *, member_id: uuid.UUID,
 
 
 def record_refund(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
-                  refund_minor: int) -> None:
-    """A return gives money back: the member's spend is what they kept paying for. The
-    purchase itself still counts as a visit and a purchase."""
+                  store_id: uuid.UUID, purchased_at: datetime, refund_minor: int) -> None:
+    """A return gives money back: the member's spend, and that of the purchase's day, is
+    what they kept paying for. The purchase itself still counts as a visit and a purchase
+    (and its day as a transaction)."""
     if refund_minor:
         session.execute(update(MemberStats)
                         .where(MemberStats.member_id == member_id,
                                MemberStats.merchant_id == merchant_id)
                         .values(spend_minor=MemberStats.spend_minor - refund_minor)
+                        .execution_options(synchronize_session=False))
+        day = purchase_day(purchased_at, _store_zones(session, {store_id})[store_id])
+        session.execute(update(MemberPurchaseDay)
+                        .where(MemberPurchaseDay.merchant_id == merchant_id,
+                               MemberPurchaseDay.member_id == member_id,
+                               MemberPurchaseDay.day == day)
+                        .values(spend_minor=MemberPurchaseDay.spend_minor - refund_minor)
                         .execution_options(synchronize_session=False))
 
 
@@ -224,6 +272,9 @@ def scores_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
         tier=tier, rfm=rfm_read,
         lifetime=None if lifetime is None else LifetimeRead(
             p_alive=lifetime.p_alive, expected_purchases_90d=lifetime.expected_purchases_90d,
-            clv_90d_minor=lifetime.clv_90d_minor, computed_at=lifetime.computed_at),
+            clv_90d_minor=lifetime.clv_90d_minor, computed_at=lifetime.computed_at,
+            # The refit keeps the scores it could not recompute, with the reason.
+            stale=model is not None and model.note is not None,
+            stale_reason=model.note if model is not None else None),
         note=model.note if model is not None else "the scores have not been computed yet",
         affinities=affinities, visits=visits)
