@@ -7,7 +7,7 @@ recorded (each in its store's time zone, less what its returns refunded).
 ``score_models.fit_method`` says how the lifetime models were fitted.
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-07 05:00:00.000000
 
 Written by hand.
@@ -22,7 +22,7 @@ from alembic import op
 import patron.db
 
 revision: str = '0024'
-down_revision: str | None = '0018'
+down_revision: str | None = '0019'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
