@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.members import service
@@ -15,6 +15,7 @@ from patron.members.schemas import (
     MemberUpdate,
     PinSet,
 )
+from patron.privacy import export as member_export
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -90,8 +91,17 @@ def erase(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
         return service.to_read(service.erase(session, actor=caller, member_id=member_id))
 
 
-@router.get("/{member_id}/export", responses=problems(*AUTHED))
-def export(member_id: uuid.UUID, db: Db, caller: Caller) -> dict[str, Any]:
-    """Everything Patron holds about the member, as JSON."""
+@router.get("/{member_id}/export", response_class=StreamingResponse,
+            responses={200: {"description": "The member's personal-data export "
+                             "(docs/privacy.md, \"Export\"), as an attachment.",
+                             "content": {"application/json": {"schema": {"type": "object"}}}},
+                       **problems(*AUTHED)})
+def export(member_id: uuid.UUID, db: Db, caller: Caller) -> StreamingResponse:
+    """Everything Patron holds about the member, decrypted, as one JSON document, streamed:
+    the operator's export holds the whole coalition's record, a merchant's the member's
+    profile and that merchant's rows."""
     with db.session_scope() as session:
-        return service.export(session, actor=caller, member_id=member_id)
+        prepared = member_export.prepare(session, actor=caller, member_id=member_id)
+    return StreamingResponse(member_export.stream(db, prepared), media_type="application/json",
+                             headers={"Cache-Control": "no-store", "Content-Disposition":
+                                      f'attachment; filename="{prepared.filename}"'})
