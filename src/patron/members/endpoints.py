@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.ledger.views import Position, decode_cursor, encode_cursor
@@ -21,6 +21,7 @@ from patron.members.schemas import (
     VerificationCodeRead,
     VerificationCodeRequest,
 )
+from patron.privacy import export as member_export
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -115,12 +116,20 @@ def send_verification_code(member_id: uuid.UUID, data: VerificationCodeRequest, 
                                     expires_at=verification.expires_at)
 
 
-@router.get("/{member_id}/export", responses=problems(*AUTHED))
-def export(member_id: uuid.UUID, db: Db, caller: Caller) -> dict[str, Any]:
-    """Everything Patron holds about the member, decrypted, as JSON: the operator and the
-    enrolling merchant's merchant key only; every export is recorded."""
+@router.get("/{member_id}/export", response_class=StreamingResponse,
+            responses={200: {"description": "The member's personal-data export "
+                             "(docs/privacy.md, \"Export\"), as an attachment.",
+                             "content": {"application/json": {"schema": {"type": "object"}}}},
+                       **problems(*AUTHED)})
+def export(member_id: uuid.UUID, db: Db, caller: Caller) -> StreamingResponse:
+    """Everything Patron holds about the member, decrypted, as one JSON document, streamed:
+    the operator's export holds the whole coalition's record, a merchant's the member's
+    profile and that merchant's rows."""
     with db.session_scope() as session:
-        return service.export(session, actor=caller, member_id=member_id)
+        prepared = member_export.prepare(session, actor=caller, member_id=member_id)
+    return StreamingResponse(member_export.stream(db, prepared), media_type="application/json",
+                             headers={"Cache-Control": "no-store", "Content-Disposition":
+                                      f'attachment; filename="{prepared.filename}"'})
 
 
 exports_router = APIRouter(prefix="/v1/data-exports", tags=["members"])

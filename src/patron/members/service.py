@@ -1,9 +1,9 @@
-"""Enrolment, profile, consents, withdrawal, erasure and export of members."""
+"""Enrolment, profile, consents, withdrawal and erasure of members (the export, which
+reads every area, is `patron.privacy.export`)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
@@ -397,42 +397,3 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
     session.execute(delete(MemberVerification).where(MemberVerification.member_id == member.id))
     session.flush()
     return member
-
-
-def export(session: Session, *, actor: Principal, member_id: uuid.UUID) -> dict[str, Any]:
-    """Everything Patron holds about one member, decrypted, as JSON-ready data; only for the
-    data controller (the operator, the enrolling merchant's merchant key), and recorded."""
-    member = access.member_for(session, actor=actor, member_id=member_id,
-                               action=MemberAction.export)
-    access.record_export(session, actor=actor, member=member)
-    memberships = session.execute(
-        select(Membership, Merchant.number, Merchant.name)
-        .join(Merchant, Merchant.id == Membership.merchant_id)
-        .where(Membership.member_id == member.id).order_by(Membership.joined_at)).all()
-    cards = session.scalars(select(Card).where(Card.member_id == member.id)
-                            .order_by(Card.created_at))
-    history = consent_history(session, actor=actor, member_id=member_id)
-    return {
-        "member": {
-            "id": str(member.id), "member_number": member.member_number,
-            "status": member.status, "phone": decrypt_phone(member),
-            "email": decrypt_email(member), "birth_year": member.birth_year,
-            "birth_month": member.birth_month,
-            "gender": member.gender, "postcode": member.postcode, "region": member.region,
-            "language": member.language, "has_pin": member.pin_hash is not None,
-            "created_at": member.created_at.isoformat(),
-            "withdrawn_at": member.withdrawn_at.isoformat() if member.withdrawn_at else None,
-            "erased_at": member.erased_at.isoformat() if member.erased_at else None,
-        },
-        "memberships": [
-            {"merchant_number": f"{number:05d}", "merchant_name": name,
-             "joined_at": ms.joined_at.isoformat(), "source": ms.source}
-            for ms, number, name in memberships],
-        "cards": [
-            {"id": str(card.id), "uid_last4": card.uid_last4, "status": card.status,
-             "created_at": card.created_at.isoformat(),
-             "blocked_at": card.blocked_at.isoformat() if card.blocked_at else None}
-            for card in cards],
-        "consents": history.model_dump(mode="json"),
-        "exported_at": utcnow().isoformat(),
-    }
