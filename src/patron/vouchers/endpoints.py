@@ -56,7 +56,8 @@ _REFUSALS = """A code that cannot be used is 409 with the reason's `code`: `vouc
 `voucher_needs_member`, `voucher_needs_purchase`, `voucher_is_ticket`,
 `ticket_already_admitted` (with when and where it admitted). Unknown codes and other
 merchants' codes are the same 404 `not_found`; a mistyped code is 422
-`invalid_voucher_code`.
+`invalid_voucher_code`; a `channel` that contradicts the terminal's kind is 422
+`channel_not_terminals`.
 
 Each refusal is a security event (`GET /v1/security-events`); a terminal, client address or
 member with too many of them in a short time is refused with 429 `too_many_failures` and a
