@@ -245,6 +245,8 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
         "timezone": "Europe/Paris", "country": "FR"},
     ("POST", "/v1/merchants/{merchant_id}/stores"): lambda o: {
         "code": "second", "name": "Second store", "address": "1-2-3 Ginza"},
+    ("PATCH", "/v1/stores/{store_id}"): lambda o: {"receipt": {
+        "facility_info": "Open 10:00-22:00", "questionnaire_url": "https://example.jp/q"}},
     ("POST", "/v1/stores/{store_id}/terminals"): lambda o: {"code": "pos-2", "kind": "pos"},
     ("PATCH", "/v1/terminals/{terminal_id}"): lambda o: {"points_per_tap": 7},
     ("POST", "/v1/keys"): lambda o: {"role": "terminal", "terminal_id": o.tenant.reader_id,

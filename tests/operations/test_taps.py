@@ -72,7 +72,10 @@ def test_points_once_per_interval(client: TestClient, world: World, database: Da
     assert first.status_code == 201, first.text
     body = first.json()
     assert body == {"visit_id": body["visit_id"], "member_id": member["id"],
-                    "points_granted": 5, "reason": None, "balance": 5,
+                    "points_granted": 5, "reason": None, "campaign_points": 0,
+                    "points_total": 5, "campaigns": [], "balance": 5,
+                    "receipt": {"facility_info": None, "questionnaire_url": None,
+                                "consent_prompt": None},
                     "occurred_at": "2026-11-20T09:00:00Z"}
 
     clock.freeze(NOW + timedelta(minutes=59, seconds=59))

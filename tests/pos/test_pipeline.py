@@ -235,12 +235,12 @@ def test_only_terminal_keys_may_sell(client: TestClient, world: World,
 
 def test_an_anonymous_purchase_is_recorded_without_points(
         client: TestClient, world: World, database: Database) -> None:
-    response = commit(client, world.a.pos_key, purchase(lines=JPY_BASKET, channel="online"))
+    response = commit(client, world.a.pos_key, purchase(lines=JPY_BASKET, channel="store"))
     assert response.status_code == 201, response.text
     answer = response.json()
     assert (answer["member_id"], answer["balance_after"], answer["points_earned"]) == (
         None, None, 0)
-    assert answer["channel"] == "online" and answer["total"] == 2534
+    assert answer["channel"] == "store" and answer["total"] == 2534
     assert entries(database) == 0
     with database.session_scope() as session:
         transaction = session.scalars(select(PosTransaction)).one()

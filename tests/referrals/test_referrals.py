@@ -173,6 +173,40 @@ def test_self_referral_by_the_same_card_e_mail_or_device(
     assert [str(row.referee_id) for row in _referrals(database)] == [other["id"]]
 
 
+def test_a_second_enrolment_from_one_wallet_device_under_one_code_is_refused(
+        client: TestClient, world: World, database: Database) -> None:
+    _program(client, world)
+    referrer = enrol(client, world.a, phone="+81 90-1111-2222")
+    code = _code(client, world, referrer)
+    first = enrol(client, world.a, device_id="wallet-install-0007", referral_code=code)
+    before = snapshot(database)
+    refused = client.post("/v1/members", headers=auth(world.a.merchant_key),
+                          json={"device_id": "wallet-install-0007", "referral_code": code,
+                                "email": "second@example.com"})
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["code"], refused.json()["field"]) == (
+        "referral_device_reused", "referral_code")
+    assert snapshot(database) == before  # no member, no referral
+    with database.session_scope() as session:
+        [recorded] = session.scalars(select(SecurityEvent).where(
+            SecurityEvent.refusal == "referral_device_reused")).all()
+        assert (recorded.kind, str(recorded.member_id), str(recorded.merchant_id)) == (
+            "referral", referrer["id"], world.a.merchant_id)
+    assert [str(row.referee_id) for row in _referrals(database)] == [first["id"]]
+    listed = client.get("/v1/security-events", headers=auth(world.a.merchant_key))
+    assert listed.status_code == 200, listed.text
+    assert [event["refusal"] for event in listed.json()["events"]] == [
+        "referral_device_reused"]
+
+    # The device may still enrol without the code, and under another member's code.
+    other_referrer = enrol(client, world.a, phone="+81 90-7777-8888")
+    again = enrol(client, world.a, device_id="wallet-install-0007",
+                  referral_code=_code(client, world, other_referrer))
+    assert [str(row.referee_id) for row in _referrals(database)] == [first["id"], again["id"]]
+    assert client.post("/v1/members", headers=auth(world.a.merchant_key), json={
+        "device_id": "wallet-install-0007"}).status_code == 201
+
+
 def test_a_return_below_the_minimum_claws_both_rewards_back(
         client: TestClient, world: World, database: Database) -> None:
     clock.freeze(NOW)

@@ -472,8 +472,10 @@ SCENARIOS = [
              offers=[(1, 0)]),
     Scenario("receipt_and_channel_named", one({"receipt_no": "R-1", "channel": "store"}),
              [ok(100)], lean=1),
-    Scenario("online_offer_online_sale", one({"channel": "online"}, channels=["online"]),
-             [ok(100)], lean=1),
+    # A store's till cannot say its sale is online (docs/pos.md, "Channel").
+    Scenario("online_sale_stated_at_a_store_till",
+             one({"channel": "online"}, channels=["online"]),
+             [no(422, "channel_not_terminals")], lean=0, counts=[0]),
     Scenario("own_store_only", own_store, [ok(100)], lean=1),
     Scenario("within_store_hours", hours(inside=True), [ok(100)], lean=1),
     Scenario("code_forms", forms, [ok(100), ok(100), ok(100)], lean=3, counts=[3]),

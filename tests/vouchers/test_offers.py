@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from patron.db import Database
 from patron.vouchers import codes
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import World, auth
+from tests.pos.conftest import enrol
 from tests.vouchers.conftest import make_codes, make_offer, redeem
 
 BAD_TERMS = [
@@ -133,6 +135,29 @@ def test_personal_codes_land_in_the_members_wallet(client: TestClient, world: Wo
     other = client.get(f"/v1/members/{member_a['id']}/vouchers",
                        headers=auth(world.b.merchant_key))
     assert other.status_code == 404
+
+
+def test_a_merchant_cannot_fill_the_wallet_of_a_member_it_cannot_see(
+        client: TestClient, world: World, database: Database) -> None:
+    """Another merchant's member and an id that is no member answer alike: nothing is
+    issued, and the answer does not tell whether the id exists."""
+    member_b = enrol(client, world.b)
+    offer = make_offer(client, world.a.merchant_key)
+    before = snapshot(database)
+    answers = [client.post(f"/v1/offers/{offer['id']}/codes",
+                           headers=auth(world.a.merchant_key),
+                           json={"count": 1, "member_id": member_id})
+               for member_id in (member_b["id"], str(uuid.uuid4()))]
+    assert [answer.status_code for answer in answers] == [404, 404]
+    assert answers[0].json() == answers[1].json() == {
+        "type": "https://patron.dev/problems/not_found", "title": "Not found", "status": 404,
+        "detail": "no such member", "code": "not_found"}
+    assert changed_tables(before, snapshot(database)) == []
+    # The member's own merchant, and the operator, may.
+    offer_b = make_offer(client, world.b.merchant_key)
+    for key in (world.b.merchant_key, world.operator_key):
+        assert client.post(f"/v1/offers/{offer_b['id']}/codes", headers=auth(key), json={
+            "count": 1, "member_id": member_b["id"]}).status_code == 201
 
 
 def test_a_revoked_offer_issues_nothing_and_its_codes_fail(client: TestClient,

@@ -62,6 +62,11 @@ class Occasion:
     store_id: uuid.UUID | None = None
 
 
+def visit_key(visit_id: uuid.UUID) -> str:
+    """The occasion of a visit (a tap at a reader): what its outcomes are found by."""
+    return f"visit:{visit_id}"
+
+
 def fire(session: Session, occasion: Occasion, *, now: datetime,
          only: frozenset[uuid.UUID] | None = None) -> list[dict[str, Any]]:
     """Run the occasion's campaigns (``only`` these, when given) for its member (the

@@ -54,6 +54,7 @@ from patron.offline import results
 from patron.offline.models import OfflineAllowance, OfflineEntry
 from patron.offline.schemas import BatchEntry
 from patron.pos import service as pos
+from patron.pos.channel import sale_channel
 from patron.pos.models import PosTransaction, PosTransactionLine
 from patron.pos.schemas import PurchaseWrite
 from patron.programs import rules
@@ -337,7 +338,8 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
     transaction = {
         "id": transaction_id, "merchant_id": merchant_id, "store_id": till.store.id,
         "terminal_id": till.terminal.id, "receipt_no": data.receipt_no,
-        "member_id": priced.member_id, "channel": data.channel.value,
+        "member_id": priced.member_id,
+        "channel": sale_channel(till.terminal.kind, data.channel).value,
         "currency": till.merchant.currency, "subtotal": priced.subtotal,
         "voucher_discount": priced.voucher_discount,
         "points_discount": priced.points_discount, "miles_discount": priced.miles_discount,

@@ -83,6 +83,7 @@ from patron.offline.schemas import (
     ProgramRules,
 )
 from patron.pos import service as pos
+from patron.pos.errors import ChannelMismatch
 from patron.pos.models import PosTransaction
 from patron.pos.schemas import PurchaseWrite
 from patron.programs.service import get_program
@@ -267,7 +268,7 @@ def replay_batch(session: Session, *, actor: Principal, data: BatchWrite) -> str
     """The batch's answer (``BatchRead``) as JSON text: the set path's answers are made as
     text, and each answer is serialised once."""
     till = till_of(session, actor)
-    entries = data.entries
+    entries = [_at_terminal(entry, till) for entry in data.entries]
     if not 1 <= len(entries) <= MAX_BATCH_ENTRIES:
         raise BatchTooLarge(f"send 1 to {MAX_BATCH_ENTRIES} entries, not {len(entries)}",
                             field="entries")
@@ -353,6 +354,17 @@ SET = "set"
 SET_CONFLICT = "set_conflict"
 
 
+def _at_terminal(entry: BatchEntry, till: Till) -> BatchEntry:
+    """The entry with its terminal's channel filled in (``pos.at_terminal``); one whose
+    ``channel`` contradicts the terminal is left as sent: its commit refuses it."""
+    try:
+        transaction = pos.at_terminal(entry.transaction, till)
+    except ChannelMismatch:
+        return entry
+    return (entry if transaction is entry.transaction
+            else entry.model_copy(update={"transaction": transaction}))
+
+
 class _Classifier:
     """Decides which entries the set path takes (``offline.bulk``: plain sales), with the
     members the batch names read once."""
@@ -390,7 +402,7 @@ class _Classifier:
         try:
             allowance = _check_entry(self.session, till=self.till, entry=entry,
                                      verified=verified)
-            gtins = pos.validate(data, merchant=self.till.merchant)
+            gtins = pos.validate(data, till=self.till)
             occurred_at = data.occurred_at.astimezone(UTC)
             pos.check_time(data, now=self.now)
         except (PatronError, OverflowError):

@@ -8,7 +8,14 @@ from pydantic import AwareDatetime
 
 from patron.http import AUTHED, Caller, Db, problems
 from patron.operations import service
-from patron.operations.schemas import EventBatch, EventBatchResult, EventPage, TapIn, TapResult
+from patron.operations.schemas import (
+    EventBatch,
+    EventBatchResult,
+    EventPage,
+    TapIn,
+    TapResult,
+    VisitPage,
+)
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -51,6 +58,32 @@ def record_tap(data: TapIn, db: Db, caller: Caller) -> TapResult:
     `not_a_reader`). Records the visit and grants the reader's `points_per_tap`, at most
     once per member per reader per `PATRON_TAP_INTERVAL_MINUTES`; a tap within the
     interval is recorded with 0 points and `reason: "interval"`. Card refusals are those
-    of `POST /v1/identify` (`card_not_found`, `card_blocked`, `member_withdrawn`, PIN)."""
+    of `POST /v1/identify` (`card_not_found`, `card_blocked`, `member_withdrawn`, PIN).
+
+    The answer itemises the points: the reader's (`points_granted`), each visit campaign
+    that fired with its bonus points and message (`campaigns`, `campaign_points`), their
+    sum (`points_total`), and the balance after all of them; and the `receipt` content the
+    reader shows (facility information, a questionnaire link, a consent prompt: the
+    reader's own field, else its store's)."""
     with db.session_scope() as session:
         return service.record_tap(session, actor=caller, data=data)
+
+
+@router.get("/stores/{store_id}/visits", response_model=VisitPage,
+            responses=problems(*AUTHED))
+def list_visits(
+    store_id: uuid.UUID, db: Db, caller: Caller,
+    since: Annotated[AwareDatetime | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="occurred_at < until")] = None,
+    cursor: Annotated[str | None, Query(max_length=200,
+                                        description="`next_cursor` of the previous page")
+                      ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> VisitPage:
+    """A facility's visits (taps at its readers), newest first, each with the visiting
+    member's id and member number only (merchant or operator key; its terminals, sales
+    reps and other merchants get 404). An unusable `cursor` is 422 `invalid_cursor`."""
+    with db.session_scope() as session:
+        return service.list_visits(
+            session, actor=caller, store_id=store_id,
+            query=service.VisitQuery(since=since, until=until, cursor=cursor, limit=limit))

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.campaigns import occasions
-from patron.campaigns.models import Trigger
+from patron.campaigns.models import Campaign, CampaignOutcome, Trigger
 from patron.config import get_settings
 from patron.db import insert_for, rowcount
 from patron.errors import NotFound
@@ -20,7 +20,8 @@ from patron.identity.service import identify
 from patron.kit.clock import utcnow
 from patron.ledger.models import EntryKind
 from patron.ledger.service import earn, points_balance
-from patron.members.models import Membership
+from patron.ledger.views import Position, decode_cursor, encode_cursor
+from patron.members.models import Member, Membership
 from patron.notify.outbox import EventType, emit
 from patron.operations.errors import (
     NotAReader,
@@ -33,13 +34,20 @@ from patron.operations.schemas import (
     EventBatch,
     EventBatchResult,
     EventRead,
+    TapCampaign,
     TapIn,
     TapResult,
+    Visitor,
+    VisitPage,
+    VisitRead,
 )
 from patron.programs.rules import points_expire_at
 from patron.programs.service import get_program
-from patron.tenancy.models import Role, Store, Terminal, TerminalKind
-from patron.tenancy.service import Principal, get_store
+from patron.tenancy.models import Merchant, Role, Store, Terminal, TerminalKind
+from patron.tenancy.schemas import ReceiptContent
+from patron.tenancy.service import Principal, get_store, receipt_for
+from patron.vouchers import codes
+from patron.vouchers.models import Offer, Voucher
 
 # Shared by register events, taps and purchases. Clocks drift a little; further ahead is a
 # wrong clock. Offline registers catch up within days; older data is a manual correction.
@@ -135,13 +143,50 @@ def _visit_by_tap_id(session: Session, terminal_id: uuid.UUID, tap_id: str) -> V
                                                Visit.tap_id == tap_id)).one_or_none()
 
 
-def _answer(session: Session, visit: Visit, member_id: uuid.UUID) -> TapResult:
+def _answer(session: Session, visit: Visit, member_id: uuid.UUID, *,
+            terminal: Terminal) -> TapResult:
+    """The tap's answer, read back from what the visit wrote (the first answer and every
+    replay of its ``tap_id`` alike)."""
     if visit.member_id != member_id:
         raise TapIdReused(f"tap_id {visit.tap_id!r} was used for another card", field="tap_id")
     balance = points_balance(session, merchant_id=visit.merchant_id, member_id=visit.member_id)
+    store = session.get(Store, terminal.store_id)
+    merchant = session.get(Merchant, terminal.merchant_id)
+    assert store is not None and merchant is not None
+    fired = _visit_campaigns(session, visit, merchant_number=merchant.number)
+    campaign_points = sum(item.points for item in fired)
     return TapResult(visit_id=visit.id, member_id=visit.member_id,
                      points_granted=visit.points_granted, reason=visit.reason,
-                     balance=balance, occurred_at=visit.occurred_at)
+                     campaign_points=campaign_points,
+                     points_total=visit.points_granted + campaign_points, campaigns=fired,
+                     balance=balance, receipt=ReceiptContent(**receipt_for(store, terminal)),
+                     occurred_at=visit.occurred_at)
+
+
+def _visit_campaigns(session: Session, visit: Visit, *,
+                     merchant_number: int) -> list[TapCampaign]:
+    """The campaigns that fired on the visit (its outcomes, held-out members' left out),
+    highest priority first, with the points, message and code each gave."""
+    rows = session.execute(
+        select(CampaignOutcome.campaign_id, CampaignOutcome.points, Campaign.name,
+               Campaign.actions, Voucher.code, Voucher.offer_id, Voucher.valid_until,
+               Offer.name.label("offer_name"))
+        .join(Campaign, Campaign.id == CampaignOutcome.campaign_id)
+        .outerjoin(Voucher, Voucher.id == CampaignOutcome.voucher_id)
+        .outerjoin(Offer, Offer.id == Voucher.offer_id)
+        .where(CampaignOutcome.member_id == visit.member_id,
+               CampaignOutcome.occasion == occasions.visit_key(visit.id),
+               CampaignOutcome.held_out.is_(False))
+        .order_by(Campaign.priority.desc(), Campaign.created_at, Campaign.id)).all()
+    return [TapCampaign(
+        campaign_id=row.campaign_id, name=row.name, points=row.points,
+        message=next((action["text"] for action in reversed(row.actions)
+                      if action["type"] == "message"), None),
+        voucher=None if row.code is None else {
+            "code": codes.display(row.code), "offer_id": str(row.offer_id),
+            "offer": row.offer_name, "barcode": codes.barcode_number(merchant_number, row.code),
+            "valid_until": row.valid_until.isoformat() if row.valid_until else None})
+        for row in rows]
 
 
 def _ensure_membership(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID,
@@ -189,7 +234,7 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
     if data.tap_id is not None:
         replayed = _visit_by_tap_id(session, terminal.id, data.tap_id)
         if replayed is not None:
-            return _answer(session, replayed, member_id)
+            return _answer(session, replayed, member_id, terminal=terminal)
     _ensure_membership(session, member_id=member_id, merchant_id=terminal.merchant_id, now=now)
 
     # Claim the tap_id first, so a concurrent resend waits here, not after the grant.
@@ -205,7 +250,7 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
                   if data.tap_id is not None else None)
         if winner is None:
             raise
-        return _answer(session, winner, member_id)
+        return _answer(session, winner, member_id, terminal=terminal)
 
     points = terminal.points_per_tap
     interval = timedelta(minutes=get_settings().tap_interval_minutes)
@@ -237,7 +282,8 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
     session.flush()
     # Visit campaigns, once per visit (a replayed tap returned above).
     occasions.fire(session, occasions.Occasion(
-        trigger=Trigger.visit, key=f"visit:{visit.id}", merchant_id=terminal.merchant_id,
+        trigger=Trigger.visit, key=occasions.visit_key(visit.id),
+        merchant_id=terminal.merchant_id,
         member_id=member_id, occurred_at=occurred_at, store_id=terminal.store_id), now=now)
     # Only here: a replayed tap returned above, so its event exists once already.
     emit(session, type=EventType.tap_recorded, merchant_id=visit.merchant_id,
@@ -246,4 +292,49 @@ def record_tap(session: Session, *, actor: Principal, data: TapIn) -> TapResult:
              "merchant_id": str(visit.merchant_id), "store_id": str(visit.store_id),
              "terminal_id": str(visit.terminal_id), "points_granted": visit.points_granted,
              "reason": visit.reason, "occurred_at": occurred_at.astimezone(UTC).isoformat()})
-    return _answer(session, visit, member_id)
+    return _answer(session, visit, member_id, terminal=terminal)
+
+
+# --- a facility's visits ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VisitQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: str | None = None
+    limit: int = 100
+
+
+def list_visits(session: Session, *, actor: Principal, store_id: uuid.UUID,
+                query: VisitQuery) -> VisitPage:
+    """A store's visits (taps at its readers), newest first, ``since`` ≤ occurred_at <
+    ``until``, each with what the facility may see of the member: their id and member
+    number, never their contact details (docs/privacy.md, "Visits"). The merchant's own key
+    and the operator's; anyone else (its terminals, sales reps, other merchants) 404."""
+    if actor.role not in (Role.operator, Role.merchant):
+        raise NotFound("no such store")
+    store = get_store(session, actor=actor, store_id=store_id)
+    statement = (select(Visit.id, Visit.terminal_id, Visit.occurred_at, Visit.points_granted,
+                        Visit.reason, Visit.member_id, Member.member_number)
+                 .join(Member, Member.id == Visit.member_id)
+                 .where(Visit.store_id == store.id))
+    if query.since is not None:
+        statement = statement.where(Visit.occurred_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(Visit.occurred_at < query.until)
+    if query.cursor is not None:
+        after = decode_cursor(query.cursor)
+        statement = statement.where(or_(
+            Visit.occurred_at < after.occurred_at,
+            (Visit.occurred_at == after.occurred_at) & (Visit.id < after.entry_id)))
+    rows = session.execute(statement.order_by(Visit.occurred_at.desc(), Visit.id.desc())
+                           .limit(query.limit + 1)).all()
+    page = rows[:query.limit]
+    next_cursor = (encode_cursor(Position(occurred_at=page[-1].occurred_at,
+                                          entry_id=page[-1].id))
+                   if len(rows) > query.limit else None)
+    return VisitPage(visits=[VisitRead(
+        visit_id=row.id, terminal_id=row.terminal_id, occurred_at=row.occurred_at,
+        points_granted=row.points_granted, reason=row.reason,
+        member=Visitor(member_id=row.member_id, member_number=row.member_number))
+        for row in page], next_cursor=next_cursor)

@@ -19,6 +19,7 @@ from patron.security.models import SecurityEventKind
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
 
 _REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency_not_merchants`,
+`channel_not_terminals` (`channel` contradicts the terminal's kind: the terminal decides),
 `occurred_at_in_future` (more than 5 minutes ahead), `occurred_at_too_old` (more than 30 days),
 `invalid_gtin`, `invalid_quantity`, `invalid_price`, `invalid_payment_amount`, `invalid_burn`,
 `burn_below_minimum`, `burn_exceeds_basket`, `burn_needs_member`, `basket_too_large`,

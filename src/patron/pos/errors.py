@@ -81,3 +81,8 @@ class NothingToReturn(Conflict):
 class ReturnBeforePurchase(InvalidInput):
     code = "return_before_purchase"
     title = "A return cannot happen before its purchase"
+
+
+class ChannelMismatch(InvalidInput):
+    code = "channel_not_terminals"
+    title = "The channel contradicts the terminal's kind"

@@ -86,7 +86,10 @@ class PurchaseWrite(Strict):
     miles: WholeNumber | None = Field(default=None, description="Miles the merchant computed "
                                                                 "itself for this purchase; "
                                                                 "absent: the operator's rate")
-    channel: Channel = Channel.store
+    channel: Channel | None = Field(default=None, description=(
+        "Optional: the terminal's kind decides (the web shop's `online` terminal sells "
+        "`online`, every other terminal `store`); a channel that contradicts it is 422 "
+        "`channel_not_terminals`"))
     payment: Payment | None = None
     vouchers: Annotated[list[VoucherUse], Field(max_length=10)] = Field(
         default_factory=list, description="Codes used on this purchase, applied in order "

@@ -54,6 +54,7 @@ from patron.members.models import Member, Membership
 from patron.members.service import is_member_of
 from patron.notify.outbox import EventType, emit
 from patron.operations.service import check_occurred_at
+from patron.pos.channel import sale_channel
 from patron.pos.errors import (
     BasketTooLarge,
     BurnNeedsMember,
@@ -82,7 +83,7 @@ from patron.programs.rules import TierProgress, TierView
 from patron.programs.service import MerchantProgram, get_program, member_tier
 from patron.referrals import service as referrals
 from patron.scores.service import record_purchase
-from patron.tenancy.models import Merchant, Role
+from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, Till, till_of
 from patron.vouchers import rules as voucher_rules
 from patron.vouchers import service as vouchers
@@ -126,8 +127,19 @@ def check_time(data: PurchaseWrite, *, now: datetime) -> None:
     check_occurred_at(data.occurred_at, now=now, field="occurred_at")
 
 
-def validate(data: PurchaseWrite, *, merchant: Merchant) -> list[str | None]:
-    """What the body alone decides (not the clock); the lines' GTINs in compact form."""
+def at_terminal(data: PurchaseWrite, till: Till) -> PurchaseWrite:
+    """The body with the channel its terminal decides (``pos.channel``) filled in, so that
+    a body without ``channel`` hashes and replays as one that states it; a contradicting
+    ``channel`` is refused."""
+    channel = sale_channel(till.terminal.kind, data.channel)
+    return data if data.channel == channel else data.model_copy(update={"channel": channel})
+
+
+def validate(data: PurchaseWrite, *, till: Till) -> list[str | None]:
+    """What the body and the terminal decide (not the clock); the lines' GTINs in compact
+    form."""
+    merchant = till.merchant
+    sale_channel(till.terminal.kind, data.channel)
     try:
         currency = currency_code(data.currency)
     except ValueError as exc:
@@ -218,7 +230,8 @@ def _miles_discount(data: PurchaseWrite, *, rate: Rate | None, due: int) -> int:
 
 def _sale(data: PurchaseWrite, till: Till) -> voucher_rules.Sale:
     return voucher_rules.Sale(at=data.occurred_at.astimezone(UTC), store_id=str(till.store.id),
-                              timezone=till.store.timezone, channel=data.channel.value,
+                              timezone=till.store.timezone,
+                              channel=sale_channel(till.terminal.kind, data.channel).value,
                               currency=till.merchant.currency)
 
 
@@ -371,7 +384,8 @@ def quote(session: Session, *, actor: Principal, data: PurchaseWrite,
     """What committing this body would do now. Writes nothing (the one exception is the
     identity service counting a wrong PIN, which must hold whatever the caller asked)."""
     till = till_of(session, actor)
-    gtins = validate(data, merchant=till.merchant)
+    data = at_terminal(data, till)
+    gtins = validate(data, till=till)
     now = utcnow()
     check_time(data, now=now)
     member = member_for(session, actor=actor, identification=data.member)
@@ -476,7 +490,8 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
     """
     till = till_of(session, actor)
     now = utcnow()
-    gtins = validate(data, merchant=till.merchant)
+    data = at_terminal(data, till)
+    gtins = validate(data, till=till)
     digest = request_hash(data)
     try:
         occurred_at = data.occurred_at.astimezone(UTC)
@@ -486,7 +501,8 @@ def commit(session: Session, *, actor: Principal, data: PurchaseWrite,
     transaction = PosTransaction(
         id=uuid.uuid4(), merchant_id=till.merchant.id, store_id=till.store.id,
         terminal_id=till.terminal.id, receipt_no=data.receipt_no, member_id=None,
-        channel=data.channel.value, currency=till.merchant.currency, subtotal=0,
+        channel=sale_channel(till.terminal.kind, data.channel).value,
+        currency=till.merchant.currency, subtotal=0,
         points_discount=0, total=0, points_earned=0, points_burned=0,
         payment_method=data.payment.method.value if data.payment else None,
         payment_amount=data.payment.amount if data.payment else None,
@@ -638,7 +654,7 @@ def campaign_checkout(*, till: Till, member_id: uuid.UUID, data: PurchaseWrite,
                             category=(rules.normalise_category(line.category)
                                       if line.category is not None else None))
                for line in data.lines],
-        total_minor=priced.total, channel=data.channel.value,
+        total_minor=priced.total, channel=sale_channel(till.terminal.kind, data.channel).value,
         offers_used=[str(applied.offer.id) for applied in priced.vouchers],
         points_earned=priced.points_earned, tier=priced.tier_name, occurred_at=occurred_at)
 
@@ -683,7 +699,8 @@ def answer_for(transaction_id: uuid.UUID, *, data: PurchaseWrite, till: Till, pr
     """The commit's answer (stored with the receipt and returned to every replay)."""
     return TransactionRead(
         id=transaction_id, receipt_no=data.receipt_no, member_id=priced.member_id,
-        channel=data.channel, currency=till.merchant.currency, subtotal=priced.subtotal,
+        channel=sale_channel(till.terminal.kind, data.channel),
+        currency=till.merchant.currency, subtotal=priced.subtotal,
         voucher_discount=priced.voucher_discount, points_discount=priced.points_discount,
         miles_discount=priced.miles_discount,
         total=priced.total, points_earned=priced.points_earned,
@@ -731,7 +748,8 @@ def commit_events(*, till: Till, transaction_id: uuid.UUID, data: PurchaseWrite,
                             **_till_ids(till.merchant.id, till.store.id, till.terminal.id),
                             "member_id": str(member_id) if member_id else None}
     events: list[tuple[EventType, dict[str, Any]]] = [(EventType.transaction_committed, {
-        **base, "channel": data.channel.value, "currency": currency,
+        **base, "channel": sale_channel(till.terminal.kind, data.channel).value,
+        "currency": currency,
         "subtotal": priced.subtotal, "points_discount": priced.points_discount,
         "total": priced.total, "points_earned": priced.points_earned,
         "points_burned": priced.points_burned})]

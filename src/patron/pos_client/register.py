@@ -210,10 +210,11 @@ class Register:
                  member: Mapping[str, Any] | None = None, points_to_burn: int = 0,
                  vouchers: Sequence[str] = (), payment: Mapping[str, Any] | None = None,
                  receipt_no: str | None = None, occurred_at: datetime | None = None,
-                 channel: str = "store", miles_to_burn: int = 0) -> CheckoutResult:
+                 channel: str | None = None, miles_to_burn: int = 0) -> CheckoutResult:
         """Record a sale: committed by the server when connected, else queued with
         provisional figures. ``CheckoutRefused`` (``ServerRefused`` / ``OfflineRefused``)
-        says why a sale cannot be recorded; nothing is then recorded."""
+        says why a sale cannot be recorded; nothing is then recorded. ``channel`` is left
+        out unless given: the server takes it from the terminal's kind."""
         with self._lock:
             self._maybe_probe()
             receipt = receipt_no or self.queue.next_receipt_no(self.receipt_prefix)
@@ -251,13 +252,15 @@ class Register:
 
     def _body(self, receipt_no: str, lines: Sequence[Mapping[str, Any]],
               member: Mapping[str, Any] | None, points_to_burn: int, vouchers: Sequence[str],
-              payment: Mapping[str, Any] | None, occurred_at: datetime, channel: str,
-              miles_to_burn: int) -> dict[str, Any]:
+              payment: Mapping[str, Any] | None, occurred_at: datetime,
+              channel: str | None, miles_to_burn: int) -> dict[str, Any]:
         package = self.package() or {}
         body: dict[str, Any] = {
             "receipt_no": receipt_no, "occurred_at": occurred_at.astimezone(UTC).isoformat(),
             "currency": package.get("currency", ""), "lines": [dict(line) for line in lines],
-            "points_to_burn": points_to_burn, "channel": channel}
+            "points_to_burn": points_to_burn}
+        if channel is not None:
+            body["channel"] = channel
         if not body["currency"]:
             package = self._fresh_package() or {}
             body["currency"] = package.get("currency", "")

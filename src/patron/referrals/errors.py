@@ -20,6 +20,13 @@ class SelfReferral(InvalidInput):
     keep_side_effects = True
 
 
+class ReferralDeviceReused(InvalidInput):
+    code = "referral_device_reused"
+    title = "Another member already enrolled with this code from the same wallet device"
+    # The attempt is recorded as a security event, shown to the merchant.
+    keep_side_effects = True
+
+
 class InvalidReferralProgram(InvalidInput):
     code = "invalid_referral_program"
     title = "The referral program cannot be stored as written"

@@ -40,6 +40,7 @@ from patron.referrals import codes
 from patron.referrals.errors import (
     InvalidReferralProgram,
     NoReferralProgram,
+    ReferralDeviceReused,
     SelfReferral,
     UnknownReferralCode,
 )
@@ -201,7 +202,28 @@ def check_code(session: Session, *, merchant_id: uuid.UUID, code: str,
                               occurred_at=now)
         raise SelfReferral(f"the {shared} is the referrer's own: a member cannot refer "
                            f"themselves", field="referral_code")
+    if referee.device and _device_referred(session, referrer.id, referee.device):
+        record_security_event(session, merchant_id=merchant_id, kind=SECURITY_KIND,
+                              refusal="referral_device_reused", member_id=referrer.id,
+                              detail="a second enrolment with the code from one wallet "
+                                     "device", occurred_at=now)
+        raise ReferralDeviceReused("another member already enrolled with this referral code "
+                                   "from the same wallet device", field="referral_code")
     return Accepted(referrer_id=referrer.id, merchant_id=merchant_id)
+
+
+def _device_referred(session: Session, referrer_id: uuid.UUID, device: str) -> bool:
+    """Whether a referee of this referrer enrolled (or later appeared) with this wallet
+    device. The referrer's code row is locked first, so two enrolments with one device
+    and one code take turns and the second sees the first (PostgreSQL; SQLite's writers
+    are serial already)."""
+    session.execute(select(ReferralCode.member_id).where(ReferralCode.member_id == referrer_id)
+                    .with_for_update())
+    return session.scalar(select(MemberIdentifier.member_id).join(
+        Referral, Referral.referee_id == MemberIdentifier.member_id).where(
+        Referral.referrer_id == referrer_id,
+        MemberIdentifier.kind == IdentifierKind.device.value,
+        MemberIdentifier.hash == device).limit(1)) is not None
 
 
 def _shared_identifier(session: Session, referrer_id: uuid.UUID,

@@ -14,6 +14,7 @@ from patron.tenancy.schemas import (
     MerchantRead,
     StoreCreate,
     StoreRead,
+    StoreUpdate,
     TerminalCreate,
     TerminalCreated,
     TerminalRead,
@@ -72,6 +73,16 @@ def get_store(store_id: uuid.UUID, db: Db, caller: Caller) -> StoreRead:
         return StoreRead.model_validate(service.get_store(session, actor=caller, store_id=store_id))
 
 
+@router.patch("/stores/{store_id}", response_model=StoreRead, responses=problems(*AUTHED))
+def update_store(store_id: uuid.UUID, data: StoreUpdate, db: Db, caller: Caller) -> StoreRead:
+    """Change a store's settings (its merchant's key or the operator's): the receipt
+    content its readers show with a tap (`receipt`: a field sent replaces, null clears, a
+    field left out is kept)."""
+    with db.session_scope() as session:
+        return StoreRead.model_validate(
+            service.update_store(session, actor=caller, store_id=store_id, data=data))
+
+
 @router.post("/stores/{store_id}/terminals", status_code=201, response_model=TerminalCreated,
              responses=problems(*AUTHED, 409))
 def create_terminal(store_id: uuid.UUID, data: TerminalCreate, db: Db,
@@ -106,7 +117,9 @@ def get_terminal(terminal_id: uuid.UUID, db: Db, caller: Caller) -> TerminalRead
               responses=problems(*AUTHED))
 def update_terminal(terminal_id: uuid.UUID, data: TerminalUpdate, db: Db,
                     caller: Caller) -> TerminalRead:
-    """Activate or deactivate a terminal, set points per tap, PIN requirement, call number."""
+    """Activate or deactivate a terminal, set points per tap, PIN requirement, call number,
+    and a reader's receipt content (`receipt`: a field sent replaces, null clears, a field
+    left out is kept; a field the reader has overrides the store's)."""
     with db.session_scope() as session:
         return TerminalRead.model_validate(
             service.update_terminal(session, actor=caller, terminal_id=terminal_id, data=data))

@@ -72,7 +72,26 @@ class Merchant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Store(Base):
+RECEIPT_FIELDS = ("facility_info", "questionnaire_url", "consent_prompt")
+
+
+class ReceiptColumns:
+    """What a reader shows with a tap (PRODUCT.md part 5): facility information, a
+    questionnaire link, a consent prompt; plain text, any language. Set on a store and on
+    a reader; the reader's own value of a field overrides the store's
+    (``tenancy.service.receipt_for``)."""
+
+    receipt_facility_info: Mapped[str | None] = mapped_column(String(1000))
+    receipt_questionnaire_url: Mapped[str | None] = mapped_column(String(500))
+    receipt_consent_prompt: Mapped[str | None] = mapped_column(String(500))
+
+    @property
+    def receipt(self) -> dict[str, str | None]:
+        """This row's own receipt content, field by field (None: not set here)."""
+        return {name: getattr(self, f"receipt_{name}") for name in RECEIPT_FIELDS}
+
+
+class Store(ReceiptColumns, Base):
     __tablename__ = "stores"
     __table_args__ = (
         Index("uq_stores_merchant_code", "merchant_id", "code", unique=True),
@@ -94,7 +113,7 @@ class Store(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Terminal(Base):
+class Terminal(ReceiptColumns, Base):
     __tablename__ = "terminals"
     __table_args__ = (
         Index("uq_terminals_store_code", "store_id", "code", unique=True),

@@ -20,6 +20,26 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+81312345678"])]
 
 
+# Plain text in any language: letters of every script, punctuation and line breaks; no
+# other control characters (a reader prints or speaks it as it is, never as markup).
+ReceiptText = Annotated[str, Field(min_length=1,
+                                   pattern=r"^[^\x00-\x09\x0b\x0c\x0e-\x1f\x7f]+$")]
+QuestionnaireUrl = Annotated[str, Field(
+    min_length=1, max_length=500, pattern=r"^https?://[^\s/?#@]+(?:[/?#][^\s]*)?$",
+    description="An absolute http(s) link", examples=["https://example.jp/survey?s=ginza"])]
+
+
+class ReceiptContent(BaseModel):
+    """What a reader shows with a tap (docs/operations.md, "Receipt content")."""
+
+    facility_info: str | None = Field(default=None, description=(
+        "Facility information: opening hours, a notice; plain text, up to 1,000 characters"))
+    questionnaire_url: str | None = Field(default=None, description=(
+        "A link to a questionnaire (absolute http or https, up to 500 characters)"))
+    consent_prompt: str | None = Field(default=None, description=(
+        "A consent prompt shown to the member; plain text, up to 500 characters"))
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -34,6 +54,15 @@ class Strict(BaseModel):
 
 class Read(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+class ReceiptWrite(Strict):
+    """Receipt content to set: a field sent replaces the stored one (null clears it), a
+    field left out is kept. Plain text in any language, line breaks allowed."""
+
+    facility_info: Annotated[ReceiptText, Field(max_length=1000)] | None = None
+    questionnaire_url: QuestionnaireUrl | None = None
+    consent_prompt: Annotated[ReceiptText, Field(max_length=500)] | None = None
 
 
 class MerchantCreate(Strict):
@@ -63,6 +92,13 @@ class StoreCreate(Strict):
     timezone: TimeZone | None = Field(default=None,
                                       description="Defaults to the merchant's time zone")
     kind: StoreKind = StoreKind.shop
+    receipt: ReceiptWrite | None = Field(default=None, description=(
+        "What this store's readers show with a tap (a reader's own content overrides it)"))
+
+
+class StoreUpdate(Strict):
+    receipt: ReceiptWrite | None = Field(default=None, description=(
+        "What this store's readers show with a tap (a reader's own content overrides it)"))
 
 
 class StoreRead(Read):
@@ -75,6 +111,7 @@ class StoreRead(Read):
     longitude: float | None
     timezone: str
     kind: StoreKind
+    receipt: ReceiptContent = Field(description="This store's own receipt content")
     created_at: datetime
 
 
@@ -85,6 +122,8 @@ class TerminalCreate(Strict):
     require_pin: bool = False
     call_number: E164 | None = Field(default=None,
                                      description="Number customers call to identify here")
+    receipt: ReceiptWrite | None = Field(default=None, description=(
+        "What this reader shows with a tap; each field set here overrides the store's"))
 
 
 class TerminalUpdate(Strict):
@@ -92,6 +131,8 @@ class TerminalUpdate(Strict):
     points_per_tap: int | None = Field(default=None, ge=0, le=1_000_000)
     require_pin: bool | None = None
     call_number: E164 | None = None
+    receipt: ReceiptWrite | None = Field(default=None, description=(
+        "What this reader shows with a tap; each field set here overrides the store's"))
 
 
 class TerminalRead(Read):
@@ -104,6 +145,8 @@ class TerminalRead(Read):
     active: bool
     require_pin: bool
     call_number: str | None
+    receipt: ReceiptContent = Field(description="This terminal's own receipt content "
+                                                "(a field left null shows the store's)")
     created_at: datetime
 
 

@@ -20,11 +20,22 @@ from patron.tenancy.errors import (
     TerminalCodeTaken,
     TerminalInactive,
 )
-from patron.tenancy.models import ApiKey, Merchant, Operator, Role, Store, Terminal
+from patron.tenancy.models import (
+    RECEIPT_FIELDS,
+    ApiKey,
+    Merchant,
+    Operator,
+    ReceiptColumns,
+    Role,
+    Store,
+    Terminal,
+)
 from patron.tenancy.schemas import (
     ApiKeyCreate,
     MerchantCreate,
+    ReceiptWrite,
     StoreCreate,
+    StoreUpdate,
     TerminalCreate,
     TerminalUpdate,
 )
@@ -138,10 +149,11 @@ def create_store(session: Session, *, actor: Principal, merchant_id: uuid.UUID,
                  data: StoreCreate) -> Store:
     merchant = get_merchant(session, actor=actor, merchant_id=merchant_id)
     actor.require(Role.operator, Role.merchant)
-    values = data.model_dump()
+    values = data.model_dump(exclude={"receipt"})
     values["timezone"] = data.timezone or merchant.timezone
     values["kind"] = data.kind.value
     store = Store(merchant_id=merchant.id, **values)
+    set_receipt(store, data.receipt)
     session.add(store)
     flush_or_raise(session, StoreCodeTaken(f"store code {data.code!r} is taken"))
     return store
@@ -166,9 +178,10 @@ def create_terminal(session: Session, *, actor: Principal, store_id: uuid.UUID,
                     data: TerminalCreate) -> tuple[Terminal, str]:
     store = get_store(session, actor=actor, store_id=store_id)
     actor.require(Role.operator, Role.merchant)
-    values = data.model_dump()
+    values = data.model_dump(exclude={"receipt"})
     values["kind"] = data.kind.value
     terminal = Terminal(merchant_id=store.merchant_id, store_id=store.id, **values)
+    set_receipt(terminal, data.receipt)
     session.add(terminal)
     flush_or_raise(session, TerminalCodeTaken(f"terminal code {data.code!r} is taken"))
     _, secret = issue_key(session, role=Role.terminal, merchant_id=store.merchant_id,
@@ -195,12 +208,41 @@ def update_terminal(session: Session, *, actor: Principal, terminal_id: uuid.UUI
                     data: TerminalUpdate) -> Terminal:
     terminal = get_terminal(session, actor=actor, terminal_id=terminal_id)
     actor.require(Role.operator, Role.merchant)
-    for field, value in data.model_dump(exclude_unset=True).items():
+    for field, value in data.model_dump(exclude_unset=True, exclude={"receipt"}).items():
         if value is None and field != "call_number":
             continue
         setattr(terminal, field, value)
+    set_receipt(terminal, data.receipt)
     session.flush()
     return terminal
+
+
+def update_store(session: Session, *, actor: Principal, store_id: uuid.UUID,
+                 data: StoreUpdate) -> Store:
+    """Change a store's settings (its merchant's key or the operator's)."""
+    store = get_store(session, actor=actor, store_id=store_id)
+    actor.require(Role.operator, Role.merchant)
+    set_receipt(store, data.receipt)
+    session.flush()
+    return store
+
+
+# --- receipt content ---------------------------------------------------------------------
+
+def set_receipt(row: ReceiptColumns, data: ReceiptWrite | None) -> None:
+    """Store the receipt fields the body sent (null clears one); the others are kept."""
+    if data is None:
+        return
+    for name, value in data.model_dump(exclude_unset=True).items():
+        setattr(row, f"receipt_{name}", value)
+
+
+def receipt_for(store: Store, terminal: Terminal) -> dict[str, str | None]:
+    """What a reader shows: each field the reader's own when it has one, else the
+    store's."""
+    own, shared = terminal.receipt, store.receipt
+    return {name: own[name] if own[name] is not None else shared[name]
+            for name in RECEIPT_FIELDS}
 
 
 def issue_key(session: Session, *, role: Role, merchant_id: uuid.UUID | None = None,

@@ -54,6 +54,7 @@ from patron.errors import PatronError
 from patron.kit.clock import utcnow
 from patron.kit.crypto import token_hash
 from patron.operations.service import check_occurred_at
+from patron.pos.channel import sale_channel
 from patron.rawdb import RawStatement
 from patron.security.service import Limit, failure_columns, throttled
 from patron.tenancy.models import ApiKey, Merchant, Role, Store, Terminal
@@ -78,7 +79,8 @@ class NotDirect(Exception):
 
 _COLUMNS = (
     ApiKey.role, ApiKey.revoked_at.label("key_revoked_at"), Terminal.active,
-    Terminal.id.label("terminal_id"), Terminal.store_id, Store.timezone,
+    Terminal.id.label("terminal_id"), Terminal.kind.label("terminal_kind"), Terminal.store_id,
+    Store.timezone,
     Merchant.id.label("merchant_id"), Merchant.currency.label("merchant_currency"),
     Merchant.number, Voucher.id.label("voucher_id"), Voucher.code,
     Voucher.merchant_id.label("voucher_merchant_id"), Voucher.member_id,
@@ -223,7 +225,8 @@ def _decide(attempt: _Attempt, row: Any, *, code: str, data: RedeemWrite,
         check_occurred_at(at, now=now, field="occurred_at")
         rules.check_time_and_place(terms, rules.Sale(
             at=at, store_id=str(row.store_id), timezone=row.timezone,
-            channel=data.channel.value, currency=row.merchant_currency), code=row.code)
+            channel=sale_channel(row.terminal_kind, data.channel).value,
+            currency=row.merchant_currency), code=row.code)
         discount = 0
         if terms.kind == OfferKind.amount_off:
             lines, subtotal = face_value(terms, row.code)

@@ -56,7 +56,8 @@ _REFUSALS = """A code that cannot be used is 409 with the reason's `code`: `vouc
 `voucher_needs_member`, `voucher_needs_purchase`, `voucher_is_ticket`,
 `ticket_already_admitted` (with when and where it admitted). Unknown codes and other
 merchants' codes are the same 404 `not_found`; a mistyped code is 422
-`invalid_voucher_code`.
+`invalid_voucher_code`; a `channel` that contradicts the terminal's kind is 422
+`channel_not_terminals`.
 
 Each refusal is a security event (`GET /v1/security-events`); a terminal, client address or
 member with too many of them in a short time is refused with 429 `too_many_failures` and a
@@ -104,7 +105,9 @@ def issue_codes(offer_id: uuid.UUID, data: CodesWrite, db: Db, caller: Caller,
                 request: Request) -> Response:
     """Issue 1 to 1,000 codes at once (201 with `codes`): personal single-use codes into a
     member's wallet (`member_id`), or bearer codes used up to `max_redemptions` times each
-    (default 1). Each code carries at least 64 random bits and a check character.
+    (default 1). Each code carries at least 64 random bits and a check character. A
+    `member_id` the caller may not see (another merchant's member, or no member at all) is
+    the same 404 `not_found`.
 
     More bearer codes (up to 10,000,000) run as a batch job: 202 with `batch_id` and no
     codes; follow it at `GET /v1/voucher-batches/{batch_id}` and download the codes as CSV
@@ -119,6 +122,10 @@ def issue_codes(offer_id: uuid.UUID, data: CodesWrite, db: Db, caller: Caller,
         body = CodesRead(offer_id=offer_id, codes=[], batch_id=batch_id)
         return Response(body.model_dump_json(), status_code=202, media_type="application/json")
     with db.session_scope() as session:
+        if data.member_id is not None:
+            # Only into the wallet of a member the caller may see: any other id, real or
+            # not, is the same 404 (an id's existence is not revealed).
+            get_member(session, actor=caller, member_id=data.member_id)
         issued = service.issue_codes(session, actor=caller, offer_id=offer_id,
                                      count=data.count, member_id=data.member_id,
                                      max_redemptions=data.max_redemptions)

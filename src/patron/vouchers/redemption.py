@@ -18,6 +18,7 @@ from patron.ledger import service as ledger
 from patron.ledger.errors import IdempotencyKeyReused
 from patron.members.models import Member
 from patron.operations.service import check_occurred_at
+from patron.pos.channel import sale_channel
 from patron.pos.errors import CurrencyMismatch
 from patron.pos.service import canonical_hash, check_lines
 from patron.programs import rules as program_rules
@@ -94,7 +95,8 @@ def present(session: Session, *, actor: Principal, code: str, basket: Basket,
     voucher, offer = service.find(session, text=code, merchant_id=till.merchant.id)
     terms = service.terms_of(offer, voucher)
     sale = rules.Sale(at=at, store_id=str(till.store.id), timezone=till.store.timezone,
-                      channel=basket.channel.value, currency=till.merchant.currency)
+                      channel=sale_channel(till.terminal.kind, basket.channel).value,
+                      currency=till.merchant.currency)
     if terms.kind == OfferKind.ticket:
         if not tickets:
             raise VoucherIsTicket("a ticket admits at a gate (redeem it)",

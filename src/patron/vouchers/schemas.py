@@ -144,7 +144,10 @@ class Basket(Strict):
 
     currency: Annotated[str, Field(min_length=3, max_length=3)] | None = None
     lines: Annotated[list[LineWrite], Field(min_length=1, max_length=500)] | None = None
-    channel: Channel = Channel.store
+    channel: Channel | None = Field(default=None, description=(
+        "Optional: the terminal's kind decides (`online` for the web shop's terminal, "
+        "`store` for every other); a channel that contradicts it is 422 "
+        "`channel_not_terminals`"))
     occurred_at: AwareDatetime | None = Field(default=None, description="Default: now")
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.db import insert_for, rowcount, table_of
-from patron.errors import Forbidden
+from patron.errors import Forbidden, NotFound
 from patron.kit.clock import utcnow
 from patron.members.models import Member
 from patron.security import attempts
@@ -149,7 +149,7 @@ def check_code_request(session: Session, *, offer: Offer, count: int,
             raise InvalidCodeRequest(f"at most {MAX_CODES_AT_ONCE} personal codes at once",
                                      field="count")
         if session.get(Member, member_id) is None:
-            raise InvalidCodeRequest("no such member", field="member_id")
+            raise NotFound("no such member")
     if OfferKind(offer.kind) == OfferKind.ticket and uses != 1:
         raise InvalidCodeRequest("a ticket admits once", field="max_redemptions")
     return uses
