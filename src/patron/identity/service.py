@@ -17,7 +17,6 @@ from patron.identity.errors import (
     CardAlreadyBlocked,
     CardBlocked,
     CardNotFound,
-    CheckDigitMismatch,
     InvalidImage,
     MalformedCode,
     MemberErased,
@@ -27,6 +26,7 @@ from patron.identity.errors import (
     NoCodeInImage,
     PinIncorrect,
     PinLocked,
+    PinLockedNow,
     PinNotSet,
     PinRequired,
     QrExpired,
@@ -60,12 +60,24 @@ from patron.tenancy.service import Principal
 
 # --- resolving one identifier to a member ----------------------------------------------
 
+# "No such member", the same answer whatever the reason (docs/identification.md): a number
+# nobody has, a number whose check digits do not match, a phone nobody gave, a member who
+# withdrew or was erased at a merchant the caller is not one of. Only what the text alone
+# shows (not shaped like a number, a phone, a QR token) has its own answer.
+NO_MEMBER = "no member matches"
+
+
+def no_member() -> MemberNotFound:
+    return MemberNotFound(NO_MEMBER)
+
+
 def _member_number(text: str) -> str:
-    """The member number a scanned barcode carries (check digits verified)."""
+    """The member number a scanned barcode carries (check digits verified: a mismatch is
+    no member, as a number nobody has)."""
     try:
         parse_member_number(text)
     except CheckDigitError as exc:
-        raise CheckDigitMismatch(field="barcode") from exc
+        raise no_member() from exc
     except NumberFormatError as exc:
         raise MalformedCode(f"{exc}", field="barcode") from exc
     return clean(text)
@@ -75,7 +87,7 @@ def _by_member_number(session: Session, text: str) -> Member:
     member = session.scalars(select(Member).where(Member.member_number == _member_number(text))
                              ).first()
     if member is None:
-        raise MemberNotFound("no member has this number")
+        raise no_member()
     return member
 
 
@@ -93,7 +105,7 @@ def _by_qr(session: Session, token: str) -> Member:
     member = session.scalars(
         select(Member).where(Member.member_number == verified.member_number)).first()
     if member is None:
-        raise MemberNotFound("no member has this QR code")
+        raise no_member()
     return member
 
 
@@ -122,7 +134,7 @@ def _by_phone(session: Session, actor: Principal, text: str) -> Member:
     e164 = parse_phone(text, region_for(session, actor))
     member = member_by_phone(session, e164)
     if member is None:
-        raise MemberNotFound("no member has this phone number")
+        raise no_member()
     return member
 
 
@@ -141,8 +153,7 @@ def _by_image(session: Session, data: str) -> Member:
             if code.format == "qr":
                 return _by_qr(session, code.text)
             return _by_member_number(session, code.text)
-        except (MalformedCode, MemberNotFound, CheckDigitMismatch, QrInvalid,
-                QrExpired) as exc:
+        except (MalformedCode, MemberNotFound, QrInvalid, QrExpired) as exc:
             first_error = first_error or exc
     assert first_error is not None
     raise first_error
@@ -155,16 +166,50 @@ def _check_status(member: Member) -> None:
         raise MemberErased()
 
 
-# --- PIN step-up ----------------------------------------------------------------------
+def _known_here(session: Session, actor: Principal, member: Member) -> bool:
+    return actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
+        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
+
+
+def _check_identifiable(session: Session, actor: Principal, member: Member,
+                        known_here: bool | None = None) -> None:
+    """Whether a member found by what a till gave may be named at all: active (a withdrawn
+    or erased member is 410 where they were a member, elsewhere no member) and not locked
+    out (``refuse_if_locked``)."""
+    if member.status != MemberStatus.active.value:
+        if not (known_here if known_here is not None
+                else _known_here(session, actor, member)):
+            raise no_member()
+        _check_status(member)
+    refuse_if_locked(member)
+
+
+# --- PIN step-up and the lock -----------------------------------------------------------
+
+def locked_until(member: Member, now: datetime) -> datetime | None:
+    """When the member's lock ends, if they are locked now: the one place that decides.
+    Too many wrong PINs lock the member (every card, number, phone and QR of theirs) at
+    every terminal, until the time passes or the enrolling merchant unlocks them."""
+    until = member.pin_locked_until
+    return until if until is not None and until > now else None
+
+
+def refuse_if_locked(member: Member, *, now: datetime | None = None) -> None:
+    until = locked_until(member, now or utcnow())
+    if until is not None:
+        raise PinLocked(f"too many wrong PINs: the member is locked at every terminal "
+                        f"until {until.isoformat()}, or until their merchant unlocks them",
+                        locked_until=until.isoformat())
+
 
 def _verify_pin(session: Session, member: Member, pin: str | None, required: bool) -> bool:
+    """Checks the PIN when one is given or required; the caller has refused a locked
+    member already (``refuse_if_locked``)."""
     if pin is None and not required:
         return False
     settings = get_settings()
     now = utcnow()
     if member.pin_locked_until is not None:
-        if member.pin_locked_until > now:
-            raise PinLocked(locked_until=member.pin_locked_until.isoformat())
         # The lock has run out: start counting afresh (only one request wins the reset).
         session.execute(update(Member).where(Member.id == member.id,
                                              Member.pin_locked_until <= now)
@@ -186,8 +231,9 @@ def _verify_pin(session: Session, member: Member, pin: str | None, required: boo
     if failures >= settings.pin_max_failures:
         session.execute(update(Member).where(Member.id == member.id)
                         .values(pin_locked_until=locked_until))
-        raise PinLocked(f"{failures} wrong PINs; the PIN is locked until "
-                        f"{locked_until.isoformat()}", locked_until=locked_until.isoformat())
+        raise PinLockedNow(f"{failures} wrong PINs: the member is locked at every "
+                           f"terminal until {locked_until.isoformat()}",
+                           locked_until=locked_until.isoformat())
     raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)
 
 
@@ -209,10 +255,9 @@ def identify(session: Session, *, actor: Principal, request: IdentifyRequest) ->
 
 def _result(session: Session, actor: Principal, member: Member, method: Method,
             pin: str | None) -> IdentifyResult:
-    _check_status(member)
+    known_here = _known_here(session, actor, member)
+    _check_identifiable(session, actor, member, known_here)
     verified = _verify_pin(session, member, pin, actor.require_pin)
-    known_here = actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
-        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
     return IdentifyResult(member_id=member.id, member_number=member.member_number,
                           merchant_id=member.merchant_id, method=method,
                           known_here=known_here, pin_verified=verified)
@@ -411,11 +456,13 @@ def members_for(session: Session, *, actor: Principal,
                     raise number
                 member = by_number.get(number)
                 if member is None:
-                    raise MemberNotFound("no member has this number")
+                    raise no_member()
             else:
                 member = member_for(session, actor=actor, identification=item)
                 assert member is not None
-            _check_status(member)
+            if item.member_id is not None:
+                _check_status(member)  # named by id: the caller sees the member
+            _check_identifiable(session, actor, member)
             answers.append(member)
         except PatronError as exc:
             answers.append(exc)
@@ -429,7 +476,9 @@ def member_for(session: Session, *, actor: Principal,
     if identification is None:
         return None
     if identification.member_id is not None:
-        return active_member(session, actor=actor, member_id=identification.member_id)
+        named = active_member(session, actor=actor, member_id=identification.member_id)
+        refuse_if_locked(named)
+        return named
     request = IdentifyRequest(barcode=identification.barcode, qr=identification.qr,
                               card_uid=identification.card_uid, phone=identification.phone,
                               pin=identification.pin)

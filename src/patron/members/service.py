@@ -371,6 +371,19 @@ def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
     return member
 
 
+def unlock_pin(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    """End a lock-out after too many wrong PINs (the enrolling merchant's merchant key or
+    the operator): the member is identified again everywhere, with a fresh count."""
+    actor.require(Role.operator, Role.merchant)
+    member = get_member(session, actor=actor, member_id=member_id)
+    _require_home(actor, member)
+    member.pin_failures = 0
+    member.pin_locked_until = None
+    member.updated_at = utcnow()
+    session.flush()
+    return member
+
+
 def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """The member leaves: identifiers stop working, history stays."""
     member = get_member(session, actor=actor, member_id=member_id)

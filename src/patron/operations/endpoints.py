@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from patron.http import AUTHED, Caller, Db, problems
+from patron.http import AUTHED, Caller, ClientAddress, Db, problems
 from patron.operations import service
 from patron.operations.schemas import EventBatch, EventBatchResult, EventPage, TapIn, TapResult
+from patron.security.attempts import identification_attempt
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -45,12 +46,13 @@ def list_events(
 
 
 @router.post("/pos/taps", status_code=201, response_model=TapResult,
-             responses=problems(*AUTHED, 409, 410, 423))
-def record_tap(data: TapIn, db: Db, caller: Caller) -> TapResult:
+             responses=problems(*AUTHED, 409, 410, 423, 429))
+def record_tap(data: TapIn, db: Db, caller: Caller, address: ClientAddress) -> TapResult:
     """A card tapped at a reader (the reader's key; other terminals get 403
     `not_a_reader`). Records the visit and grants the reader's `points_per_tap`, at most
     once per member per reader per `PATRON_TAP_INTERVAL_MINUTES`; a tap within the
     interval is recorded with 0 points and `reason: "interval"`. Card refusals are those
     of `POST /v1/identify` (`card_not_found`, `card_blocked`, `member_withdrawn`, PIN)."""
-    with db.session_scope() as session:
+    with (identification_attempt(db, caller=caller, address=address) as attempt,
+          attempt.session() as session):
         return service.record_tap(session, actor=caller, data=data)
