@@ -5,6 +5,7 @@ unknown codes answer exactly like other merchants' codes."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -442,3 +443,135 @@ def test_unknown_and_other_merchants_codes_get_identical_answers(
     assert redemptions_of(database, a_code) == 0
     with database.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(SecurityEvent)) == 14
+
+
+# --- what counts: guesses, not business refusals ----------------------------------------------
+
+def spend_refused(client: TestClient, key: str, code: str, times: int) -> None:
+    """``times`` purchases whose basket is below the code's minimum spend."""
+    for index in range(times):
+        refused = client.post("/v1/pos/transactions", headers=auth(key),
+                              json=basket(receipt_no=f"MIN-{index}", vouchers=[{"code": code}]))
+        assert (refused.status_code, refused.json()["code"]) == (409, "voucher_minimum_spend")
+
+
+def test_business_refusals_throttle_no_one(app: Any, client: TestClient, world: World,
+                                           database: Database, limit_on: datetime) -> None:
+    """Five "minimum spend not met" at A's till, then B's valid code from the same
+    address: accepted (it was a 429). A's till keeps working too."""
+    high = make_offer(client, world.a.merchant_key, value=100, min_spend=100_000)
+    [a_minimum] = make_codes(client, world.a.merchant_key, high["id"], max_redemptions=100)
+    a_offer = make_offer(client, world.a.merchant_key, value=100)
+    [a_code] = make_codes(client, world.a.merchant_key, a_offer["id"], max_redemptions=100)
+    b_offer = make_offer(client, world.b.merchant_key, value=100)
+    [b_code] = make_codes(client, world.b.merchant_key, b_offer["id"], max_redemptions=100)
+    with from_address(app, "203.0.113.50") as shared:
+        spend_refused(shared, world.a.pos_key, a_minimum, 7)
+        assert [(e.refusal, e.throttle) for e in events(database)] == [
+            ("voucher_minimum_spend", None)] * 7
+        redeemed = shared.post(f"/v1/vouchers/{b_code}/redeem", headers=auth(world.b.pos_key),
+                               json={})
+        assert redeemed.status_code == 200, redeemed.text
+        sale = shared.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                           json=basket(receipt_no="OK-1", vouchers=[{"code": a_code}]))
+        assert sale.status_code == 201, sale.text
+    assert (redemptions_of(database, b_code), redemptions_of(database, a_code)) == (1, 1)
+
+
+def test_own_used_expired_codes_do_not_count_but_foreign_ones_do(
+        client: TestClient, world: World, database: Database, good_code: str,
+        limit_on: datetime) -> None:
+    offer = make_offer(client, world.a.merchant_key, value=100,
+                       valid_until=(limit_on + timedelta(minutes=1)).isoformat())
+    [short] = make_codes(client, world.a.merchant_key, offer["id"])
+    [used] = make_codes(client, world.a.merchant_key, offer["id"])
+    assert client.post(f"/v1/vouchers/{used}/redeem", headers=auth(world.a.pos_key),
+                       json={}).status_code == 200
+    clock.freeze(limit_on + timedelta(minutes=2))
+    for _ in range(6):
+        assert validate(client, world.a.pos_key, short).json()["reason"] == "voucher_expired"
+        assert client.post(f"/v1/vouchers/{used}/redeem", headers=auth(world.a.pos_key),
+                           json={}).json()["code"] == "voucher_expired"
+    assert validate(client, world.a.pos_key, good_code).json()["valid"] is True
+    assert {e.throttle for e in events(database)} == {None}
+    # A's good code tried at B's till is a guess there, like an unknown code.
+    for _ in range(5):
+        assert validate(client, world.b.pos_key, good_code).json()["reason"] == NOT_FOUND
+    assert_throttled(validate(client, world.b.pos_key, unknown_code()), 5)
+    assert [e.throttle for e in events(database)][-5:] == ["voucher"] * 5
+
+
+# --- the client address ----------------------------------------------------------------------
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+        app: Any, world: World, database: Database, limit_on: datetime,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with from_address(app, "198.51.100.9") as direct:
+        second = new_terminal(direct, world, "pos-2")
+        # No proxy is trusted: a caller naming a new address each time is still itself.
+        for index in range(3):
+            response = direct.post("/v1/vouchers/validate",
+                                   headers={**auth(world.a.pos_key),
+                                            "X-Forwarded-For": f"203.0.113.{index}"},
+                                   json={"code": unknown_code()})
+            assert response.json()["reason"] == NOT_FOUND
+        for index in range(2):
+            response = direct.post("/v1/vouchers/validate",
+                                   headers={**auth(second),
+                                            "X-Forwarded-For": f"203.0.113.{index + 10}"},
+                                   json={"code": unknown_code()})
+            assert response.json()["reason"] == NOT_FOUND
+        assert {e.client_address for e in events(database)} == {"198.51.100.9"}
+        # Neither terminal has five; the address has.
+        assert_throttled(direct.post("/v1/vouchers/validate",
+                                     headers={**auth(world.a.reader_key),
+                                              "X-Forwarded-For": "203.0.113.99"},
+                                     json={"code": unknown_code()}), 5)
+    monkeypatch.setattr(get_settings(), "trusted_proxies", "10.0.0.0/8, 192.0.2.1")
+    with from_address(app, "10.1.2.3") as proxied:
+        response = proxied.post("/v1/vouchers/validate",
+                                headers={**auth(world.a.reader_key),
+                                         "X-Forwarded-For": "198.51.100.200, 192.0.2.1"},
+                                json={"code": unknown_code()})
+        assert response.json()["reason"] == NOT_FOUND
+    assert events(database)[-1].client_address == "198.51.100.200"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_simultaneous_checkouts_with_a_valid_code_among_business_refusals_all_pass(
+        client: TestClient, world: World, database: Database) -> None:
+    """The race of the report: refusals for a minimum spend not met, then a burst of
+    checkouts from the same registers and address, a third of them refused again for the
+    minimum spend: every checkout carrying a valid code is accepted (it was 429 for all)."""
+    import httpx
+
+    from tests.concurrency import all_at_once
+
+    tills = [world.a.pos_key, *(new_terminal(client, world, f"pos-{n}") for n in (2, 3, 4))]
+    high = make_offer(client, world.a.merchant_key, value=100, min_spend=100_000)
+    [minimum] = make_codes(client, world.a.merchant_key, high["id"], max_redemptions=1000)
+    offer = make_offer(client, world.a.merchant_key, value=100)
+    [valid] = make_codes(client, world.a.merchant_key, offer["id"], max_redemptions=1000)
+    with live_server(database.url, workers=2,
+                     env={"PATRON_VOUCHER_FAILURE_LIMIT": "5",
+                          "PATRON_VOUCHER_FAILURE_WINDOW_SECONDS": "60"}) as base, \
+            httpx.Client(base_url=base, timeout=120,
+                         limits=httpx.Limits(max_connections=60)) as http:
+        for index in range(6):
+            refused = http.post("/v1/pos/transactions", headers=auth(tills[0]),
+                                json=basket(receipt_no=f"MIN-{index}",
+                                            vouchers=[{"code": minimum}]))
+            assert refused.json()["code"] == "voucher_minimum_spend", refused.text
+
+        def checkout(index: int) -> httpx.Response:
+            code = minimum if index % 3 == 0 else valid
+            return http.post("/v1/pos/transactions", headers=auth(tills[index % len(tills)]),
+                             json=basket(receipt_no=f"R-{index}", vouchers=[{"code": code}]))
+
+        answers = all_at_once(60, checkout)
+    outcomes = Counter((a.status_code, a.json().get("code")) for a in answers)
+    assert outcomes == {(201, None): 40, (409, "voucher_minimum_spend"): 20}, outcomes
+    assert redemptions_of(database, valid) == 40
+    assert {(e.refusal, e.throttle) for e in events(database)} == {
+        ("voucher_minimum_spend", None)}
