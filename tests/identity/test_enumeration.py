@@ -19,6 +19,7 @@ from patron.kit.clock import clock, utcnow
 from patron.security.models import SecurityEvent
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import World, auth
+from tests.pos.conftest import purchase
 from tests.vouchers.test_abuse import assert_throttled, from_address, new_terminal
 
 PHONE = "+81 90-5555-0101"
@@ -176,3 +177,35 @@ def test_the_limit_is_off_at_zero(client: TestClient, world: World, database: Da
     monkeypatch.setattr(get_settings(), "identify_failure_limit", 0)
     miss(client, world.a.pos_key, 12)
     assert len(events(database)) == 12
+
+
+def test_a_purchase_naming_its_member_is_an_identification(client: TestClient, world: World,
+                                                           database: Database,
+                                                           limit_on: datetime) -> None:
+    """Quotes and purchases that name their member by number or phone count with
+    `POST /v1/identify`: the till cannot walk the numbers through the checkout instead."""
+    member = enrol(client, world.a.merchant_key, phone=PHONE)
+    for index in range(3):
+        quoted = client.post("/v1/pos/quote", headers=auth(world.a.pos_key),
+                             json=purchase(member={"barcode": nobody(index)}))
+        assert (quoted.status_code, quoted.json()["code"]) == (404, "member_not_found")
+    for index in range(2):
+        sold = client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                           json=purchase(receipt_no=f"E-{index}",
+                                         member={"phone": f"+81 90-5555-091{index}"}))
+        assert (sold.status_code, sold.json()["code"]) == (404, "member_not_found")
+    before = snapshot(database)
+    assert_throttled(identify(client, world.a.pos_key, barcode=member["member_number"]), 60)
+    assert_throttled(client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                                 json=purchase(receipt_no="E-9",
+                                               member={"phone": PHONE})), 60)
+    assert changed_tables(before, snapshot(database)) == []
+    # Naming the member by id (already identified) and anonymous sales go on.
+    by_id = client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                        json=purchase(receipt_no="E-10", member={"member_id": member["id"]}))
+    assert by_id.status_code == 201, by_id.text
+    anonymous = client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                            json=purchase(receipt_no="E-11"))
+    assert anonymous.status_code == 201, anonymous.text
+    assert [(e.kind, e.refusal) for e in events(database)] == [
+        ("identification", "member_not_found")] * 5

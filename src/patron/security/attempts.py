@@ -98,12 +98,17 @@ class Attempt:
     def session(self) -> Iterator[Session]:
         """The request's unit of work; its first statement is the throttle check."""
         with self._db.session_scope() as session:
-            if self.active:
-                service.refuse_if_throttled(session, limit=self._limit,
-                                            terminal_id=self.terminal_id,
-                                            merchant_id=self.merchant_id,
-                                            client_address=self.address)
+            self.check(session)
             yield session
+
+    def check(self, session: Session) -> None:
+        """The throttle check of the terminal and the client address (a request under two
+        attempts runs the second's in the first's session, before any look-up)."""
+        if self.active:
+            service.refuse_if_throttled(session, limit=self._limit,
+                                        terminal_id=self.terminal_id,
+                                        merchant_id=self.merchant_id,
+                                        client_address=self.address)
 
     def refused(self, refusal: str | None) -> None:
         """A refusal the answer carries without an error (a validation's ``reason``)."""
@@ -154,14 +159,16 @@ def voucher_attempt(db: Database, *, caller: Principal, address: str,
 
 
 @contextmanager
-def identification_attempt(db: Database, *, caller: Principal, address: str
-                           ) -> Iterator[Attempt]:
-    """A request identifying a member (``POST /v1/identify``, a tap): a terminal, or a
-    client address at one merchant, with too many failed identifications lately is
-    refused (429) before anything is looked up; a failure (``NO_MEMBER``) is recorded
-    and counted. Nothing of what was tried is kept: it may be a phone number."""
+def identification_attempt(db: Database, *, caller: Principal, address: str,
+                           identifies: bool = True) -> Iterator[Attempt]:
+    """A request identifying a member (``POST /v1/identify``, a tap, a quote or purchase
+    naming its member other than by id: ``identifies``): a terminal, or a client address
+    at one merchant, with too many failed identifications lately is refused (429) before
+    anything is looked up; a failure (``NO_MEMBER``) is recorded and counted. Nothing of
+    what was tried is kept: it may be a phone number."""
     attempt = Attempt(db, caller=caller, address=address,
-                      kind=SecurityEventKind.identification, codes=["identification"],
+                      kind=SecurityEventKind.identification,
+                      codes=["identification"] if identifies else [],
                       limit=service.Limit.identification())
     attempt.code = None
     try:
