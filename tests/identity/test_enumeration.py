@@ -209,3 +209,22 @@ def test_a_purchase_naming_its_member_is_an_identification(client: TestClient, w
     assert anonymous.status_code == 201, anonymous.text
     assert [(e.kind, e.refusal) for e in events(database)] == [
         ("identification", "member_not_found")] * 5
+
+
+def test_an_unknown_card_is_one_answer_too(client: TestClient, world: World) -> None:
+    """From B: a card nobody has, the card of A's member who withdrew, A's blocked card —
+    the same 404 `card_not_found`. A's own till learns what happened."""
+    left = enrol(client, world.a.merchant_key, card_uid=CARD)
+    assert client.post(f"/v1/members/{left['id']}/withdraw",
+                       headers=auth(world.a.merchant_key)).status_code == 200
+    kept = enrol(client, world.a.merchant_key, card_uid="04:BB:00:00:00:00:01")
+    [card] = client.get(f"/v1/members/{kept['id']}/cards",
+                        headers=auth(world.a.merchant_key)).json()
+    assert client.post(f"/v1/members/{kept['id']}/cards/{card['id']}/block",
+                       headers=auth(world.a.merchant_key), json={}).status_code == 200
+    tried = ["04:99:99:99:99:99:99", CARD, "04:BB:00:00:00:00:01"]
+    answers = [identify(client, world.b.reader_key, card_uid=uid) for uid in tried]
+    assert {(a.status_code, a.content) for a in answers} == {(404, answers[0].content)}
+    assert answers[0].json()["code"] == "card_not_found"
+    assert [identify(client, world.a.reader_key, card_uid=uid).json()["code"]
+            for uid in tried] == ["card_not_found", "member_withdrawn", "card_blocked"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -109,7 +109,7 @@ def _by_qr(session: Session, token: str) -> Member:
     return member
 
 
-def _by_card(session: Session, text: str) -> Member:
+def _by_card(session: Session, actor: Principal, text: str) -> Member:
     uid = parse_card_uid(text)
     row = session.execute(select(Card, Member).join(Member, Member.id == Card.member_id)
                           .where(Card.uid_hash == card_lookup(uid))).first()
@@ -117,6 +117,8 @@ def _by_card(session: Session, text: str) -> Member:
         raise CardNotFound()
     card, member = row
     if card.status != CardStatus.active.value:
+        if not _known_here(session, actor, member):
+            raise CardNotFound()  # another merchant's member's card: as unknown as any
         raise CardBlocked("this card is blocked; use the member's new card or another way "
                           "to identify", card_id=str(card.id))
     return member
@@ -172,14 +174,15 @@ def _known_here(session: Session, actor: Principal, member: Member) -> bool:
 
 
 def _check_identifiable(session: Session, actor: Principal, member: Member,
-                        known_here: bool | None = None) -> None:
+                        known_here: bool | None = None,
+                        missing: Callable[[], PatronError] = no_member) -> None:
     """Whether a member found by what a till gave may be named at all: active (a withdrawn
-    or erased member is 410 where they were a member, elsewhere no member) and not locked
-    out (``refuse_if_locked``)."""
+    or erased member is 410 where they were a member, elsewhere ``missing``: the answer
+    to what was given when nobody has it) and not locked out (``refuse_if_locked``)."""
     if member.status != MemberStatus.active.value:
         if not (known_here if known_here is not None
                 else _known_here(session, actor, member)):
-            raise no_member()
+            raise missing()
         _check_status(member)
     refuse_if_locked(member)
 
@@ -245,7 +248,7 @@ def identify(session: Session, *, actor: Principal, request: IdentifyRequest) ->
     elif method == Method.qr:
         member = _by_qr(session, request.qr or "")
     elif method == Method.card_uid:
-        member = _by_card(session, request.card_uid or "")
+        member = _by_card(session, actor, request.card_uid or "")
     elif method == Method.phone:
         member = _by_phone(session, actor, request.phone or "")
     else:
@@ -256,7 +259,8 @@ def identify(session: Session, *, actor: Principal, request: IdentifyRequest) ->
 def _result(session: Session, actor: Principal, member: Member, method: Method,
             pin: str | None) -> IdentifyResult:
     known_here = _known_here(session, actor, member)
-    _check_identifiable(session, actor, member, known_here)
+    _check_identifiable(session, actor, member, known_here,
+                        CardNotFound if method == Method.card_uid else no_member)
     verified = _verify_pin(session, member, pin, actor.require_pin)
     return IdentifyResult(member_id=member.id, member_number=member.member_number,
                           merchant_id=member.merchant_id, method=method,
