@@ -226,17 +226,17 @@ def _verify_pin(session: Session, member: Member, pin: str | None, required: boo
             session.execute(update(Member).where(Member.id == member.id)
                             .values(pin_failures=0))
         return True
-    locked_until = now + timedelta(minutes=settings.pin_lock_minutes)
+    lock_ends = now + timedelta(minutes=settings.pin_lock_minutes)
     failures = session.execute(
         update(Member).where(Member.id == member.id)
         .values(pin_failures=Member.pin_failures + 1)
         .returning(Member.pin_failures)).scalar_one()
     if failures >= settings.pin_max_failures:
         session.execute(update(Member).where(Member.id == member.id)
-                        .values(pin_locked_until=locked_until))
+                        .values(pin_locked_until=lock_ends))
         raise PinLockedNow(f"{failures} wrong PINs: the member is locked at every "
-                           f"terminal until {locked_until.isoformat()}",
-                           locked_until=locked_until.isoformat())
+                           f"terminal until {lock_ends.isoformat()}",
+                           locked_until=lock_ends.isoformat())
     raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)
 
 
