@@ -123,7 +123,7 @@ def test_the_enrolling_merchant_or_the_operator_unlocks(client: TestClient, worl
         "A's POS key": (world.a.pos_key, 403, "forbidden"),
         "A's reader key": (world.a.reader_key, 403, "forbidden"),
         "B's merchant key": (world.b.merchant_key, 404, "not_found"),
-        "B's POS key": (world.b.pos_key, 403, "forbidden"),
+        "B's POS key": (world.b.pos_key, 404, "not_found"),
     }
     for who, (key, status, code) in refusals.items():
         refused = client.post(unlock, headers=auth(key))

@@ -374,8 +374,10 @@ def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
 def unlock_pin(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """End a lock-out after too many wrong PINs (the enrolling merchant's merchant key or
     the operator): the member is identified again everywhere, with a fresh count."""
-    actor.require(Role.operator, Role.merchant)
+    # Looked up first: another merchant's key, a terminal's too, gets the 404 of a member
+    # that does not exist; the member's own merchant's terminals get 403.
     member = get_member(session, actor=actor, member_id=member_id)
+    actor.require(Role.operator, Role.merchant)
     _require_home(actor, member)
     member.pin_failures = 0
     member.pin_locked_until = None
