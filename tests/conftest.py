@@ -21,6 +21,9 @@ os.environ.setdefault("PATRON_CODE_BATCHES_IN_BACKGROUND", "false")
 # No voucher failure limit either: tests present many refused codes from one terminal in
 # a second on purpose. tests/vouchers/test_abuse.py turns the limit on where it tests it.
 os.environ.setdefault("PATRON_VOUCHER_FAILURE_LIMIT", "0")
+# Nor an identification limit: tests look up unknown numbers, phones and cards on purpose.
+# tests/identity/test_enumeration.py turns it on where it tests it.
+os.environ.setdefault("PATRON_IDENTIFY_FAILURE_LIMIT", "0")
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402

@@ -42,7 +42,7 @@ def live_server(database_url: str, workers: int = 2,
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "patron.app:server_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-             "--log-level", "warning"],
+             "--log-level", "warning", "--no-proxy-headers"],
             env=environment, stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:

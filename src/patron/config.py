@@ -6,10 +6,11 @@ import base64
 import hashlib
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from patron.db import DEFAULT_POOL, PoolLimits
+from patron.kit.net import Network, parse_networks
 
 # Only for a local demo; `patron serve` warns when it is still in use.
 DEV_SECRET_KEY = "patron-development-secret-key-change-me"  # noqa: S105
@@ -61,6 +62,25 @@ class Settings(BaseSettings):
     # voucher attempts within the window is refused (429) until they age out; 0 = off.
     voucher_failure_limit: int = Field(default=5, ge=0, le=1000)
     voucher_failure_window_seconds: float = Field(default=5, gt=0, le=86_400)
+    # The same for failed identifications (no member for the number, phone, card or QR
+    # given): a terminal, or a client address at one merchant, with this many within the
+    # window is refused (429) until they age out; 0 = off (docs/identification.md).
+    identify_failure_limit: int = Field(default=10, ge=0, le=1000)
+    identify_failure_window_seconds: float = Field(default=60, gt=0, le=86_400)
+    # The reverse proxies whose X-Forwarded-For is believed: addresses or networks,
+    # comma-separated ("10.0.0.5, 10.1.0.0/16"). Empty: none, the client address is the
+    # connection's peer (docs/configuration.md, "Client address").
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        parse_networks(value)  # a typo is an error at start-up, not a silently open door
+        return value
+
+    @property
+    def proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     def database_pool(self) -> PoolLimits:
         return PoolLimits(size=self.db_pool_size, overflow=self.db_max_overflow,

@@ -11,8 +11,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from patron.config import get_settings
 from patron.db import Database
 from patron.errors import BodyNotAllowed
+from patron.kit.net import client_address
 from patron.tenancy.service import Principal, authenticate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -116,9 +118,11 @@ Caller = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_client_address(request: Request) -> str:
-    """The caller's network address. Behind a reverse proxy this is the proxy's unless the
-    server trusts its forwarding headers (uvicorn ``--forwarded-allow-ips``)."""
-    return request.client.host if request.client else "unknown"
+    """The caller's network address (``patron.kit.net.client_address``): the peer's, or
+    what ``X-Forwarded-For`` says when the peer is a trusted proxy."""
+    return client_address(request.client.host if request.client else None,
+                          request.headers.getlist("x-forwarded-for"),
+                          get_settings().proxy_networks)
 
 
 ClientAddress = Annotated[str, Depends(get_client_address)]

@@ -25,24 +25,25 @@ from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import Tenant, World, auth, make_tenant
 
 PIN = "1357"
-READ, EXPORT, CREDENTIAL, CHANGE, END = "read", "export", "credential", "change", "end"
+READ, EXPORT, CREDENTIAL, CHANGE, END, UNLOCK = ("read", "export", "credential", "change",
+                                               "end", "unlock")
 
 # What each relation gets for each kind of action, without the member's proof. "ok" is the
 # endpoint's success status; a number is the refusal's status. Written out here, apart from
 # the code's own table, so that a change to either shows.
 EXPECTED: dict[str, dict[str, str | int]] = {
-    #                  read  export credential change end
-    "operator":        {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok"},
-    "home_merchant":   {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok"},
-    "home_pos":        {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
-    "home_reader":     {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
-    "member_merchant": {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
-    "member_pos":      {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
-    "member_reader":   {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
-    "stranger":        {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404},
-    "stranger_pos":    {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404},
-    "stranger_reader": {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404},
-    "sales_rep":       {READ: 403, EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403},
+    #                  read  export credential change end unlock
+    "operator":        {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok", UNLOCK: "ok"},
+    "home_merchant":   {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok", UNLOCK: "ok"},
+    "home_pos":        {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+    "home_reader":     {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+    "member_merchant": {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+    "member_pos":      {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+    "member_reader":   {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+    "stranger":        {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
+    "stranger_pos":    {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
+    "stranger_reader": {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
+    "sales_rep":       {READ: 403, EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
 }
 # With the member present proving it (their PIN), a till may change what identifies them;
 # another merchant's staff still may not.
@@ -148,6 +149,7 @@ ENDPOINTS = [
              lambda member: {"reason": "lost"}),
     Endpoint("POST", "/v1/members/{member_id}/cards/{card_id}/replace", CHANGE, 201,
              lambda member: {"uid": _uid(), "reason": "stolen"}),
+    Endpoint("POST", "/v1/members/{member_id}/pin/unlock", UNLOCK),
     Endpoint("POST", "/v1/members/{member_id}/withdraw", END),
     Endpoint("POST", "/v1/members/{member_id}/erase", END),
 ]

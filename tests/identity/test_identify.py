@@ -184,16 +184,17 @@ def test_caller_id_needs_a_call_number(client, world):
 
 # --- refusals -----------------------------------------------------------------------------
 
-def test_wrong_check_digit_and_transposition_refused(client, world, member):
+def test_wrong_check_digit_and_transposition_are_no_member(client, world, member):
+    # Answered as a number nobody has (docs/identification.md, "No such member").
     number = member["member_number"]
     wrong_digit = number[:-1] + str((int(number[-1]) + 1) % 10)
-    assert_problem(identify(client, world.a.pos_key, barcode=wrong_digit), 422,
-                   "check_digit_mismatch")
+    assert_problem(identify(client, world.a.pos_key, barcode=wrong_digit), 404,
+                   "member_not_found")
     for i in range(len(number) - 1):
         if number[i] != number[i + 1]:
             swapped = number[:i] + number[i + 1] + number[i] + number[i + 2:]
-            assert_problem(identify(client, world.a.pos_key, barcode=swapped), 422,
-                           "check_digit_mismatch")
+            assert_problem(identify(client, world.a.pos_key, barcode=swapped), 404,
+                           "member_not_found")
 
 
 @pytest.mark.parametrize("barcode", ["12345", "abcdefghijklmn", "123450000001845"])

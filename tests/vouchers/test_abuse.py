@@ -5,6 +5,7 @@ unknown codes answer exactly like other merchants' codes."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,8 +160,9 @@ def test_a_terminal_is_throttled_from_any_address(app: Any, world: World,
         fail(client, world.a.reader_key, 1)
 
 
-def test_every_kind_of_refusal_counts(client: TestClient, world: World, database: Database,
-                                      good_code: str, limit_on: datetime) -> None:
+def test_guesses_count_and_business_refusals_are_only_recorded(
+        client: TestClient, world: World, database: Database, good_code: str,
+        limit_on: datetime) -> None:
     offer = make_offer(client, world.a.merchant_key, value=100)
     [used] = make_codes(client, world.a.merchant_key, offer["id"])
     assert client.post(f"/v1/vouchers/{used}/redeem", headers=auth(world.a.pos_key),
@@ -179,15 +181,19 @@ def test_every_kind_of_refusal_counts(client: TestClient, world: World, database
     assert [(r.status_code, r.json()["code"]) for r in refused] == [
         (422, "invalid_voucher_code"), (409, "voucher_already_redeemed"), (404, NOT_FOUND),
         (409, "voucher_already_redeemed"), (404, NOT_FOUND)]
-    assert [(e.kind, e.refusal) for e in events(database)] == [
-        ("voucher_redemption", "invalid_voucher_code"),
-        ("voucher_redemption", "voucher_already_redeemed"),
-        ("voucher_reservation", NOT_FOUND),
-        ("pos_quote", "voucher_already_redeemed"),
-        ("pos_commit", NOT_FOUND)]
+    # Every refusal is recorded; only the guesses (a malformed or unknown code) count.
+    assert [(e.kind, e.refusal, e.throttle) for e in events(database)] == [
+        ("voucher_redemption", "invalid_voucher_code", "voucher"),
+        ("voucher_redemption", "voucher_already_redeemed", None),
+        ("voucher_reservation", NOT_FOUND, "voucher"),
+        ("pos_quote", "voucher_already_redeemed", None),
+        ("pos_commit", NOT_FOUND, "voucher")]
     # Each event names the code refused: in the purchase, the second of its two codes.
     assert [e.code_prefix for e in events(database)] == [
         "NOTA", *(parse_any(code).code[:4] for code in (used, ghost, used, stranger))]
+    # Three guesses: the till still works; two more and it is refused.
+    assert validate(client, pos, good_code).json()["valid"] is True
+    fail(client, pos, 2)
     assert_throttled(client.post("/v1/pos/transactions", headers=auth(pos),
                                  json=basket(vouchers=[{"code": good_code}])), 5)
     # A purchase without codes is no voucher attempt: the register keeps selling.
@@ -223,11 +229,12 @@ def test_an_address_is_throttled_across_terminals(app: Any, world: World,
         second = new_terminal(client, world, "pos-2")
         fail(client, world.a.pos_key, 3)
         fail(client, second, 2)
-        # Neither terminal has 5 failures; their address has.
+        # Neither terminal has 5 failures; their address has, at merchant A.
         assert_throttled(validate(client, world.a.pos_key, unknown_code()), 5)
         assert_throttled(validate(client, second, unknown_code()), 5)
-        # Another merchant's terminal at the same address too: the address is the subject.
-        assert_throttled(validate(client, world.b.pos_key, unknown_code()), 5)
+        # Another merchant's till behind the same address (a shared mall or NAT address)
+        # is not: an address counts within one merchant only.
+        fail(client, world.b.pos_key, 4)
     with from_address(app, "192.0.2.8") as client:
         fail(client, second, 1)
 
@@ -312,7 +319,8 @@ def test_security_events_are_the_merchants_own(client: TestClient, world: World,
         "terminal_id": world.a.pos_id, "client_address": "testclient",
         "member_id": member["id"], "code_prefix": canonical[:4],
         "code_digest": code_trace(code, get_settings().derived_key("security-code"))[1],
-        "refusal": NOT_FOUND, "detail": None, "occurred_at": event["occurred_at"]}
+        "refusal": NOT_FOUND, "detail": None, "counted": True,
+        "occurred_at": event["occurred_at"]}
     assert datetime.fromisoformat(event["occurred_at"]) == limit_on
     # B's attempt at A's code is B's event, and says nothing of A's code but its prefix.
     theirs = client.get("/v1/security-events", headers=auth(world.b.merchant_key)).json()
@@ -435,3 +443,135 @@ def test_unknown_and_other_merchants_codes_get_identical_answers(
     assert redemptions_of(database, a_code) == 0
     with database.session_scope() as session:
         assert session.scalar(select(func.count()).select_from(SecurityEvent)) == 14
+
+
+# --- what counts: guesses, not business refusals ----------------------------------------------
+
+def spend_refused(client: TestClient, key: str, code: str, times: int) -> None:
+    """``times`` purchases whose basket is below the code's minimum spend."""
+    for index in range(times):
+        refused = client.post("/v1/pos/transactions", headers=auth(key),
+                              json=basket(receipt_no=f"MIN-{index}", vouchers=[{"code": code}]))
+        assert (refused.status_code, refused.json()["code"]) == (409, "voucher_minimum_spend")
+
+
+def test_business_refusals_throttle_no_one(app: Any, client: TestClient, world: World,
+                                           database: Database, limit_on: datetime) -> None:
+    """Five "minimum spend not met" at A's till, then B's valid code from the same
+    address: accepted (it was a 429). A's till keeps working too."""
+    high = make_offer(client, world.a.merchant_key, value=100, min_spend=100_000)
+    [a_minimum] = make_codes(client, world.a.merchant_key, high["id"], max_redemptions=100)
+    a_offer = make_offer(client, world.a.merchant_key, value=100)
+    [a_code] = make_codes(client, world.a.merchant_key, a_offer["id"], max_redemptions=100)
+    b_offer = make_offer(client, world.b.merchant_key, value=100)
+    [b_code] = make_codes(client, world.b.merchant_key, b_offer["id"], max_redemptions=100)
+    with from_address(app, "203.0.113.50") as shared:
+        spend_refused(shared, world.a.pos_key, a_minimum, 7)
+        assert [(e.refusal, e.throttle) for e in events(database)] == [
+            ("voucher_minimum_spend", None)] * 7
+        redeemed = shared.post(f"/v1/vouchers/{b_code}/redeem", headers=auth(world.b.pos_key),
+                               json={})
+        assert redeemed.status_code == 200, redeemed.text
+        sale = shared.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                           json=basket(receipt_no="OK-1", vouchers=[{"code": a_code}]))
+        assert sale.status_code == 201, sale.text
+    assert (redemptions_of(database, b_code), redemptions_of(database, a_code)) == (1, 1)
+
+
+def test_own_used_expired_codes_do_not_count_but_foreign_ones_do(
+        client: TestClient, world: World, database: Database, good_code: str,
+        limit_on: datetime) -> None:
+    offer = make_offer(client, world.a.merchant_key, value=100,
+                       valid_until=(limit_on + timedelta(minutes=1)).isoformat())
+    [short] = make_codes(client, world.a.merchant_key, offer["id"])
+    [used] = make_codes(client, world.a.merchant_key, offer["id"])
+    assert client.post(f"/v1/vouchers/{used}/redeem", headers=auth(world.a.pos_key),
+                       json={}).status_code == 200
+    clock.freeze(limit_on + timedelta(minutes=2))
+    for _ in range(6):
+        assert validate(client, world.a.pos_key, short).json()["reason"] == "voucher_expired"
+        assert client.post(f"/v1/vouchers/{used}/redeem", headers=auth(world.a.pos_key),
+                           json={}).json()["code"] == "voucher_expired"
+    assert validate(client, world.a.pos_key, good_code).json()["valid"] is True
+    assert {e.throttle for e in events(database)} == {None}
+    # A's good code tried at B's till is a guess there, like an unknown code.
+    for _ in range(5):
+        assert validate(client, world.b.pos_key, good_code).json()["reason"] == NOT_FOUND
+    assert_throttled(validate(client, world.b.pos_key, unknown_code()), 5)
+    assert [e.throttle for e in events(database)][-5:] == ["voucher"] * 5
+
+
+# --- the client address ----------------------------------------------------------------------
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+        app: Any, world: World, database: Database, limit_on: datetime,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with from_address(app, "198.51.100.9") as direct:
+        second = new_terminal(direct, world, "pos-2")
+        # No proxy is trusted: a caller naming a new address each time is still itself.
+        for index in range(3):
+            response = direct.post("/v1/vouchers/validate",
+                                   headers={**auth(world.a.pos_key),
+                                            "X-Forwarded-For": f"203.0.113.{index}"},
+                                   json={"code": unknown_code()})
+            assert response.json()["reason"] == NOT_FOUND
+        for index in range(2):
+            response = direct.post("/v1/vouchers/validate",
+                                   headers={**auth(second),
+                                            "X-Forwarded-For": f"203.0.113.{index + 10}"},
+                                   json={"code": unknown_code()})
+            assert response.json()["reason"] == NOT_FOUND
+        assert {e.client_address for e in events(database)} == {"198.51.100.9"}
+        # Neither terminal has five; the address has.
+        assert_throttled(direct.post("/v1/vouchers/validate",
+                                     headers={**auth(world.a.reader_key),
+                                              "X-Forwarded-For": "203.0.113.99"},
+                                     json={"code": unknown_code()}), 5)
+    monkeypatch.setattr(get_settings(), "trusted_proxies", "10.0.0.0/8, 192.0.2.1")
+    with from_address(app, "10.1.2.3") as proxied:
+        response = proxied.post("/v1/vouchers/validate",
+                                headers={**auth(world.a.reader_key),
+                                         "X-Forwarded-For": "198.51.100.200, 192.0.2.1"},
+                                json={"code": unknown_code()})
+        assert response.json()["reason"] == NOT_FOUND
+    assert events(database)[-1].client_address == "198.51.100.200"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_simultaneous_checkouts_with_a_valid_code_among_business_refusals_all_pass(
+        client: TestClient, world: World, database: Database) -> None:
+    """The race of the report: refusals for a minimum spend not met, then a burst of
+    checkouts from the same registers and address, a third of them refused again for the
+    minimum spend: every checkout carrying a valid code is accepted (it was 429 for all)."""
+    import httpx
+
+    from tests.concurrency import all_at_once
+
+    tills = [world.a.pos_key, *(new_terminal(client, world, f"pos-{n}") for n in (2, 3, 4))]
+    high = make_offer(client, world.a.merchant_key, value=100, min_spend=100_000)
+    [minimum] = make_codes(client, world.a.merchant_key, high["id"], max_redemptions=1000)
+    offer = make_offer(client, world.a.merchant_key, value=100)
+    [valid] = make_codes(client, world.a.merchant_key, offer["id"], max_redemptions=1000)
+    with live_server(database.url, workers=2,
+                     env={"PATRON_VOUCHER_FAILURE_LIMIT": "5",
+                          "PATRON_VOUCHER_FAILURE_WINDOW_SECONDS": "60"}) as base, \
+            httpx.Client(base_url=base, timeout=120,
+                         limits=httpx.Limits(max_connections=60)) as http:
+        for index in range(6):
+            refused = http.post("/v1/pos/transactions", headers=auth(tills[0]),
+                                json=basket(receipt_no=f"MIN-{index}",
+                                            vouchers=[{"code": minimum}]))
+            assert refused.json()["code"] == "voucher_minimum_spend", refused.text
+
+        def checkout(index: int) -> httpx.Response:
+            code = minimum if index % 3 == 0 else valid
+            return http.post("/v1/pos/transactions", headers=auth(tills[index % len(tills)]),
+                             json=basket(receipt_no=f"R-{index}", vouchers=[{"code": code}]))
+
+        answers = all_at_once(60, checkout)
+    outcomes = Counter((a.status_code, a.json().get("code")) for a in answers)
+    assert outcomes == {(201, None): 40, (409, "voucher_minimum_spend"): 20}, outcomes
+    assert redemptions_of(database, valid) == 40
+    assert {(e.refusal, e.throttle) for e in events(database)} == {
+        ("voucher_minimum_spend", None)}

@@ -231,6 +231,9 @@ def serve(
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run("patron.app:server_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", log_config=_log_config(),
+                # Patron decides the client address itself (PATRON_TRUSTED_PROXIES);
+                # uvicorn's own rewrite would believe any local caller's X-Forwarded-For.
+                proxy_headers=False,
                 access_log=settings.access_log if access_log is None else access_log)
 
 

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from patron.http import AUTHED, Caller, Db, NoBody, media_response, problems
+from patron.http import AUTHED, Caller, ClientAddress, Db, NoBody, media_response, problems
 from patron.identity import images, service
 from patron.identity.schemas import (
     CallerIdWaitRead,
@@ -16,6 +16,7 @@ from patron.identity.schemas import (
     IdentifyResult,
     QrTokenRead,
 )
+from patron.security.attempts import identification_attempt
 from patron.tenancy.rules import MemberAction
 
 router = APIRouter(prefix="/v1", tags=["identification"])
@@ -26,17 +27,23 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 @router.post("/identify", response_model=IdentifyResult,
-             responses=problems(*AUTHED, 410, 423))
-def identify(data: IdentifyRequest, db: Db, caller: Caller) -> IdentifyResult:
+             responses=problems(*AUTHED, 410, 423, 429))
+def identify(data: IdentifyRequest, db: Db, caller: Caller,
+             address: ClientAddress) -> IdentifyResult:
     """Identify a member by exactly one of: member number (`barcode`), rotating `qr` token,
     contactless `card_uid`, `phone` in any common format, or `image` (a photo or screenshot
     of their barcode or QR, base64). Send `pin` where the terminal requires it.
 
-    Refusals have their own codes: `malformed_code`, `check_digit_mismatch`, `qr_invalid`,
-    `qr_expired`, `member_not_found`, `card_not_found`, `card_blocked`, `member_withdrawn`,
+    Refusals have their own codes: `malformed_code`, `qr_invalid`, `qr_expired`,
+    `member_not_found`, `card_not_found`, `card_blocked`, `member_withdrawn`,
     `member_erased`, `pin_required`, `pin_incorrect`, `pin_locked`, `no_code_in_image`.
+    No member found is the same `member_not_found` whatever the reason (a number nobody
+    has, wrong check digits, a member who left elsewhere); `pin_locked` (423) refuses a
+    locked-out member at every terminal. Failed identifications are throttled (429
+    `too_many_failures`, docs/identification.md).
     """
-    with db.session_scope() as session:
+    with (identification_attempt(db, caller=caller, address=address) as attempt,
+          attempt.session() as session):
         return service.identify(session, actor=caller, request=data)
 
 

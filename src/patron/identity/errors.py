@@ -10,11 +10,6 @@ class MalformedCode(InvalidInput):
     title = "The code is not a member number or QR token"
 
 
-class CheckDigitMismatch(InvalidInput):
-    code = "check_digit_mismatch"
-    title = "The member number's check digits do not match (mistyped or misread)"
-
-
 class QrInvalid(InvalidInput):
     code = "qr_invalid"
     title = "The QR token's signature does not match"
@@ -80,9 +75,17 @@ class PinIncorrect(Forbidden):
 
 
 class PinLocked(PatronError):
+    """The member is locked out: refused at every terminal, whether it asks for the PIN or
+    not, until the lock ends or the enrolling merchant unlocks it."""
+
     status: ClassVar[int] = 423
     code = "pin_locked"
-    title = "Too many wrong PINs; the PIN is locked for a while"
+    title = "Too many wrong PINs; the member is locked for a while"
+
+
+class PinLockedNow(PinLocked):
+    """The wrong PIN that locks: the count and the lock are kept."""
+
     keep_side_effects = True
 
 

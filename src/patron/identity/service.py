@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -17,7 +17,6 @@ from patron.identity.errors import (
     CardAlreadyBlocked,
     CardBlocked,
     CardNotFound,
-    CheckDigitMismatch,
     InvalidImage,
     MalformedCode,
     MemberErased,
@@ -42,7 +41,7 @@ from patron.kit.clock import utcnow
 from patron.members import access
 from patron.members.errors import CardTaken, InvalidPhone
 from patron.members.models import Member, Membership, MemberStatus
-from patron.members.pins import verify_pin
+from patron.members.pins import refuse_if_locked, verify_pin
 from patron.members.schemas import MemberProof
 from patron.members.service import (
     card_lookup,
@@ -59,12 +58,24 @@ from patron.tenancy.service import Principal
 
 # --- resolving one identifier to a member ----------------------------------------------
 
+# "No such member", the same answer whatever the reason (docs/identification.md): a number
+# nobody has, a number whose check digits do not match, a phone nobody gave, a member who
+# withdrew or was erased at a merchant the caller is not one of. Only what the text alone
+# shows (not shaped like a number, a phone, a QR token) has its own answer.
+NO_MEMBER = "no member matches"
+
+
+def no_member() -> MemberNotFound:
+    return MemberNotFound(NO_MEMBER)
+
+
 def _member_number(text: str) -> str:
-    """The member number a scanned barcode carries (check digits verified)."""
+    """The member number a scanned barcode carries (check digits verified: a mismatch is
+    no member, as a number nobody has)."""
     try:
         parse_member_number(text)
     except CheckDigitError as exc:
-        raise CheckDigitMismatch(field="barcode") from exc
+        raise no_member() from exc
     except NumberFormatError as exc:
         raise MalformedCode(f"{exc}", field="barcode") from exc
     return clean(text)
@@ -74,7 +85,7 @@ def _by_member_number(session: Session, text: str) -> Member:
     member = session.scalars(select(Member).where(Member.member_number == _member_number(text))
                              ).first()
     if member is None:
-        raise MemberNotFound("no member has this number")
+        raise no_member()
     return member
 
 
@@ -92,11 +103,11 @@ def _by_qr(session: Session, token: str) -> Member:
     member = session.scalars(
         select(Member).where(Member.member_number == verified.member_number)).first()
     if member is None:
-        raise MemberNotFound("no member has this QR code")
+        raise no_member()
     return member
 
 
-def _by_card(session: Session, text: str) -> Member:
+def _by_card(session: Session, actor: Principal, text: str) -> Member:
     uid = parse_card_uid(text)
     row = session.execute(select(Card, Member).join(Member, Member.id == Card.member_id)
                           .where(Card.uid_hash == card_lookup(uid))).first()
@@ -104,6 +115,8 @@ def _by_card(session: Session, text: str) -> Member:
         raise CardNotFound()
     card, member = row
     if card.status != CardStatus.active.value:
+        if not _known_here(session, actor, member):
+            raise CardNotFound()  # another merchant's member's card: as unknown as any
         raise CardBlocked("this card is blocked; use the member's new card or another way "
                           "to identify", card_id=str(card.id))
     return member
@@ -121,7 +134,7 @@ def _by_phone(session: Session, actor: Principal, text: str) -> Member:
     e164 = parse_phone(text, region_for(session, actor))
     member = member_by_phone(session, e164)
     if member is None:
-        raise MemberNotFound("no member has this phone number")
+        raise no_member()
     return member
 
 
@@ -140,8 +153,7 @@ def _by_image(session: Session, data: str) -> Member:
             if code.format == "qr":
                 return _by_qr(session, code.text)
             return _by_member_number(session, code.text)
-        except (MalformedCode, MemberNotFound, CheckDigitMismatch, QrInvalid,
-                QrExpired) as exc:
+        except (MalformedCode, MemberNotFound, QrInvalid, QrExpired) as exc:
             first_error = first_error or exc
     assert first_error is not None
     raise first_error
@@ -154,9 +166,30 @@ def _check_status(member: Member) -> None:
         raise MemberErased()
 
 
-# --- PIN step-up ----------------------------------------------------------------------
+def _known_here(session: Session, actor: Principal, member: Member) -> bool:
+    return actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
+        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
+
+
+def _check_identifiable(session: Session, actor: Principal, member: Member,
+                        known_here: bool | None = None,
+                        missing: Callable[[], PatronError] = no_member) -> None:
+    """Whether a member found by what a till gave may be named at all: active (a withdrawn
+    or erased member is 410 where they were a member, elsewhere ``missing``: the answer
+    to what was given when nobody has it) and not locked out (``refuse_if_locked``)."""
+    if member.status != MemberStatus.active.value:
+        if not (known_here if known_here is not None
+                else _known_here(session, actor, member)):
+            raise missing()
+        _check_status(member)
+    refuse_if_locked(member)
+
+
+# --- PIN step-up and the lock -----------------------------------------------------------
 
 def _verify_pin(session: Session, member: Member, pin: str | None, required: bool) -> bool:
+    """Checks the PIN when one is given or required; the caller has refused a locked
+    member already (``refuse_if_locked``)."""
     if pin is None and not required:
         return False
     verify_pin(session, member, pin)
@@ -171,7 +204,7 @@ def identify(session: Session, *, actor: Principal, request: IdentifyRequest) ->
     elif method == Method.qr:
         member = _by_qr(session, request.qr or "")
     elif method == Method.card_uid:
-        member = _by_card(session, request.card_uid or "")
+        member = _by_card(session, actor, request.card_uid or "")
     elif method == Method.phone:
         member = _by_phone(session, actor, request.phone or "")
     else:
@@ -181,10 +214,10 @@ def identify(session: Session, *, actor: Principal, request: IdentifyRequest) ->
 
 def _result(session: Session, actor: Principal, member: Member, method: Method,
             pin: str | None) -> IdentifyResult:
-    _check_status(member)
+    known_here = _known_here(session, actor, member)
+    _check_identifiable(session, actor, member, known_here,
+                        CardNotFound if method == Method.card_uid else no_member)
     verified = _verify_pin(session, member, pin, actor.require_pin)
-    known_here = actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
-        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
     return IdentifyResult(member_id=member.id, member_number=member.member_number,
                           merchant_id=member.merchant_id, method=method,
                           known_here=known_here, pin_verified=verified)
@@ -392,11 +425,13 @@ def members_for(session: Session, *, actor: Principal,
                     raise number
                 member = by_number.get(number)
                 if member is None:
-                    raise MemberNotFound("no member has this number")
+                    raise no_member()
             else:
                 member = member_for(session, actor=actor, identification=item)
                 assert member is not None
-            _check_status(member)
+            if item.member_id is not None:
+                _check_status(member)  # named by id: the caller sees the member
+            _check_identifiable(session, actor, member)
             answers.append(member)
         except PatronError as exc:
             answers.append(exc)
@@ -410,7 +445,9 @@ def member_for(session: Session, *, actor: Principal,
     if identification is None:
         return None
     if identification.member_id is not None:
-        return active_member(session, actor=actor, member_id=identification.member_id)
+        named = active_member(session, actor=actor, member_id=identification.member_id)
+        refuse_if_locked(named)
+        return named
     request = IdentifyRequest(barcode=identification.barcode, qr=identification.qr,
                               card_uid=identification.card_uid, phone=identification.phone,
                               pin=identification.pin)

@@ -85,6 +85,16 @@ def set_pin(member_id: uuid.UUID, data: PinSet, db: Db,
                             proof=data.proof))
 
 
+@router.post("/{member_id}/pin/unlock", response_model=MemberRead,
+             responses=problems(*AUTHED), dependencies=[NoBody])
+def unlock_pin(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
+    """End the member's lock-out after too many wrong PINs, before it runs out (the
+    enrolling merchant's merchant key, or the operator)."""
+    with db.session_scope() as session:
+        return service.to_read(
+            service.unlock_pin(session, actor=caller, member_id=member_id))
+
+
 @router.post("/{member_id}/withdraw", response_model=MemberRead, responses=problems(*AUTHED),
              dependencies=[NoBody])
 def withdraw(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.identity.errors import PinIncorrect, PinLocked, PinNotSet, PinRequired
+from patron.identity.errors import PinIncorrect, PinLocked, PinLockedNow, PinNotSet, PinRequired
 from patron.kit.clock import utcnow
 from patron.members.models import Member
 
@@ -29,16 +29,31 @@ def pin_matches(pin_hash: str, pin: str) -> bool:
         return False
 
 
+def locked_until(member: Member, now: datetime) -> datetime | None:
+    """When the member's lock ends, if they are locked now: the one place that decides.
+    Too many wrong PINs lock the member (every card, number, phone and QR of theirs) at
+    every terminal, until the time passes or the enrolling merchant unlocks them."""
+    until = member.pin_locked_until
+    return until if until is not None and until > now else None
+
+
+def refuse_if_locked(member: Member, *, now: datetime | None = None) -> None:
+    until = locked_until(member, now or utcnow())
+    if until is not None:
+        raise PinLocked(f"too many wrong PINs: the member is locked at every terminal "
+                        f"until {until.isoformat()}, or until their merchant unlocks them",
+                        locked_until=until.isoformat())
+
+
 def verify_pin(session: Session, member: Member, pin: str | None) -> None:
     """Check the member's PIN, counting a wrong one towards the lock: every place that
     accepts a PIN (identification, a till proving the member is present) calls this.
-    Wrong PINs raise errors that keep their side effects, so the count survives the
-    request's rollback."""
+    A wrong PIN and the one that locks raise errors that keep their side effects, so the
+    count survives the request's rollback."""
     settings = get_settings()
     now = utcnow()
+    refuse_if_locked(member, now=now)
     if member.pin_locked_until is not None:
-        if member.pin_locked_until > now:
-            raise PinLocked(locked_until=member.pin_locked_until.isoformat())
         # The lock has run out: start counting afresh (only one request wins the reset).
         session.execute(update(Member).where(Member.id == member.id,
                                              Member.pin_locked_until <= now)
@@ -52,14 +67,15 @@ def verify_pin(session: Session, member: Member, pin: str | None) -> None:
             session.execute(update(Member).where(Member.id == member.id)
                             .values(pin_failures=0))
         return
-    locked_until = now + timedelta(minutes=settings.pin_lock_minutes)
+    lock_ends = now + timedelta(minutes=settings.pin_lock_minutes)
     failures = session.execute(
         update(Member).where(Member.id == member.id)
         .values(pin_failures=Member.pin_failures + 1)
         .returning(Member.pin_failures)).scalar_one()
     if failures >= settings.pin_max_failures:
         session.execute(update(Member).where(Member.id == member.id)
-                        .values(pin_locked_until=locked_until))
-        raise PinLocked(f"{failures} wrong PINs; the PIN is locked until "
-                        f"{locked_until.isoformat()}", locked_until=locked_until.isoformat())
+                        .values(pin_locked_until=lock_ends))
+        raise PinLockedNow(f"{failures} wrong PINs: the member is locked at every "
+                           f"terminal until {lock_ends.isoformat()}",
+                           locked_until=lock_ends.isoformat())
     raise PinIncorrect(attempts_left=settings.pin_max_failures - failures)

@@ -357,6 +357,18 @@ def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
     return member
 
 
+def unlock_pin(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
+    """End a lock-out after too many wrong PINs (the enrolling merchant's merchant key or
+    the operator): the member is identified again everywhere, with a fresh count."""
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.unlock)
+    member.pin_failures = 0
+    member.pin_locked_until = None
+    member.updated_at = utcnow()
+    session.flush()
+    return member
+
+
 def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """The member leaves: identifiers stop working, history stays."""
     member = access.member_for(session, actor=actor, member_id=member_id,

@@ -87,7 +87,7 @@ from patron.pos.errors import ChannelMismatch
 from patron.pos.models import PosTransaction
 from patron.pos.schemas import PurchaseWrite
 from patron.programs.service import get_program
-from patron.security.models import SecurityEventKind
+from patron.security.models import SecurityEventKind, Throttle
 from patron.security.service import record_security_event
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, Till, till_of
@@ -767,6 +767,7 @@ def _refuse(session: Session, *, till: Till, entry: BatchEntry, digest: str,
         # exception, so once however often the entry is sent.
         record_security_event(session, merchant_id=till.merchant.id,
                               kind=SecurityEventKind.offline_forgery, refusal=error.code,
+                              throttle=Throttle.voucher,
                               terminal_id=till.terminal.id, member_id=member_id,
                               detail=f"offline entry {data.receipt_no}: {error.detail}")
 

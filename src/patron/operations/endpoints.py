@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from patron.http import AUTHED, Caller, Db, problems
+from patron.http import AUTHED, Caller, ClientAddress, Db, problems
 from patron.operations import service
 from patron.operations.schemas import (
     EventBatch,
@@ -16,6 +16,7 @@ from patron.operations.schemas import (
     TapResult,
     VisitPage,
 )
+from patron.security.attempts import identification_attempt
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -52,8 +53,8 @@ def list_events(
 
 
 @router.post("/pos/taps", status_code=201, response_model=TapResult,
-             responses=problems(*AUTHED, 409, 410, 423))
-def record_tap(data: TapIn, db: Db, caller: Caller) -> TapResult:
+             responses=problems(*AUTHED, 409, 410, 423, 429))
+def record_tap(data: TapIn, db: Db, caller: Caller, address: ClientAddress) -> TapResult:
     """A card tapped at a reader (the reader's key; other terminals get 403
     `not_a_reader`). Records the visit and grants the reader's `points_per_tap`, at most
     once per member per reader per `PATRON_TAP_INTERVAL_MINUTES`; a tap within the
@@ -65,7 +66,8 @@ def record_tap(data: TapIn, db: Db, caller: Caller) -> TapResult:
     sum (`points_total`), and the balance after all of them; and the `receipt` content the
     reader shows (facility information, a questionnaire link, a consent prompt: the
     reader's own field, else its store's)."""
-    with db.session_scope() as session:
+    with (identification_attempt(db, caller=caller, address=address) as attempt,
+          attempt.session() as session):
         return service.record_tap(session, actor=caller, data=data)
 
 

@@ -1,8 +1,8 @@
 """The security event log: one row per refused attempt worth a merchant's attention.
 
-Append-only. It is also the throttle's memory: the failures of a terminal, a client
-address or a member in the last few seconds are counted along the ``(subject, time)``
-indexes, so every worker process sees the same counts.
+Append-only. It is also the throttles' memory: the counted failures of a terminal, a client
+address at one merchant or a member in the last few seconds are counted along the
+``(throttle, subject, time)`` indexes, so every worker process sees the same counts.
 """
 
 from __future__ import annotations
@@ -31,15 +31,27 @@ class SecurityEventKind(StrEnum):
     pos_quote = "pos_quote"
     pos_commit = "pos_commit"
     offline_forgery = "offline_forgery"
+    identification = "identification"
+
+
+class Throttle(StrEnum):
+    """Which failure limit an event counts towards. An event without one (a business
+    refusal: a minimum spend not met, one's own code already used) is only recorded."""
+
+    voucher = "voucher"
+    identify = "identify"
 
 
 class SecurityEvent(Base):
     __tablename__ = "security_events"
     __table_args__ = (
-        # The throttle's counts: newest failures of one subject, read backwards.
-        Index("ix_security_events_terminal_occurred", "terminal_id", "occurred_at"),
-        Index("ix_security_events_address_occurred", "client_address", "occurred_at"),
-        Index("ix_security_events_member_occurred", "member_id", "occurred_at"),
+        # The throttles' counts: newest counted failures of one subject, read backwards.
+        # An address is a subject within one merchant only (docs/vouchers.md).
+        Index("ix_security_events_terminal_occurred", "throttle", "terminal_id",
+              "occurred_at"),
+        Index("ix_security_events_address_occurred", "throttle", "merchant_id",
+              "client_address", "occurred_at"),
+        Index("ix_security_events_member_occurred", "throttle", "member_id", "occurred_at"),
         # The merchant's list, newest first.
         Index("ix_security_events_merchant_id", "merchant_id", "id"),
     )
@@ -56,5 +68,7 @@ class SecurityEvent(Base):
     code_prefix: Mapped[str | None] = mapped_column(String(8))
     code_digest: Mapped[str | None] = mapped_column(String(32))
     refusal: Mapped[str] = mapped_column(String(64))
+    # The limit this event counts towards (``Throttle``); NULL: it counts towards none.
+    throttle: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(500))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,8 @@ class SecurityEventRead(BaseModel):
     kind: str = Field(description="What was attempted: voucher_validation, "
                                   "voucher_reservation, voucher_redemption, voucher_lookup, "
                                   "pos_quote, pos_commit, offline_forgery (a tampered or "
-                                  "foreign offline allowance)")
+                                  "foreign offline allowance), identification (no member "
+                                  "for what a till gave)")
     terminal_id: uuid.UUID | None
     client_address: str | None = Field(description="The caller's network address")
     member_id: uuid.UUID | None = Field(description="The member the attempt named, if any")
@@ -23,6 +24,10 @@ class SecurityEventRead(BaseModel):
     refusal: str = Field(description="The refusal's error code (voucher_not_found, "
                                      "voucher_expired, ...)")
     detail: str | None
+    counted: bool = Field(description="Whether it counts towards a failure limit: what "
+                                      "could be guessing (an unknown, malformed or another "
+                                      "merchant's code; no member found) does, a business "
+                                      "refusal (minimum spend, expired, ...) does not")
     occurred_at: datetime
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from patron.config import get_settings
 from patron.kit.clock import utcnow
 from patron.security.errors import TooManyFailures
-from patron.security.models import SecurityEvent, SecurityEventKind
+from patron.security.models import SecurityEvent, SecurityEventKind, Throttle
 from patron.security.schemas import SecurityEventRead
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, get_merchant
@@ -51,13 +51,15 @@ def code_trace(text: str, key: bytes) -> tuple[str, str]:
 
 def record_security_event(session: Session, *, merchant_id: uuid.UUID,
                           kind: SecurityEventKind | str, refusal: str,
+                          throttle: Throttle | None = None,
                           terminal_id: uuid.UUID | None = None,
                           client_address: str | None = None,
                           member_id: uuid.UUID | None = None, code: str | None = None,
                           detail: str | None = None,
                           occurred_at: datetime | None = None) -> SecurityEvent:
-    """Append one event. Every event counts towards its terminal's, address's and
-    member's failure limit. ``code`` is the text tried; only its trace is stored."""
+    """Append one event. With a ``throttle`` it counts towards that limit for its
+    terminal, its member and its client address at its merchant; without, it is only
+    recorded. ``code`` is the text tried; only its trace is stored."""
     prefix, digest = (code_trace(code, get_settings().derived_key("security-code"))
                       if code else (None, None))
     event = SecurityEvent(
@@ -65,7 +67,7 @@ def record_security_event(session: Session, *, merchant_id: uuid.UUID,
         client_address=client_address[:MAX_ADDRESS_LENGTH] if client_address else None,
         member_id=member_id, code_prefix=prefix, code_digest=digest, refusal=refusal[:64],
         detail=detail[:MAX_DETAIL_LENGTH] if detail else None,
-        occurred_at=occurred_at or utcnow())
+        throttle=throttle.value if throttle else None, occurred_at=occurred_at or utcnow())
     session.add(event)
     session.flush()
     return event
@@ -75,28 +77,48 @@ def record_security_event(session: Session, *, merchant_id: uuid.UUID,
 
 @dataclass(frozen=True)
 class Limit:
+    throttle: Throttle
     failures: int  # 0: no limit
     window: timedelta
 
     @classmethod
-    def from_settings(cls) -> Limit:
+    def vouchers(cls) -> Limit:
         settings = get_settings()
-        return cls(failures=settings.voucher_failure_limit,
+        return cls(Throttle.voucher, failures=settings.voucher_failure_limit,
                    window=timedelta(seconds=settings.voucher_failure_window_seconds))
+
+    @classmethod
+    def identification(cls) -> Limit:
+        settings = get_settings()
+        return cls(Throttle.identify, failures=settings.identify_failure_limit,
+                   window=timedelta(seconds=settings.identify_failure_window_seconds))
+
+    def parameters(self, now: datetime) -> dict[str, Any]:
+        """The bound parameters every count of this limit takes (``_nth_newest``)."""
+        return {"throttle": self.throttle.value, "since": now - self.window}
 
 
 SUBJECT_NAMES = {"terminal_id": "this terminal", "client_address": "this address",
                  "member_id": "this member"}
 
 
-def _nth_newest(name: str, n: int, subject: Any = None) -> ScalarSelect[datetime]:
-    """The time of the subject's n-th newest failure after ``:since`` (NULL when it has
-    fewer): at most n index entries read, newest first. The subject is the parameter of
-    its name, or ``subject`` (a column of an enclosing statement)."""
+def _nth_newest(name: str, n: int, subject: Any = None,
+                merchant: Any = None) -> ScalarSelect[datetime]:
+    """The time of the subject's n-th newest failure counted towards ``:throttle`` after
+    ``:since`` (NULL when it has fewer): at most n index entries read, newest first. The
+    subject is the parameter of its name, or ``subject`` (a column of an enclosing
+    statement). A client address is a subject within one merchant only — the
+    ``:merchant_id``, or ``merchant`` (a column) — so one merchant's failures never
+    throttle another merchant's till behind the same address."""
     value = bindparam(name) if subject is None else subject
+    conditions = [SecurityEvent.throttle == bindparam("throttle"),
+                  getattr(SecurityEvent, name) == value,
+                  SecurityEvent.occurred_at > bindparam("since")]
+    if name == "client_address":
+        conditions.append(SecurityEvent.merchant_id
+                          == (bindparam("merchant_id") if merchant is None else merchant))
     return (select(SecurityEvent.occurred_at)
-            .where(getattr(SecurityEvent, name) == value,
-                   SecurityEvent.occurred_at > bindparam("since"))
+            .where(*conditions)
             .order_by(SecurityEvent.occurred_at.desc())
             .limit(1).offset(n - 1)
             .scalar_subquery())
@@ -108,13 +130,14 @@ def _failures_statement(names: tuple[str, ...], n: int) -> Select[*tuple[Any, ..
     return select(*(_nth_newest(name, n).label(name) for name in names))
 
 
-def failure_columns(n: int, *, terminal: Any) -> list[Label[datetime]]:
+def failure_columns(n: int, *, terminal: Any, merchant: Any) -> list[Label[datetime]]:
     """The throttle check as columns of a larger statement (a till's read): the n-th newest
-    failure of the terminal ``terminal`` (a column) and of the ``:client_address``, after
-    ``:since``, as ``terminal_failure`` and ``address_failure``; ``throttled`` reads
-    them."""
+    failure of the terminal ``terminal`` (a column) and of the ``:client_address`` at the
+    merchant ``merchant`` (a column), counted towards ``:throttle`` after ``:since``
+    (``Limit.parameters``), as ``terminal_failure`` and ``address_failure``; ``throttled``
+    reads them."""
     return [_nth_newest("terminal_id", n, terminal).label("terminal_failure"),
-            _nth_newest("client_address", n).label("address_failure")]
+            _nth_newest("client_address", n, merchant=merchant).label("address_failure")]
 
 
 def throttled(failures: Mapping[Any, datetime | None], *, limit: Limit,
@@ -130,29 +153,36 @@ def throttled(failures: Mapping[Any, datetime | None], *, limit: Limit,
 
 
 def retry_after(session: Session, *, limit: Limit, now: datetime,
-                terminal_id: uuid.UUID | None = None, client_address: str | None = None,
+                terminal_id: uuid.UUID | None = None, merchant_id: uuid.UUID | None = None,
+                client_address: str | None = None,
                 member_id: uuid.UUID | None = None) -> tuple[int, str] | None:
     """Seconds until the most throttled of the given subjects may fail again, and which
-    subject it is; None when none has reached the limit. One statement."""
+    subject it is; None when none has reached the limit. One statement. The client
+    address counts only with the merchant it is counted at."""
     if limit.failures <= 0:
         return None
-    subjects = {name: value for name, value in (
-        ("terminal_id", terminal_id), ("client_address", client_address),
+    subjects: dict[str, Any] = {name: value for name, value in (
+        ("terminal_id", terminal_id),
+        ("client_address", client_address if merchant_id is not None else None),
         ("member_id", member_id)) if value is not None}
     if not subjects:
         return None
     statement = _failures_statement(tuple(subjects), limit.failures)
-    row = session.connection().execute(statement,
-                                       {**subjects, "since": now - limit.window}).one()
+    parameters = {**subjects, **limit.parameters(now)}
+    if "client_address" in subjects:
+        parameters["merchant_id"] = merchant_id
+    row = session.connection().execute(statement, parameters).one()
     return throttled(row._mapping, limit=limit, now=now)
 
 
 def refuse_if_throttled(session: Session, *, limit: Limit,
                         terminal_id: uuid.UUID | None = None,
+                        merchant_id: uuid.UUID | None = None,
                         client_address: str | None = None,
                         member_id: uuid.UUID | None = None) -> None:
     throttled = retry_after(session, limit=limit, now=utcnow(), terminal_id=terminal_id,
-                            client_address=client_address, member_id=member_id)
+                            merchant_id=merchant_id, client_address=client_address,
+                            member_id=member_id)
     if throttled is None:
         return
     seconds, subject = throttled
@@ -180,7 +210,7 @@ def _read(event: SecurityEvent) -> SecurityEventRead:
         terminal_id=event.terminal_id, client_address=event.client_address,
         member_id=event.member_id, code_prefix=event.code_prefix,
         code_digest=event.code_digest, refusal=event.refusal, detail=event.detail,
-        occurred_at=event.occurred_at)
+        counted=event.throttle is not None, occurred_at=event.occurred_at)
 
 
 def list_events(session: Session, *, actor: Principal,

@@ -37,6 +37,8 @@ class MemberAction(StrEnum):
     change = "change"
     # Withdrawal and erasure.
     end = "end"
+    # Ending a lock-out after too many wrong PINs before it runs out.
+    unlock = "unlock"
 
 
 class Verdict(StrEnum):
@@ -51,7 +53,7 @@ class Verdict(StrEnum):
 _ALL = {action: Verdict.allow for action in MemberAction}
 _SELL_AND_READ = {MemberAction.read: Verdict.allow, MemberAction.export: Verdict.forbid,
                   MemberAction.read_credential: Verdict.forbid,
-                  MemberAction.end: Verdict.forbid}
+                  MemberAction.end: Verdict.forbid, MemberAction.unlock: Verdict.forbid}
 
 MEMBER_RULES: dict[Relation, dict[MemberAction, Verdict]] = {
     Relation.operator: _ALL,

@@ -97,7 +97,8 @@ def _read(failures: int) -> Select[*tuple[Any, ...]]:
     """The caller's key with its till (terminal, store, merchant), the throttle check of
     the terminal and the client address (``failures`` > 0: the limit) and the code with
     its offer, in one statement: no row when the key is unknown or not a terminal's."""
-    throttle = failure_columns(failures, terminal=Terminal.id) if failures > 0 else []
+    throttle = (failure_columns(failures, terminal=Terminal.id, merchant=Merchant.id)
+                if failures > 0 else [])
     return (select(*_COLUMNS, *throttle)
             .select_from(ApiKey)
             .join(Terminal, Terminal.id == ApiKey.terminal_id)
@@ -205,11 +206,11 @@ def _begin(*, key: str | None, address: str, code: str, data: RedeemWrite) -> _A
         parsed = codes.parse_any(code)
     except (codes.CodeFormatError, codes.CodeCheckError):
         raise NotDirect from None
-    limit = Limit.from_settings()
+    limit = Limit.vouchers()
     now = utcnow()
     return _Attempt(parsed=parsed, limit=limit, now=now, parameters={
         "key_hash": token_hash(key or ""), "code": parsed.code,
-        "client_address": address, "since": now - limit.window})
+        "client_address": address, **limit.parameters(now)})
 
 
 def _decide(attempt: _Attempt, row: Any, *, code: str, data: RedeemWrite,

@@ -30,6 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from patron.config import get_settings
+from patron.kit.net import client_address
 from patron.vouchers import direct
 from patron.vouchers.schemas import RedeemWrite
 
@@ -53,6 +55,7 @@ class FastLane:
         self.pool = pool
         self.max_body = max_body
         self.failed = failed
+        self.proxies = get_settings().proxy_networks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         code = self._route(scope)
@@ -70,10 +73,14 @@ class FastLane:
                 and b"idempotency-key" not in headers else None)
         if data is not None:
             client = scope.get("client")
+            address = client_address(
+                client[0] if client else None,
+                [value.decode("latin-1") for name, value in scope["headers"]
+                 if name == b"x-forwarded-for"], self.proxies)
             try:
                 async with pool.connection() as connection:
                     answer = await direct.redeem_raw(
-                        connection, key=key, address=client[0] if client else "unknown",
+                        connection, key=key, address=address,
                         code=code, data=data, idempotency_key=None)
             except direct.NotDirect:
                 pass
