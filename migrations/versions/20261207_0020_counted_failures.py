@@ -7,7 +7,7 @@ lead with it, and the address index with the merchant, so a count reads only cou
 events of one subject.
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0023
 Create Date: 2026-12-07 05:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0020'
-down_revision: str | None = '0018'
+down_revision: str | None = '0023'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -31,20 +31,22 @@ READ, EXPORT, CREDENTIAL, CHANGE, END, UNLOCK = ("read", "export", "credential",
 # What each relation gets for each kind of action, without the member's proof. "ok" is the
 # endpoint's success status; a number is the refusal's status. Written out here, apart from
 # the code's own table, so that a change to either shows.
-EXPECTED: dict[str, dict[str, str | int]] = {
-    #                  read  export credential change end unlock
-    "operator":        {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok", UNLOCK: "ok"},
-    "home_merchant":   {READ: "ok", EXPORT: "ok", CREDENTIAL: "ok", CHANGE: "ok", END: "ok", UNLOCK: "ok"},
-    "home_pos":        {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
-    "home_reader":     {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
-    "member_merchant": {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
-    "member_pos":      {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
-    "member_reader":   {READ: "ok", EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
-    "stranger":        {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
-    "stranger_pos":    {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
-    "stranger_reader": {READ: 404, EXPORT: 404, CREDENTIAL: 404, CHANGE: 404, END: 404, UNLOCK: 404},
-    "sales_rep":       {READ: 403, EXPORT: 403, CREDENTIAL: 403, CHANGE: 403, END: 403, UNLOCK: 403},
+_COLUMNS = (READ, EXPORT, CREDENTIAL, CHANGE, END, UNLOCK)
+_ROWS: dict[str, tuple[str | int, ...]] = {
+    #                   read  export credential change end  unlock
+    "operator":        ("ok", "ok", "ok", "ok", "ok", "ok"),
+    "home_merchant":   ("ok", "ok", "ok", "ok", "ok", "ok"),
+    "home_pos":        ("ok", 403, 403, 403, 403, 403),
+    "home_reader":     ("ok", 403, 403, 403, 403, 403),
+    "member_merchant": ("ok", 403, 403, 403, 403, 403),
+    "member_pos":      ("ok", 403, 403, 403, 403, 403),
+    "member_reader":   ("ok", 403, 403, 403, 403, 403),
+    "stranger":        (404, 404, 404, 404, 404, 404),
+    "stranger_pos":    (404, 404, 404, 404, 404, 404),
+    "stranger_reader": (404, 404, 404, 404, 404, 404),
+    "sales_rep":       (403, 403, 403, 403, 403, 403),
 }
+EXPECTED = {name: dict(zip(_COLUMNS, row, strict=True)) for name, row in _ROWS.items()}
 # With the member present proving it (their PIN), a till may change what identifies them;
 # another merchant's staff still may not.
 WITH_PROOF = {"home_pos", "home_reader", "member_pos", "member_reader"}
