@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -15,14 +17,29 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from patron import __version__, rawdb
 from patron.config import Settings, get_settings
 from patron.db import Database, unavailable
-from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
-from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from patron.errors import (
+    BodyNotUtf8,
+    BodyTooDeep,
+    PatronError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from patron.http import (
+    PROBLEM_MEDIA_TYPE,
+    FieldError,
+    Problem,
+    authenticate_first,
+    is_json,
+    refused_charset,
+    utf8_bodies_only,
+)
 from patron.kit import heap
 from patron.vouchers.fastlane import FastLane
 
@@ -62,6 +79,32 @@ def problem_response(status: int, code: str, title: str, detail: str,
     headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE,
                         headers=headers)
+
+
+class SecurityHeaders:
+    """Headers on every answer: no content sniffing, no referrer; and no caching of any
+    answer under /v1 (they are a tenant's data, often personal) unless the endpoint set
+    its own Cache-Control."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = scope.get("path", "").startswith("/v1/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                if private and "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:
@@ -120,10 +163,19 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
                             errors=errors)
 
 
-def _is_json(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (media_type.startswith("application/")
-                                                 and media_type.endswith("+json"))
+def _body_unreadable(request: Request, cause: BaseException | None) -> PatronError | None:
+    """Why FastAPI could not parse a body ("There was an error parsing the body"), said so
+    that the client knows what to fix."""
+    charset = refused_charset(request.headers.get("content-type"))
+    if charset is not None:
+        return UnsupportedMediaType(f"the body is declared as charset={charset}; send JSON "
+                                    "encoded as UTF-8 (charset=utf-8, or no charset)")
+    if isinstance(cause, UnicodeError):
+        return BodyNotUtf8("the body is not valid UTF-8; send JSON encoded as UTF-8")
+    if isinstance(cause, RecursionError):
+        return BodyTooDeep("the JSON body is nested too deeply; send at most a few levels "
+                           "of arrays and objects")
+    return None
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -137,27 +189,45 @@ def _install_error_handlers(app: FastAPI) -> None:
                  exc.code)
         return _problem(exc)
 
+    async def _key_refused(request: Request) -> JSONResponse | None:
+        try:
+            await authenticate_first(request)
+        except PatronError as refusal:
+            return _problem(refusal)
+        return None
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            # FastAPI parses the body before it authenticates: the key first.
+            refused = await _key_refused(request)
+            if refused is not None:
+                return refused
         # FastAPI hands a body it does not parse as JSON to the model as bytes; say what
         # is wrong (the media type), not "body: Input should be a valid dictionary".
         body_refused = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
                            for e in exc.errors())
-        if body_refused and not _is_json(request.headers.get("content-type")):
+        if body_refused and not is_json(request.headers.get("content-type")):
             return _problem(UnsupportedMediaType("send the body as application/json"))
         return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, PatronError):
             # FastAPI wraps errors raised while it reads the body (the body limit on a
             # stream without Content-Length) in a 400 "error parsing the body".
             return _problem(exc.__cause__)
+        if exc.status_code == 400:
+            unreadable = _body_unreadable(request, exc.__cause__)
+            if unreadable is not None:
+                return await _key_refused(request) or _problem(unreadable)
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         response = problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
         # e.g. the `Allow` header that RFC 9110 requires on a 405
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
         return response
 
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -172,24 +242,70 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return internal_error(exc)
 
 
-def internal_error(_exc: Exception) -> JSONResponse:
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``path`` takes (Starlette's own 405 names only the first
+    matching route's), read from the OpenAPI document, with HEAD wherever GET is."""
+    patterns = getattr(app.state, "method_patterns", None)
+    if patterns is None:
+        patterns = app.state.method_patterns = [
+            (re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"),
+             [method.upper() for method in methods])
+            for template, methods in app.openapi().get("paths", {}).items()]
+    allowed = {method for pattern, methods in patterns if pattern.match(path)
+               for method in methods}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
+
+
+class CrashLog:
+    """Innermost of the server's error handling: an exception no handler answered is
+    logged once — its type, the route and a request id, never its message or traceback
+    (a database error's message quotes the SQL and its bound parameters, which can be
+    personal) — and answered 500 ``internal_error`` with the request id. Nothing is
+    re-raised, so the server does not log it a second time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            request_id = uuid.uuid4().hex
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            log.error("internal error %s in %s %s (request %s)", type(exc).__name__,
+                      scope.get("method", ""), route, request_id)
+            if started:  # too late for an answer: the connection is closed
+                return
+            await failure_answer(exc, request_id=request_id)(scope, receive, send)
+
+
+def internal_error(_exc: Exception, request_id: str | None = None) -> JSONResponse:
     """The answer to an error nobody expected (logged by the caller): a 500 that says
-    nothing of it."""
+    nothing of it but the request id its log line carries."""
+    extra = {"request_id": request_id} if request_id else {}
     return problem_response(500, "internal_error", "Internal error",
-                            "something went wrong on our side; it has been logged")
+                            "something went wrong on our side; it has been logged", **extra)
 
 
-def failure_answer(exc: Exception) -> JSONResponse:
+def failure_answer(exc: Exception, request_id: str | None = None) -> JSONResponse:
     """The answer to an unhandled error (logged by the caller): ``unavailable_answer`` when
     the database has no connection to give now (``db.unavailable``), else
     ``internal_error``."""
-    return unavailable_answer() if unavailable(exc) else internal_error(exc)
+    return unavailable_answer() if unavailable(exc) else internal_error(exc, request_id)
 
 
 def unavailable_answer() -> JSONResponse:
@@ -271,8 +387,9 @@ def with_fast_lane(app: FastAPI) -> ASGIApp:
     if app.state.database.engine.dialect.name != "postgresql":
         return app
     app.state.fast_lane = True
-    return FastLane(app, pool=lambda: app.state.raw_pool,
-                    max_body=app.state.settings.max_body_bytes, failed=failure_answer)
+    # The fast lane answers some requests without the app: the headers wrap it too.
+    return SecurityHeaders(FastLane(app, pool=lambda: app.state.raw_pool,
+                    max_body=app.state.settings.max_body_bytes, failed=failure_answer))
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -283,6 +400,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description="Open-source customer loyalty and customer-management platform. "
                     "Every error is `application/problem+json` with a stable `code`.",
         lifespan=_run_jobs,
+        dependencies=[Depends(utf8_bodies_only)],
     )
     app.state.settings = settings
     app.state.server_process = False
@@ -329,5 +447,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(referrals_router)
     app.include_router(exports_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(CrashLog)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

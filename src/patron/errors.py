@@ -77,3 +77,15 @@ class PayloadTooLarge(PatronError):
     status = 413
     code = "payload_too_large"
     title = "Request body too large"
+
+
+class BodyNotUtf8(PatronError):
+    status = 400
+    code = "body_not_utf8"
+    title = "Body not UTF-8"
+
+
+class BodyTooDeep(PatronError):
+    status = 400
+    code = "body_too_deep"
+    title = "Body nested too deeply"

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from patron.config import get_settings
 from patron.db import Database
-from patron.errors import BodyNotAllowed
+from patron.errors import BodyNotAllowed, UnsupportedMediaType
 from patron.kit.net import client_address
 from patron.tenancy.service import Principal, authenticate
 
@@ -128,9 +129,58 @@ async def get_client_address(request: Request) -> str:
 ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
+def _takes_key(dependant: Any) -> bool:
+    return any(sub.call is get_principal or _takes_key(sub)
+               for sub in getattr(dependant, "dependencies", []))
+
+
+async def authenticate_first(request: Request) -> None:
+    """Before a request's body is refused: 401 if the endpoint takes a key and the request
+    has no valid one. Authentication comes before body validation, so a caller without a
+    key learns nothing about the endpoint's input; the check runs only on the refusal path
+    (an accepted request authenticates once, through ``Caller``)."""
+    route = request.scope.get("route")
+    if not _takes_key(getattr(route, "dependant", None)):
+        return
+    credentials = await _bearer(request)
+    await run_in_threadpool(principal, request.app.state.database, credentials)
+
+
 async def _refuse_body(request: Request) -> None:
     if await request.body():
+        await authenticate_first(request)
         raise BodyNotAllowed("this endpoint takes no request body; send none")
+
+
+def _charset(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/")
+                                                 and media_type.endswith("+json"))
+
+
+def refused_charset(content_type: str | None) -> str | None:
+    """The charset a JSON request declares if it is not UTF-8 (JSON is UTF-8, RFC 8259)."""
+    if not is_json(content_type):
+        return None
+    charset = _charset(content_type or "")
+    return charset if charset not in (None, "utf-8", "utf8") else None
+
+
+async def utf8_bodies_only(request: Request) -> None:
+    """Every endpoint's first dependency: a body declared in another charset is a 415."""
+    charset = refused_charset(request.headers.get("content-type"))
+    if charset is not None:
+        await authenticate_first(request)
+        raise UnsupportedMediaType(f"the body is declared as charset={charset}; send JSON "
+                                   "encoded as UTF-8 (charset=utf-8, or no charset)")
 
 
 # For POST endpoints that take no body: a body sent anyway is refused, not ignored.

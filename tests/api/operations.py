@@ -322,3 +322,7 @@ def valid_body(op: Operation, objects: Objects) -> dict[str, Any] | None:
     if not op.takes_json:
         return None
     return VALID_BODIES[op.key](objects)
+
+
+JSON_WRITES_BY_KEY: dict[tuple[str, str], Operation] = {
+    op.key: op for op in write_operations() if op.takes_json}

@@ -170,3 +170,26 @@ def test_serve_warns_when_its_workers_may_want_more_connections_than_postgresql_
     assert result.exit_code == 0, result.output
     assert ("may open up to 50 database connections" in result.output) is warned
     assert ("PATRON_DB_MAX_OVERFLOW" in result.output) is warned
+
+
+def test_keys_create_with_an_expiry(db_url):
+    in_days = patron(db_url, "keys", "create", "--role", "operator", "--expires", "30d")
+    key = in_days.stdout.strip().splitlines()[-1]
+    at = patron(db_url, "keys", "create", "--role", "operator",
+                "--expires", "2090-03-31T23:59:59+09:00")
+    assert at.stdout.strip().splitlines()[-1].startswith("ptn_")
+    database = Database(db_url)
+    with database.engine.connect() as conn:
+        stored = sorted(conn.exec_driver_sql("SELECT expires_at FROM api_keys").scalars())
+    with TestClient(create_app(get_settings(), database)) as client:
+        assert client.get("/v1/merchants", headers={"Authorization": f"Bearer {key}"}
+                          ).status_code == 200
+    database.dispose()
+    assert [str(value)[:19] for value in stored][1] == "2090-03-31 14:59:59"
+    assert len(stored) == 2 and all(stored)
+    for refused in ("2001-01-01T00:00:00+00:00", "soon", "0d", "2090-03-31T23:59:59"):
+        result = patron(db_url, "keys", "create", "--role", "operator", "--expires", refused,
+                        check=False)
+        assert result.returncode == 2, (refused, result.stdout, result.stderr)
+    with Database(db_url).engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM api_keys").scalar() == 2

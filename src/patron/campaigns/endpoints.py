@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from patron.campaigns import environment, results, service, simulation
 from patron.campaigns.models import CampaignStatus
@@ -21,6 +20,7 @@ from patron.campaigns.schemas import (
 )
 from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.kit.clock import utcnow
+from patron.kit.validation import Instant
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -68,7 +68,7 @@ def simulate(campaign_id: uuid.UUID, data: SimulationWrite, db: Db,
             responses=problems(*AUTHED, 422))
 def get_results(
     campaign_id: uuid.UUID, db: Db, caller: Caller,
-    until: Annotated[AwareDatetime | None, Query(description=(
+    until: Annotated[Instant | None, Query(description=(
         "end of the uplift's measurement, with its offset (default: now; not in the "
         "future)"))] = None,
     days: Annotated[int | None, Query(ge=1, le=3660, description=(

@@ -23,15 +23,26 @@ from sqlalchemy.orm import Session
 from patron.campaigns.models import StoreStock, StoreWeather
 from patron.campaigns.schemas import InventoryRead, InventoryWrite, WeatherRead, WeatherWrite
 from patron.db import insert_for_dialect, table_of
-from patron.errors import NotFound
+from patron.errors import InvalidInput, NotFound
 from patron.tenancy.models import Role, Store
 from patron.tenancy.service import Principal
 
 WEATHER_FRESH = timedelta(hours=3)
 
 
+# How far ahead of the server's clock an observation may be dated (the sender's clock
+# running fast); beyond it the observation is refused, since a stored weather is replaced
+# only by one observed later and a date in the future would freeze it.
+WEATHER_MAX_AHEAD = timedelta(minutes=5)
+
+
 class StoreNotFound(NotFound):
     title = "No such store"
+
+
+class ObservedInFuture(InvalidInput):
+    code = "observed_at_in_future"
+    title = "The observation is dated more than 5 minutes in the future"
 
 
 def _store(session: Session, actor: Principal, store_id: uuid.UUID) -> Store:
@@ -52,6 +63,10 @@ def put_weather(session: Session, *, actor: Principal, store_id: uuid.UUID,
 def record_weather(session: Session, *, store_id: uuid.UUID, data: WeatherWrite,
                    now: datetime, source: str) -> WeatherRead:
     """Keep the store's weather unless what is stored was observed later."""
+    if data.observed_at is not None and data.observed_at > now + WEATHER_MAX_AHEAD:
+        raise ObservedInFuture("observed_at is more than 5 minutes ahead of the server's "
+                               "clock; send the time it was observed, with its UTC offset",
+                               field="observed_at")
     row = {"store_id": store_id, "condition": data.condition.value,
            "temperature_c": data.temperature_c, "observed_at": data.observed_at or now,
            "source": source, "updated_at": now}

@@ -4,12 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from patron.campaigns.models import CampaignStatus, Trigger, WeatherCondition
+from patron.kit.validation import Flag, Instant, Int64
 from patron.tenancy.schemas import Strict
-
-Whole = Annotated[int, Field(strict=True)]
 
 
 class IssueVoucher(Strict):
@@ -19,12 +18,12 @@ class IssueVoucher(Strict):
 
 class BonusPoints(Strict):
     type: Literal["bonus_points"]
-    points: Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+    points: Annotated[Int64, Field(ge=1, le=1_000_000)]
 
 
 class PointsMultiplier(Strict):
     type: Literal["points_multiplier"]
-    multiplier_bp: Annotated[int, Field(strict=True, ge=10_001, le=100_000, description=(
+    multiplier_bp: Annotated[Int64, Field(ge=10_001, le=100_000, description=(
         "the purchase's points times this / 10,000 (20000 = x2)"))]
 
 
@@ -38,17 +37,17 @@ Action = Annotated[IssueVoucher | BonusPoints | PointsMultiplier | Message,
 
 
 class PerMember(Strict):
-    count: Annotated[int, Field(strict=True, ge=1, le=10_000)]
-    period_days: Annotated[int, Field(strict=True, ge=1, le=3_660)]
+    count: Annotated[Int64, Field(ge=1, le=10_000)]
+    period_days: Annotated[Int64, Field(ge=1, le=3_660)]
 
 
 class Schedule(Strict):
     """When a schedule campaign runs, in the merchant's time zone."""
 
-    weekdays: Annotated[list[Annotated[int, Field(strict=True, ge=1, le=7)]],
+    weekdays: Annotated[list[Annotated[Int64, Field(ge=1, le=7)]],
                         Field(min_length=1, max_length=7)] = Field(
         description="ISO weekdays, 1 = Monday")
-    hour: Annotated[int, Field(strict=True, ge=0, le=23)] = Field(
+    hour: Annotated[Int64, Field(ge=0, le=23)] = Field(
         description="the hour it runs in (0-23)")
 
 
@@ -66,16 +65,16 @@ class CampaignWrite(Strict):
     actions: Annotated[list[Action], Field(min_length=1, max_length=10)]
     per_member: PerMember | None = Field(default=None, description=(
         "at most count outcomes per member in any period_days"))
-    max_outcomes: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+    max_outcomes: Annotated[Int64, Field(ge=1)] | None = Field(
         default=None, description="the budget: outcomes in all, whatever the member")
-    priority: Annotated[int, Field(strict=True, ge=0, le=1000)] = Field(
+    priority: Annotated[Int64, Field(ge=0, le=1000)] = Field(
         default=0, description="higher first")
-    exclusive: bool = Field(default=False, description=(
+    exclusive: Flag = Field(default=False, description=(
         "when it fires, no campaign of lower priority does in the same checkout"))
-    control_share_bp: Annotated[int, Field(strict=True, ge=0, le=5000)] = Field(
+    control_share_bp: Annotated[Int64, Field(ge=0, le=5000)] = Field(
         default=0, description="the share of members held out (basis points, 1000 = 10 %)")
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
     status: CampaignStatus = CampaignStatus.active
     schedule: Schedule | None = Field(default=None, description=(
         "a schedule campaign's days and hour (required for it, refused for the others)"))
@@ -105,7 +104,7 @@ class CampaignRead(BaseModel):
 class WeatherWrite(Strict):
     condition: WeatherCondition
     temperature_c: Annotated[float, Field(ge=-90, le=60, allow_inf_nan=False)] | None = None
-    observed_at: AwareDatetime | None = Field(default=None, description=(
+    observed_at: Instant | None = Field(default=None, description=(
         "when it was observed (default: now); weather older than 3 hours at a checkout "
         "counts as unknown"))
 
@@ -121,13 +120,13 @@ class WeatherRead(BaseModel):
 
 class StockItem(Strict):
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    quantity: Annotated[int, Field(strict=True, ge=0)]
-    overstock: bool = False
+    quantity: Annotated[Int64, Field(ge=0)]
+    overstock: Flag = False
 
 
 class InventoryWrite(Strict):
     items: Annotated[list[StockItem], Field(max_length=10_000)]
-    replace: bool = Field(default=False, description=(
+    replace: Flag = Field(default=False, description=(
         "true: these items are the store's whole stock (SKUs not listed are removed); "
         "false: only these SKUs change"))
 
@@ -139,7 +138,7 @@ class InventoryRead(BaseModel):
 
 
 class SimulationWrite(Strict):
-    days: Annotated[int, Field(strict=True, ge=1, le=366)] = Field(
+    days: Annotated[Int64, Field(ge=1, le=366)] = Field(
         default=30, description="replay the identified purchases of the last this many days")
 
 

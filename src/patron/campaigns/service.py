@@ -106,6 +106,9 @@ def create_campaign(session: Session, *, actor: Principal, data: CampaignWrite) 
                           "unknown_store")
     if data.valid_from and data.valid_until and data.valid_until <= data.valid_from:
         raise _refuse(["body", "valid_until"], "must be after valid_from", "invalid_window")
+    if data.valid_until and data.valid_until <= utcnow():
+        raise _refuse(["body", "valid_until"], "is already past: a campaign that has ended "
+                      "could never run; give a time in the future", "already_ended")
     campaign = Campaign(
         id=uuid.uuid4(), merchant_id=merchant_id, name=data.name,
         trigger=data.trigger.value, status=data.status.value, conditions=data.conditions,

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from patron.campaigns.environment import record_weather
+from patron.campaigns.environment import ObservedInFuture, record_weather
 from patron.campaigns.schemas import WeatherWrite
 from patron.db import Database
 from patron.tenancy.models import Store
@@ -115,10 +115,14 @@ def pull(database: Database, feed: Feed, now: datetime) -> str:
             if observation.store_id not in known:
                 unknown += 1
                 continue
-            record_weather(session, store_id=observation.store_id,
-                           data=WeatherWrite.model_validate(
-                               observation.model_dump(exclude={"store_id"})),
-                           now=now, source=feed.name)
+            try:
+                record_weather(session, store_id=observation.store_id,
+                               data=WeatherWrite.model_validate(
+                                   observation.model_dump(exclude={"store_id"})),
+                               now=now, source=feed.name)
+            except ObservedInFuture:
+                invalid += 1
+                continue
             stored += 1
     return (f"weather feed: {stored} observation(s) stored, {unknown} for unknown stores, "
             f"{invalid} invalid")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +57,28 @@ def db_upgrade() -> None:
     console.print(f"[green]database is at the latest schema[/] ({url.split('@')[-1]})")
 
 
+def _expiry(value: str | None) -> datetime | None:
+    """``--expires``: ``90d`` (days from now) or an ISO 8601 time with its offset."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from patron.kit.validation import Instant
+
+    if value is None:
+        return None
+    days = value.strip().lower().removesuffix("d")
+    if days.isdigit() and value.strip().lower().endswith("d"):
+        if not 1 <= int(days) <= 36_500:
+            raise typer.BadParameter("give 1d to 36500d", param_hint="--expires")
+        return utcnow() + timedelta(days=int(days))
+    try:
+        expires_at: datetime = TypeAdapter(Instant).validate_python(value)
+    except ValidationError as exc:
+        raise typer.BadParameter("give a number of days such as 90d, or an ISO 8601 time "
+                                 "with its offset such as 2027-03-31T23:59:59+09:00",
+                                 param_hint="--expires") from exc
+    return expires_at
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[Role, typer.Option(help="operator, merchant, terminal or sales_rep")],
@@ -64,6 +86,9 @@ def keys_create(
     merchant_number: Annotated[int | None, typer.Option(help="…or its 5-digit number")] = None,
     terminal_id: Annotated[str | None, typer.Option(help="Terminal (terminal keys)")] = None,
     label: Annotated[str | None, typer.Option(help="A note to recognise the key")] = None,
+    expires: Annotated[str | None, typer.Option(
+        help="When the key stops working: a number of days (90d) or an ISO 8601 time with "
+             "its offset (2027-03-31T23:59:59+09:00); default: never")] = None,
 ) -> None:
     """Create an API key; the key is printed alone on the last line (shown only once)."""
     from sqlalchemy import select
@@ -83,7 +108,7 @@ def keys_create(
                     raise typer.BadParameter(f"no merchant number {merchant_number:05d}")
             api_key, secret = issue_key(session, role=role, merchant_id=merchant_uuid,
                                         terminal_id=_uuid(terminal_id, "terminal-id"),
-                                        label=label)
+                                        label=label, expires_at=_expiry(expires))
             console.print(f"created {role.value} key {api_key.prefix}… (id {api_key.id}); "
                           "it is shown once:")
     except Exception as exc:

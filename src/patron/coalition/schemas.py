@@ -6,9 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from patron.kit.validation import Int64
 from patron.tenancy.schemas import Strict
 
-WholeNumber = Annotated[int, Field(strict=True)]
+WholeNumber = Int64  # a BIGINT column's range; the service checks the business range
 
 
 class RateWrite(Strict):

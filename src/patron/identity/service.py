@@ -10,7 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.db import rowcount
+from patron.db import flush_or_raise, rowcount
 from patron.errors import NotFound, PatronError
 from patron.identity import qr as qr_tokens
 from patron.identity.errors import (
@@ -253,7 +253,8 @@ def _new_card(session: Session, member: Member, uid_text: str, merchant_id: uuid
     card = Card(member_id=member.id, merchant_id=merchant_id, uid_hash=uid_hash,
                 uid_last4=uid[-4:], status=CardStatus.active.value, created_at=utcnow())
     session.add(card)
-    session.flush()
+    # The check above misses a registration racing this one: the unique index decides.
+    flush_or_raise(session, CardTaken(field="uid"))
     return card
 
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.kit.validation import Instant
 from patron.ledger.views import Position, decode_cursor, encode_cursor
 from patron.members import access, service
 from patron.members.schemas import (
@@ -147,7 +148,8 @@ exports_router = APIRouter(prefix="/v1/data-exports", tags=["members"])
 
 @exports_router.get("", response_model=DataExportPage, responses=problems(*AUTHED))
 def list_data_exports(db: Db, caller: Caller, member_id: uuid.UUID | None = None,
-                      since: datetime | None = None, cursor: str | None = None,
+                      since: Annotated[Instant | None, Query()] = None,
+                      cursor: str | None = None,
                       limit: int = Query(default=50, ge=1, le=500)) -> DataExportPage:
     """Every export of a member's personal data (who, when, which member), newest first:
     the operator only."""

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from patron.kit.validation import language_tag
+from patron.kit.validation import Flag, Int32, language_tag
 from patron.tenancy.schemas import Read, Strict
 
 Language = Annotated[str, Field(min_length=2, max_length=16, examples=["ja"]),
@@ -57,9 +57,9 @@ class Gender(StrEnum):
 
 
 class Consents(Strict):
-    sms: bool | None = None
-    email: bool | None = None
-    push: bool | None = None
+    sms: Flag | None = None
+    email: Flag | None = None
+    push: Flag | None = None
 
 
 class MemberCreate(Strict):
@@ -68,8 +68,8 @@ class MemberCreate(Strict):
     phone: PhoneText | None = None
     email: Email | None = None
     card_uid: CardUid | None = None
-    birth_year: int | None = Field(default=None, ge=1900, le=2100)
-    birth_month: int | None = Field(default=None, ge=1, le=12,
+    birth_year: Int32 | None = Field(default=None, ge=1900, le=2100)
+    birth_month: Int32 | None = Field(default=None, ge=1, le=12,
                                     description="1-12; birthday campaigns run in this month")
     gender: Gender | None = None
     postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
@@ -91,8 +91,8 @@ class MemberCreate(Strict):
 class MemberUpdate(Strict):
     phone: PhoneText | None = None
     email: Email | None = None
-    birth_year: int | None = Field(default=None, ge=1900, le=2100)
-    birth_month: int | None = Field(default=None, ge=1, le=12,
+    birth_year: Int32 | None = Field(default=None, ge=1900, le=2100)
+    birth_month: Int32 | None = Field(default=None, ge=1, le=12,
                                     description="1-12; birthday campaigns run in this month")
     gender: Gender | None = None
     postcode: str | None = Field(default=None, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")
@@ -128,9 +128,9 @@ class MemberRead(BaseModel):
 
 
 class ConsentChange(Strict):
-    sms: bool | None = None
-    email: bool | None = None
-    push: bool | None = None
+    sms: Flag | None = None
+    email: Flag | None = None
+    push: Flag | None = None
     source: Source = "api"
     proof: MemberProof | None = proof_field()
 

@@ -5,9 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from patron.identity.schemas import MemberIdentification
+from patron.kit.validation import Instant
 from patron.offline.models import ExceptionKind, ExceptionStatus
 from patron.pos.schemas import PurchaseWrite, WholeNumber
 from patron.tenancy.schemas import Strict
@@ -129,7 +130,7 @@ class Provisional(Strict):
 class BatchEntry(Strict):
     seq: WholeNumber = Field(description="The register's queue position; strictly "
                                          "increasing within a batch")
-    queued_at: AwareDatetime
+    queued_at: Instant
     allowance: SignedAllowance | None = None
     transaction: PurchaseWrite
     provisional: Provisional = Field(default_factory=Provisional)

@@ -4,9 +4,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from patron.http import AUTHED, Caller, ClientAddress, Db, problems
+from patron.kit.validation import Instant
 from patron.operations import service
 from patron.operations.schemas import (
     EventBatch,
@@ -37,8 +37,8 @@ def record_events(data: EventBatch, db: Db, caller: Caller) -> EventBatchResult:
             responses=problems(*AUTHED))
 def list_events(
     store_id: uuid.UUID, db: Db, caller: Caller,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at ≥ since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="occurred_at < until")] = None,
+    since: Annotated[Instant | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[Instant | None, Query(description="occurred_at < until")] = None,
     cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1,
                                         description="`next_cursor` of the previous page")
                       ] = None,
@@ -75,8 +75,8 @@ def record_tap(data: TapIn, db: Db, caller: Caller, address: ClientAddress) -> T
             responses=problems(*AUTHED))
 def list_visits(
     store_id: uuid.UUID, db: Db, caller: Caller,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at ≥ since")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="occurred_at < until")] = None,
+    since: Annotated[Instant | None, Query(description="occurred_at ≥ since")] = None,
+    until: Annotated[Instant | None, Query(description="occurred_at < until")] = None,
     cursor: Annotated[str | None, Query(max_length=200,
                                         description="`next_cursor` of the previous page")
                       ] = None,

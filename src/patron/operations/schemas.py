@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
+from patron.kit.validation import Instant, Int64
 from patron.members.schemas import CardUid, Pin
 from patron.operations.models import EventType
 from patron.tenancy.schemas import ReceiptContent, Strict
@@ -16,8 +17,8 @@ MAX_SEQ = 2**63 - 1
 
 class EventIn(Strict):
     type: EventType
-    occurred_at: AwareDatetime = Field(description="When it happened, with its UTC offset")
-    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] | None = Field(
+    occurred_at: Instant = Field(description="When it happened, with its UTC offset")
+    seq: Annotated[Int64, Field(ge=0, le=MAX_SEQ)] | None = Field(
         default=None, description="The terminal's own sequence number; an event whose "
                                   "(terminal, seq) is already stored is skipped as a duplicate")
     detail: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
@@ -51,7 +52,7 @@ class EventPage(BaseModel):
 
 class TapIn(Strict):
     card_uid: CardUid
-    occurred_at: AwareDatetime | None = Field(default=None,
+    occurred_at: Instant | None = Field(default=None,
                                               description="Defaults to the time received")
     tap_id: Annotated[str, Field(min_length=1, max_length=64,
                                  pattern=r"^[A-Za-z0-9_.:-]+$")] | None = Field(

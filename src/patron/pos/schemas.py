@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from patron.identity.schemas import MemberIdentification
+from patron.kit.validation import Instant, Int64
 from patron.pos.models import Channel, PaymentMethod
 from patron.tenancy.schemas import Strict
 
@@ -15,7 +16,7 @@ MAX_LINES = 500
 # Ranges (quantity >= 1, prices and points >= 0) are checked by the service so that each
 # refusal has its own code (`invalid_quantity`, `invalid_price`, `invalid_burn`, ...);
 # strict: a float, a numeric string or a boolean is refused, never converted (rule 4).
-WholeNumber = Annotated[int, Field(strict=True)]
+WholeNumber = Int64  # a BIGINT column's range; the service checks the business range
 Text64 = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
@@ -72,7 +73,7 @@ class IssuedBenefitRead(BaseModel):
 class PurchaseWrite(Strict):
     receipt_no: Text64 = Field(description="Unique per terminal: a second commit with the "
                                            "same number is a replay")
-    occurred_at: AwareDatetime = Field(description="When billing completed, with its offset; "
+    occurred_at: Instant = Field(description="When billing completed, with its offset; "
                                                    "at most 5 minutes ahead, 30 days back")
     currency: Annotated[str, Field(min_length=3, max_length=3, examples=["JPY"],
                                    description="ISO 4217; must be the merchant's currency")]
@@ -190,7 +191,7 @@ class ReturnLineWrite(Strict):
 class ReturnWrite(Strict):
     return_no: Text64 = Field(description="Unique per purchase: a second return with the "
                                           "same number is a replay")
-    occurred_at: AwareDatetime = Field(description="When the goods came back, with its "
+    occurred_at: Instant = Field(description="When the goods came back, with its "
                                                    "offset; at most 5 minutes ahead")
     lines: Annotated[list[ReturnLineWrite], Field(min_length=1, max_length=MAX_LINES)] | None = (
         Field(default=None, description="The lines and units brought back; absent: "

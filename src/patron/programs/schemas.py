@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from patron.kit.validation import Int64
 from patron.programs.rules import (
     BP_ONE,
     MAX_MULTIPLIER_BP,
@@ -16,8 +17,8 @@ from patron.tenancy.schemas import Read, Strict
 
 # strict: 1.0, "1" and true are refused where a whole number is expected (no floats for
 # value, DESIGN rule 4), rather than quietly converted.
-Points = Annotated[int, Field(strict=True, ge=0, le=MAX_POINTS_PER_TRANSACTION)]
-MultiplierBp = Annotated[int, Field(strict=True, ge=1, le=MAX_MULTIPLIER_BP,
+Points = Annotated[Int64, Field(ge=0, le=MAX_POINTS_PER_TRANSACTION)]
+MultiplierBp = Annotated[Int64, Field(ge=1, le=MAX_MULTIPLIER_BP,
                                     description="Basis points: 10000 = x1, 15000 = x1.5",
                                     examples=[20000])]
 Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
@@ -38,9 +39,9 @@ class TierWrite(Strict):
 class ProgramWrite(Strict):
     """The whole program; a PUT replaces everything, tiers and categories included."""
 
-    earn_points: int = Field(strict=True, ge=0, le=1_000_000, examples=[1],
+    earn_points: Int64 = Field(ge=0, le=1_000_000, examples=[1],
                              description="Points earned per `earn_per_amount` (0 = no earning)")
-    earn_per_amount: int = Field(strict=True, ge=1, le=10**12, examples=[100],
+    earn_per_amount: Int64 = Field(ge=1, le=10**12, examples=[100],
                                  description="Minor units of the merchant's currency")
     rounding: Rounding = Field(default=Rounding.floor,
                                description="Applied once per transaction, after multipliers")
@@ -50,12 +51,12 @@ class ProgramWrite(Strict):
     excluded_categories: list[Category] = Field(
         default_factory=list, max_length=MAX_CATEGORIES, examples=[["tobacco", "gift_card"]],
         description="Categories that earn nothing")
-    point_value_minor: int = Field(strict=True, ge=1, le=10**9, examples=[1],
+    point_value_minor: Int64 = Field(ge=1, le=10**9, examples=[1],
                                    description="Value of 1 point when burned, in minor units")
-    min_burn: int = Field(default=1, strict=True, ge=1, le=MAX_POINTS_PER_TRANSACTION,
-                          description="Fewest points a member may burn at once")
-    expiry_months: int | None = Field(
-        strict=True, ge=0, le=120,
+    min_burn: Int64 = Field(default=1, ge=1, le=MAX_POINTS_PER_TRANSACTION,
+                            description="Fewest points a member may burn at once")
+    expiry_months: Int64 | None = Field(
+        ge=0, le=120,
         description="Points expire at the end of the store-local month this many months "
                     "after the earning month; null = never. Required: say it explicitly.")
     tiers: list[TierWrite] = Field(

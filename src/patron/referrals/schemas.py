@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from patron.kit.validation import Flag, Int32, Int64
 from patron.tenancy.schemas import Read, Strict
 
 MAX_POINTS = 10**9
@@ -13,20 +14,20 @@ MAX_POINTS = 10**9
 class ReferralProgramWrite(Strict):
     """The whole program; a PUT replaces it."""
 
-    active: bool = True
-    referrer_points: int = Field(default=0, ge=0, le=MAX_POINTS,
+    active: Flag = True
+    referrer_points: Int64 = Field(default=0, ge=0, le=MAX_POINTS,
                                  description="Points the referrer earns per qualified referee")
     referrer_offer_id: uuid.UUID | None = Field(
         default=None, description="An offer whose personal code the referrer gets")
-    referee_points: int = Field(default=0, ge=0, le=MAX_POINTS,
+    referee_points: Int64 = Field(default=0, ge=0, le=MAX_POINTS,
                                 description="Points the referee earns on qualifying")
     referee_offer_id: uuid.UUID | None = Field(
         default=None, description="An offer whose personal code the referee gets")
-    min_purchase_minor: int = Field(
+    min_purchase_minor: Int64 = Field(
         default=0, ge=0, le=10**12,
         description="The referee's first purchase at this merchant with at least this total "
                     "(minor units) qualifies")
-    monthly_cap: int | None = Field(
+    monthly_cap: Int32 | None = Field(
         default=None, ge=0, le=100_000,
         description="Referrer rewards per referrer per calendar month (UTC); null: no cap")
 

@@ -4,9 +4,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from patron.http import AUTHED, Caller, Db, problems
+from patron.kit.validation import Instant
 from patron.security import service
 from patron.security.models import SecurityEventKind
 from patron.security.schemas import SecurityEventPage
@@ -21,7 +21,7 @@ def list_security_events(
     kind: Annotated[SecurityEventKind | None, Query(description="Only this kind")] = None,
     terminal_id: Annotated[uuid.UUID | None, Query(description="Only this terminal's")
                            ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at ≥ since")] = None,
+    since: Annotated[Instant | None, Query(description="occurred_at ≥ since")] = None,
     merchant_id: Annotated[uuid.UUID | None, Query(
         description="The operator: only this merchant's (a merchant key may name only its "
                     "own)")] = None,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from patron.errors import Conflict, Forbidden, InvalidInput
+from patron.errors import Conflict, Forbidden, InvalidInput, Unauthenticated
 
 
 class MerchantNumberTaken(Conflict):
@@ -26,3 +26,13 @@ class InvalidKeyScope(InvalidInput):
 class TerminalInactive(Forbidden):
     code = "terminal_inactive"
     title = "This terminal is deactivated"
+
+
+class InvalidKeyExpiry(InvalidInput):
+    code = "invalid_key_expiry"
+    title = "The key's expiry is already past"
+
+
+class KeyExpired(Unauthenticated):
+    code = "key_expired"
+    title = "The API key has expired"

@@ -146,3 +146,5 @@ class ApiKey(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # After this instant the key is refused (401 key_expired); none: it does not expire.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from patron.kit.validation import country_code, currency_code, timezone_name
+from patron.kit.validation import (
+    Flag,
+    Instant,
+    Int32,
+    audit_input_fields,
+    country_code,
+    currency_code,
+    timezone_name,
+)
 from patron.tenancy.models import Role, StoreKind, TerminalKind
 
 Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["JPY"]),
@@ -41,7 +49,16 @@ class ReceiptContent(BaseModel):
 
 
 class Strict(BaseModel):
+    """A request body (or a part of one): unknown fields refused, and every datetime,
+    boolean and integer field of one of kit.validation's bounded types (checked when the
+    class is defined)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        audit_input_fields(cls)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -66,7 +83,9 @@ class ReceiptWrite(Strict):
 
 
 class MerchantCreate(Strict):
-    number: int = Field(ge=0, le=99999, description="Unique 5-digit merchant number")
+    number: Int32 = Field(ge=1, le=99999, description=(
+        "Unique 5-digit merchant number, 1 to 99999 (0 is the coalition's own prefix in "
+        "voucher barcodes)"))
     name: Name
     currency: Currency
     timezone: TimeZone
@@ -118,8 +137,8 @@ class StoreRead(Read):
 class TerminalCreate(Strict):
     code: Code
     kind: TerminalKind = TerminalKind.pos
-    points_per_tap: int = Field(default=0, ge=0, le=1_000_000)
-    require_pin: bool = False
+    points_per_tap: Int32 = Field(default=0, ge=0, le=1_000_000)
+    require_pin: Flag = False
     call_number: E164 | None = Field(default=None,
                                      description="Number customers call to identify here")
     receipt: ReceiptWrite | None = Field(default=None, description=(
@@ -127,9 +146,9 @@ class TerminalCreate(Strict):
 
 
 class TerminalUpdate(Strict):
-    active: bool | None = None
-    points_per_tap: int | None = Field(default=None, ge=0, le=1_000_000)
-    require_pin: bool | None = None
+    active: Flag | None = None
+    points_per_tap: Int32 | None = Field(default=None, ge=0, le=1_000_000)
+    require_pin: Flag | None = None
     call_number: E164 | None = None
     receipt: ReceiptWrite | None = Field(default=None, description=(
         "What this reader shows with a tap; each field set here overrides the store's"))
@@ -159,6 +178,8 @@ class ApiKeyCreate(Strict):
     merchant_id: uuid.UUID | None = None
     terminal_id: uuid.UUID | None = None
     label: str | None = Field(default=None, max_length=200)
+    expires_at: Instant | None = Field(default=None, description=(
+        "When the key stops working (401 `key_expired`), in the future; absent: never"))
 
 
 class ApiKeyRead(Read):
@@ -170,6 +191,7 @@ class ApiKeyRead(Read):
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None
 
 
 class ApiKeyCreated(ApiKeyRead):

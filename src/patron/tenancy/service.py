@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -14,7 +15,9 @@ from patron.errors import Forbidden, NotFound, Unauthenticated
 from patron.kit.clock import utcnow
 from patron.kit.crypto import token_hash
 from patron.tenancy.errors import (
+    InvalidKeyExpiry,
     InvalidKeyScope,
+    KeyExpired,
     MerchantNumberTaken,
     StoreCodeTaken,
     TerminalCodeTaken,
@@ -86,10 +89,17 @@ def new_secret_key() -> str:
 # Built once: every request runs it. Plain columns, no ORM objects to load.
 _KEY_BY_HASH = (
     select(ApiKey.id, ApiKey.role, ApiKey.merchant_id, ApiKey.terminal_id, ApiKey.revoked_at,
+           ApiKey.expires_at,
            Terminal.active, Terminal.store_id, Terminal.require_pin)
     .outerjoin(Terminal, Terminal.id == ApiKey.terminal_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
 )
+
+
+def key_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a key with this expiry is refused at ``now`` (every path that takes a key
+    asks this)."""
+    return expires_at is not None and expires_at <= now
 
 
 def authenticate(session: Session, *, key: str | None) -> Principal:
@@ -100,6 +110,8 @@ def authenticate(session: Session, *, key: str | None) -> Principal:
     row = session.connection().execute(_KEY_BY_HASH, {"key_hash": token_hash(key)}).first()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("the API key is unknown or revoked")
+    if key_expired(row.expires_at, utcnow()):
+        raise KeyExpired("the API key expired; ask for a new one")
     if row.terminal_id is not None and not row.active:
         raise TerminalInactive("this terminal is deactivated; ask the merchant to reactivate it")
     return Principal(
@@ -247,8 +259,12 @@ def receipt_for(store: Store, terminal: Terminal) -> dict[str, str | None]:
 
 def issue_key(session: Session, *, role: Role, merchant_id: uuid.UUID | None = None,
               terminal_id: uuid.UUID | None = None,
-              label: str | None = None) -> tuple[ApiKey, str]:
+              label: str | None = None,
+              expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """Create a key and return it with its secret, which is never stored."""
+    if expires_at is not None and key_expired(expires_at, utcnow()):
+        raise InvalidKeyExpiry("expires_at is already past; give a time in the future",
+                               field="expires_at")
     if role == Role.operator and (merchant_id or terminal_id):
         raise InvalidKeyScope("an operator key is bound to no merchant or terminal")
     if role == Role.merchant and (merchant_id is None or terminal_id is not None):
@@ -269,7 +285,7 @@ def issue_key(session: Session, *, role: Role, merchant_id: uuid.UUID | None = N
     secret = new_secret_key()
     api_key = ApiKey(key_hash=token_hash(secret), prefix=secret[: len(KEY_PREFIX) + 8],
                      role=role.value, merchant_id=merchant_id, terminal_id=terminal_id,
-                     label=label)
+                     label=label, expires_at=expires_at)
     session.add(api_key)
     session.flush()
     return api_key, secret
@@ -288,7 +304,8 @@ def create_key(session: Session, *, actor: Principal, data: ApiKeyCreate) -> tup
     else:
         merchant_id = data.merchant_id
     return issue_key(session, role=data.role, merchant_id=merchant_id,
-                     terminal_id=data.terminal_id, label=data.label)
+                     terminal_id=data.terminal_id, label=data.label,
+                     expires_at=data.expires_at)
 
 
 def list_keys(session: Session, *, actor: Principal) -> list[ApiKey]:

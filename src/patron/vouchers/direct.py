@@ -58,6 +58,7 @@ from patron.pos.channel import sale_channel
 from patron.rawdb import RawStatement
 from patron.security.service import Limit, failure_columns, throttled
 from patron.tenancy.models import ApiKey, Merchant, Role, Store, Terminal
+from patron.tenancy.service import key_expired
 from patron.vouchers import codes, rules, service
 from patron.vouchers.models import (
     Offer,
@@ -78,7 +79,8 @@ class NotDirect(Exception):
 
 
 _COLUMNS = (
-    ApiKey.role, ApiKey.revoked_at.label("key_revoked_at"), Terminal.active,
+    ApiKey.role, ApiKey.revoked_at.label("key_revoked_at"),
+    ApiKey.expires_at.label("key_expires_at"), Terminal.active,
     Terminal.id.label("terminal_id"), Terminal.kind.label("terminal_kind"), Terminal.store_id,
     Store.timezone,
     Merchant.id.label("merchant_id"), Merchant.currency.label("merchant_currency"),
@@ -147,8 +149,10 @@ def _plain_request(key: str | None, data: RedeemWrite) -> bool:
 
 
 def _caller_may(row: Any, limit: Limit, now: datetime) -> bool:
-    """An active terminal's key, unrevoked, neither terminal nor address throttled."""
-    if row.key_revoked_at is not None or not row.active or Role(row.role) != Role.terminal:
+    """An active terminal's key, unrevoked and unexpired, neither terminal nor address
+    throttled."""
+    if (row.key_revoked_at is not None or key_expired(row.key_expires_at, now)
+            or not row.active or Role(row.role) != Role.terminal):
         return False
     if limit.failures <= 0:
         return True

@@ -85,7 +85,9 @@ class FastLane:
             except direct.NotDirect:
                 pass
             except Exception as exc:  # after a write it may have done: never the app
-                log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+                # The type only: a database error's message quotes its bound parameters.
+                log.error("internal error %s in POST /v1/vouchers/{code}/redeem",
+                          type(exc).__name__)
                 await self.failed(exc)(scope, receive, send)
                 return
             else:

@@ -91,6 +91,9 @@ def _check_limits(data: OfferWrite) -> None:
     if (data.valid_from is not None and data.valid_until is not None
             and data.valid_until <= data.valid_from):
         raise InvalidOffer("valid_until must be after valid_from", field="valid_until")
+    if data.valid_until is not None and data.valid_until <= utcnow():
+        raise InvalidOffer("valid_until is already past: an offer that has ended could "
+                           "never be used; give a time in the future", field="valid_until")
     for index, day in enumerate(data.weekdays):
         if not 1 <= day <= 7:
             raise InvalidOffer("weekdays are 1 (Monday) to 7 (Sunday)",

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from patron.identity.schemas import MemberIdentification
+from patron.kit.validation import Flag, Instant, Int32
 from patron.pos.models import Channel
 from patron.pos.schemas import LineWrite, Text64, WholeNumber
 from patron.tenancy.schemas import Strict
@@ -51,16 +52,16 @@ class OfferWrite(Strict):
     from_time: ClockTime | None = Field(default=None, description="Store-local HH:MM")
     until_time: ClockTime | None = Field(default=None, description="Store-local HH:MM "
                                                                    "(may wrap past midnight)")
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
-    valid_days: WholeNumber | None = Field(default=None, description="Each code is valid for "
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
+    valid_days: Int32 | None = Field(default=None, description="Each code is valid for "
                                                                      "N days from its issue")
-    per_member_limit: WholeNumber | None = None
+    per_member_limit: Int32 | None = None
     max_redemptions: WholeNumber | None = Field(default=None, description="Total redemptions "
                                                                           "of all its codes")
     budget: WholeNumber | None = Field(default=None, description="The most all redemptions "
                                                                  "may take off, minor units")
-    stackable: bool = Field(default=True, description="False: exclusive, used alone")
+    stackable: Flag = Field(default=True, description="False: exclusive, used alone")
 
 
 class OfferRead(BaseModel):
@@ -148,7 +149,7 @@ class Basket(Strict):
         "Optional: the terminal's kind decides (`online` for the web shop's terminal, "
         "`store` for every other); a channel that contradicts it is 422 "
         "`channel_not_terminals`"))
-    occurred_at: AwareDatetime | None = Field(default=None, description="Default: now")
+    occurred_at: Instant | None = Field(default=None, description="Default: now")
 
 
 class ValidateWrite(Basket):
