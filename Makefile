@@ -30,6 +30,13 @@ WALKS_SQLITE = 2000
 WALKS_POSTGRES = 200
 endif
 
+# The suite runs in TEST_WORKERS pytest-xdist worker processes (0: in this process), each
+# with its own database (tests/conftest.py). 2 fits the 2-core CI machine and PostgreSQL's
+# 100 connections: one live server at a time (2 x 25) + 2 workers x 20 (docs/configuration.md,
+# "Connection budget"); more workers need a larger max_connections.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=25
+
 # The suite runs on SQLite, then on PostgreSQL when PATRON_TEST_DATABASE_URL is set or in CI
 # (where the PostgreSQL run is mandatory: an unreachable server fails the run).
 test: setup
@@ -40,12 +47,12 @@ test: setup
 
 test-sqlite: setup
 	env -u PATRON_TEST_DATABASE_URL $(if $(WALKS_SQLITE),PATRON_HYPOTHESIS_EXAMPLES=$(WALKS_SQLITE)) \
-		$(BIN)/python -m pytest
+		$(PYTEST)
 
 test-postgres: setup
 	PATRON_TEST_DATABASE_URL=$${PATRON_TEST_DATABASE_URL:-$(PG_TEST_URL)} \
 		PATRON_REQUIRE_POSTGRES=1 $(if $(WALKS_POSTGRES),PATRON_HYPOTHESIS_EXAMPLES=$(WALKS_POSTGRES)) \
-		$(BIN)/python -m pytest
+		$(PYTEST)
 
 lint: setup
 	$(BIN)/ruff check src tests bench

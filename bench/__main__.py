@@ -7,9 +7,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, clv, codes, identify, offline, rules, vouchers
+from bench import checkout, clv, codes, identify, offline, rules, startup, vouchers
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
+    ("startup", startup.main),
     ("identify", identify.main),
     ("checkout", checkout.main),
     ("codes", codes.main),

@@ -16,6 +16,7 @@ from patron.members.schemas import MemberCreate
 from patron.members.service import enrol
 from patron.tenancy.schemas import MerchantCreate
 from patron.tenancy.service import SYSTEM, create_merchant
+from tests.conftest import SUMMARY_LINE
 
 ZONES = ("Asia/Tokyo", "America/Los_Angeles", "Europe/London")
 
@@ -23,9 +24,16 @@ ZONES = ("Asia/Tokyo", "America/Los_Angeles", "Europe/London")
 WALK_REPORTS: list[str] = []
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for line in WALK_REPORTS:
-        terminalreporter.write_line(f"ledger random walks: {line}")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The walks' lines go with the test's report to the run's terminal summary (also from
+    an xdist worker: ``tests.conftest.SUMMARY_LINE``)."""
+    report = yield
+    if call.when == "call":
+        report.user_properties.extend(
+            (SUMMARY_LINE, f"ledger random walks: {line}") for line in WALK_REPORTS)
+        WALK_REPORTS.clear()
+    return report
 
 
 @dataclass(frozen=True)

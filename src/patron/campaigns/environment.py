@@ -16,7 +16,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -114,6 +113,8 @@ def put_inventory(session: Session, *, actor: Principal, store_id: uuid.UUID,
 
 @lru_cache(maxsize=1)
 def _known_countries() -> frozenset[str]:
+    import holidays  # here: the server's start does not pay for it
+
     return frozenset(holidays.list_supported_countries())
 
 
@@ -123,6 +124,8 @@ def _holidays(country: str, year: int) -> Collection[date]:
     not know."""
     if country not in _known_countries():
         return frozenset()
+    import holidays
+
     return frozenset(holidays.country_holidays(country, years=year))
 
 

@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
-from scipy import stats
 from sqlalchemy import ColumnElement, and_, case, false, func, literal, select
 from sqlalchemy.orm import Session
 
@@ -175,6 +173,10 @@ class _Group:
         return Fraction(sum(self.spends), self.n)
 
     def read(self, comparable: bool) -> SpendGroup:
+        # NumPy and SciPy are imported where the figures are computed: the server's start
+        # does not pay for them (docs/architecture.md, "Start-up").
+        import numpy as np
+
         values = np.asarray(self.spends, dtype=float)
         return SpendGroup(
             members=self.n,
@@ -276,6 +278,9 @@ def _estimate(treatment: _Group, control: _Group, figures: dict[str, float | Non
         figures["relative"] = float(difference / control.mean())
     else:
         notes.append("the control group spent nothing: no relative uplift")
+    import numpy as np
+    from scipy import stats
+
     t = np.asarray(treatment.spends, dtype=float)
     c = np.asarray(control.spends, dtype=float)
     if np.var(t, ddof=1) == 0 and np.var(c, ddof=1) == 0:

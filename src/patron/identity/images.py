@@ -7,10 +7,10 @@ import binascii
 import io
 from dataclasses import dataclass
 
-import numpy as np
 import segno
-import zxingcpp
-from PIL import Image, UnidentifiedImageError
+
+# zxing-cpp, Pillow and NumPy are imported where a code is drawn or read: the server's
+# start does not pay for them (docs/architecture.md, "Start-up").
 
 # A 1280x720 screenshot is ~1 MP; 40 MP is far beyond any phone camera and guards memory.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -22,6 +22,8 @@ class ImageDecodeError(ValueError):
 
 def barcode_svg(number: str) -> bytes:
     # zxing-cpp draws it too (python-barcode drops a leading "99" from Code 128 data).
+    import zxingcpp
+
     symbol = zxingcpp.create_barcode(number, zxingcpp.BarcodeFormat.Code128)
     return symbol.to_svg(add_hrt=True).encode()
 
@@ -29,6 +31,10 @@ def barcode_svg(number: str) -> bytes:
 def barcode_png(number: str) -> bytes:
     # Drawn by zxing-cpp in whole-pixel modules: python-barcode's ImageWriter put bars at
     # fractional pixels (1.575 px at 200 dpi), and zxing-cpp could not read them back.
+    import numpy as np
+    import zxingcpp
+    from PIL import Image
+
     symbol = zxingcpp.create_barcode(number, zxingcpp.BarcodeFormat.Code128)
     out = io.BytesIO()
     Image.fromarray(np.asarray(symbol.to_image(scale=2, add_hrt=True))).save(out, format="PNG")
@@ -65,6 +71,9 @@ def decode_image_base64(data: str) -> list[DecodedCode]:
 
 
 def decode_image_bytes(raw: bytes) -> list[DecodedCode]:
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(raw)) as image:
             if image.format not in ("PNG", "JPEG"):

@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 QUINTILES = (0.2, 0.4, 0.6, 0.8)
 NEW_DAYS = 30
 
@@ -70,6 +68,8 @@ class Boundaries:
 
 
 def _cuts(values: Sequence[float]) -> tuple[float, ...]:
+    import numpy as np  # here: the server's start does not pay for it
+
     array = np.asarray(values, dtype=np.float64)
     return tuple(float(cut) for cut in np.quantile(array, QUINTILES))
 

@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from patron.db import copy_field, copy_in, uses_copy
@@ -42,6 +41,8 @@ _SPECIAL = "\\\t\n\r"
 def time_ordered_ids(count: int, *, now_ms: int | None = None) -> list[str]:
     """``count`` version-7 UUIDs (RFC 9562): 48 bits of Unix milliseconds, then 74 bits from
     ``os.urandom``; as 32 hex digits, which PostgreSQL reads as a ``uuid``."""
+    import numpy as np  # here: the server's start does not pay for it
+
     millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     raw = np.frombuffer(os.urandom(_UUID_BYTES * count), dtype=np.uint8)
     raw = raw.reshape(count, _UUID_BYTES).copy()

@@ -25,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from secrets import randbits, token_bytes
 
-import numpy as np
-
 from patron.identity.numbers import MERCHANT_DIGITS, check_digits, mod97_remainder
 
 CODE_BITS = 65
@@ -69,9 +67,9 @@ def _input_symbols() -> dict[str, str]:
 _INPUT_SYMBOLS = _input_symbols()
 
 # Bulk generation: 9 random bytes per code (the lowest bit of the first and the 64 bits of
-# the other eight), split into 5-bit symbols with NumPy.
+# the other eight), split into 5-bit symbols with NumPy (imported there: the server's start
+# does not pay for it).
 _BYTES_PER_CODE = 9
-_SYMBOL_TABLE = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
 
 
 class CodeFormatError(ValueError):
@@ -213,6 +211,8 @@ def generate_code() -> str:
 
 def _random_codes(count: int) -> list[str]:
     """``count`` random canonical codes (not necessarily distinct), encoded in bulk."""
+    import numpy as np
+
     raw = np.frombuffer(token_bytes(_BYTES_PER_CODE * count), dtype=np.uint8)
     raw = raw.reshape(count, _BYTES_PER_CODE)
     top = (raw[:, 0] & 1).astype(np.uint64)
@@ -223,7 +223,8 @@ def _random_codes(count: int) -> list[str]:
     for index in range(1, CODE_LENGTH):
         shift = np.uint64(5 * (CODE_LENGTH - 1 - index))
         symbols[:, index] = (low >> shift) & np.uint64(31)
-    text = _SYMBOL_TABLE[symbols].tobytes().decode("ascii")
+    table = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
+    text = table[symbols].tobytes().decode("ascii")
     return [text[start:start + CODE_LENGTH]
             for start in range(0, len(text), CODE_LENGTH)]
 
