@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,7 +23,9 @@ from patron import __version__, rawdb
 from patron.config import Settings, get_settings
 from patron.db import Database, unavailable
 from patron.errors import PatronError, PayloadTooLarge, UnsupportedMediaType
-from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from patron.http import PROBLEM_MEDIA_TYPE, FieldError, Problem, problems
+from patron.idempotency import middleware as idempotency
+from patron.idempotency.middleware import Idempotency
 from patron.kit import heap
 from patron.vouchers.fastlane import FastLane
 
@@ -103,6 +106,10 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _render_problem(exc: PatronError) -> JSONResponse:
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     errors = []
     for error in exc.errors():
@@ -127,15 +134,12 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    def _problem(exc: PatronError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
-
     @app.exception_handler(PatronError)
     async def _patron_error(request: Request, exc: PatronError) -> JSONResponse:
         # Code and route only: details may one day quote input, and input may be personal.
         log.info("refused %s %s: %d %s", request.method, request.url.path, exc.status,
                  exc.code)
-        return _problem(exc)
+        return _render_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,7 +148,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         body_refused = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
                            for e in exc.errors())
         if body_refused and not _is_json(request.headers.get("content-type")):
-            return _problem(UnsupportedMediaType("send the body as application/json"))
+            return _render_problem(UnsupportedMediaType("send the body as application/json"))
         return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
@@ -152,7 +156,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.__cause__, PatronError):
             # FastAPI wraps errors raised while it reads the body (the body limit on a
             # stream without Content-Length) in a 400 "error parsing the body".
-            return _problem(exc.__cause__)
+            return _render_problem(exc.__cause__)
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         response = problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
@@ -214,6 +218,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             ref_template="#/components/schemas/{model}")
         components["Problem"].pop("$defs", None)
         components["FieldError"] = FieldError.model_json_schema()
+        idempotency.document(schema, problems(409)[409])
         app.openapi_schema = schema
         return schema
 
@@ -327,5 +332,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(store_environment_router)
     app.include_router(referrals_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
+    # Inside the body limit, which then bounds what it reads and keeps.
+    app.add_middleware(Idempotency, router=app.router, database=lambda: app.state.database,
+                       encryption_key=settings.encryption_key,
+                       retention=timedelta(hours=settings.idempotency_key_hours),
+                       render=_render_problem)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     voucher_failure_limit: int = Field(default=5, ge=0, le=1000)
     voucher_failure_window_seconds: float = Field(default=5, gt=0, le=86_400)
 
+    # Idempotency-Keys (and the answers they replay) are kept this long, per API key.
+    idempotency_key_hours: int = Field(default=24, ge=24, le=24 * 30)
+
     def database_pool(self) -> PoolLimits:
         return PoolLimits(size=self.db_pool_size, overflow=self.db_max_overflow,
                           timeout_seconds=self.db_pool_timeout_seconds)
