@@ -5,6 +5,7 @@ Only endpoint modules and ``app.py`` import this; the domain never does.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -125,9 +126,18 @@ ClientAddress = Annotated[str, Depends(get_client_address)]
 
 
 async def _refuse_body(request: Request) -> None:
-    if await request.body():
-        raise BodyNotAllowed("this endpoint takes no request body; send none")
+    body = await request.body()
+    if body.strip() and not _empty_object(body):
+        raise BodyNotAllowed("this endpoint takes no request body; send none (or {})")
 
 
-# For POST endpoints that take no body: a body sent anyway is refused, not ignored.
+def _empty_object(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body) == {})
+    except ValueError:
+        return False
+
+
+# For POST endpoints that take no body (actions: revoke, pause, erase…): no body and the
+# empty JSON object `{}` are alike; any other body is refused, not ignored.
 NoBody = Depends(_refuse_body)

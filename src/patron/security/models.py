@@ -31,6 +31,7 @@ class SecurityEventKind(StrEnum):
     pos_quote = "pos_quote"
     pos_commit = "pos_commit"
     offline_forgery = "offline_forgery"
+    referral = "referral"
 
 
 class SecurityEvent(Base):
