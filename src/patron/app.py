@@ -6,12 +6,19 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -251,6 +258,38 @@ async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(scheduler.stop)
 
 
+STATIC = Path(__file__).resolve().parent / "web" / "static"
+VENDOR_URL = "/static/vendor"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the files vendored in the package
+    (web/static/vendor, listed in its MANIFEST): no page refers to an outside address, so
+    they work on a machine without internet."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{app.title} — API",
+            swagger_js_url=f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR_URL}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json", title=f"{app.title} — API",
+            redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False)
+
+
 def server_app() -> ASGIApp:
     """The app of a ``patron serve`` worker process (uvicorn's factory): ``create_app``,
     plus what only a long-lived server process does at its start (``kit.heap``), behind
@@ -288,6 +327,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         description="Open-source customer loyalty and customer-management platform. "
                     "Every error is `application/problem+json` with a stable `code`.",
         lifespan=_run_jobs,
+        docs_url=None,  # served from the package's own files below (_install_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.server_process = False
@@ -297,6 +338,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                                                  pool=settings.database_pool())
     _install_error_handlers(app)
     _install_log_redaction()
+
+    _install_docs(app)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
