@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from patron.db import Database
 from patron.errors import BodyNotAllowed
+from patron.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paging
 from patron.tenancy.service import Principal, authenticate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -141,3 +142,19 @@ def _empty_object(body: bytes) -> bool:
 # For POST endpoints that take no body (actions: revoke, pause, erase…): no body and the
 # empty JSON object `{}` are alike; any other body is refused, not ignored.
 NoBody = Depends(_refuse_body)
+
+
+async def get_paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
+                                description=f"Items per page, 1 … {MAX_LIMIT}")
+                     ] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=200,
+                                        description="`next_cursor` of the previous page")
+                      ] = None,
+) -> Paging:
+    return Paging(limit=limit, cursor=cursor)
+
+
+# Every list endpoint: `limit` and `cursor` in, `kit.pagination.Page` (`items`,
+# `next_cursor`) out.
+PageQuery = Annotated[Paging, Depends(get_paging)]

@@ -46,7 +46,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(db_url):
     with TestClient(create_app(get_settings(), database)) as client:
         merchants = client.get("/v1/merchants", headers={"Authorization": f"Bearer {key}"})
         assert merchants.status_code == 200
-        assert merchants.json() == []
+        assert merchants.json() == {"items": [], "next_cursor": None}
     with database.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT key_hash, prefix FROM api_keys").all()
     database.dispose()
