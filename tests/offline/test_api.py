@@ -356,7 +356,7 @@ def test_exceptions_are_seen_and_resolved_by_their_merchant_only(
                         headers=auth(world.a.merchant_key), json={"note": "again"})
     assert (twice.status_code, twice.json()["code"]) == (409, "exception_already_resolved")
     assert client.get("/v1/offline/exceptions?status=open",
-                      headers=auth(world.a.merchant_key)).json() == []
+                      headers=auth(world.a.merchant_key)).json()["items"] == []
     assert len(client.get("/v1/offline/exceptions?status=resolved",
-                          headers=auth(world.a.merchant_key)).json()) == 1
+                          headers=auth(world.a.merchant_key)).json()["items"]) == 1
     assert count(database, OfflineException) == 1
