@@ -7,12 +7,20 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -37,9 +45,12 @@ from patron.http import (
     Problem,
     authenticate_first,
     is_json,
+    problems,
     refused_charset,
     utf8_bodies_only,
 )
+from patron.idempotency import middleware as idempotency
+from patron.idempotency.middleware import Idempotency
 from patron.kit import heap
 from patron.vouchers.fastlane import FastLane
 
@@ -146,6 +157,10 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+def _render_problem(exc: PatronError) -> JSONResponse:
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     errors = []
     for error in exc.errors():
@@ -179,21 +194,18 @@ def _body_unreadable(request: Request, cause: BaseException | None) -> PatronErr
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    def _problem(exc: PatronError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
-
     @app.exception_handler(PatronError)
     async def _patron_error(request: Request, exc: PatronError) -> JSONResponse:
         # Code and route only: details may one day quote input, and input may be personal.
         log.info("refused %s %s: %d %s", request.method, request.url.path, exc.status,
                  exc.code)
-        return _problem(exc)
+        return _render_problem(exc)
 
     async def _key_refused(request: Request) -> JSONResponse | None:
         try:
             await authenticate_first(request)
         except PatronError as refusal:
-            return _problem(refusal)
+            return _render_problem(refusal)
         return None
 
     @app.exception_handler(RequestValidationError)
@@ -208,7 +220,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         body_refused = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
                            for e in exc.errors())
         if body_refused and not is_json(request.headers.get("content-type")):
-            return _problem(UnsupportedMediaType("send the body as application/json"))
+            return _render_problem(UnsupportedMediaType("send the body as application/json"))
         return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
@@ -216,11 +228,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.__cause__, PatronError):
             # FastAPI wraps errors raised while it reads the body (the body limit on a
             # stream without Content-Length) in a 400 "error parsing the body".
-            return _problem(exc.__cause__)
+            return _render_problem(exc.__cause__)
         if exc.status_code == 400:
             unreadable = _body_unreadable(request, exc.__cause__)
             if unreadable is not None:
-                return await _key_refused(request) or _problem(unreadable)
+                return await _key_refused(request) or _render_problem(unreadable)
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         response = problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
@@ -330,6 +342,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             ref_template="#/components/schemas/{model}")
         components["Problem"].pop("$defs", None)
         components["FieldError"] = FieldError.model_json_schema()
+        idempotency.document(schema, problems(409)[409])
         app.openapi_schema = schema
         return schema
 
@@ -360,6 +373,38 @@ async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
             await opened.close()
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
+
+
+STATIC = Path(__file__).resolve().parent / "web" / "static"
+VENDOR_URL = "/static/vendor"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the files vendored in the package
+    (web/static/vendor, listed in its MANIFEST): no page refers to an outside address, so
+    they work on a machine without internet."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{app.title} — API",
+            swagger_js_url=f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR_URL}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json", title=f"{app.title} — API",
+            redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False)
 
 
 def server_app() -> ASGIApp:
@@ -401,6 +446,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                     "Every error is `application/problem+json` with a stable `code`.",
         lifespan=_run_jobs,
         dependencies=[Depends(utf8_bodies_only)],
+        docs_url=None,  # served from the package's own files below (_install_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.server_process = False
@@ -410,6 +457,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                                                  pool=settings.database_pool())
     _install_error_handlers(app)
     _install_log_redaction()
+
+    _install_docs(app)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
@@ -448,6 +497,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(exports_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CrashLog)
+    # Inside the body limit, which then bounds what it reads and keeps.
+    app.add_middleware(Idempotency, router=app.router, database=lambda: app.state.database,
+                       encryption_key=settings.encryption_key,
+                       retention=timedelta(hours=settings.idempotency_key_hours),
+                       render=_render_problem)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     def proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
 
+    # Idempotency-Keys (and the answers they replay) are kept this long, per API key.
+    idempotency_key_hours: int = Field(default=24, ge=24, le=24 * 30)
+
     def database_pool(self) -> PoolLimits:
         return PoolLimits(size=self.db_pool_size, overflow=self.db_max_overflow,
                           timeout_seconds=self.db_pool_timeout_seconds)

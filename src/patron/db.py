@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -195,6 +196,18 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError("an idle pooled connection is gone")
 
 
+# What the request boundary asks every unit of work of this request to do in its own
+# transaction, just before it commits (the Idempotency-Key's mark: patron.idempotency).
+BEFORE_COMMIT: ContextVar[Callable[[Session], None] | None] = ContextVar(
+    "patron_before_commit", default=None)
+
+
+def _before_commit(session: Session) -> None:
+    hook = BEFORE_COMMIT.get()
+    if hook is not None:
+        hook(session)
+
+
 class Database:
     """An engine plus its session factory; one per application instance."""
 
@@ -209,9 +222,11 @@ class Database:
         session = self.sessions()
         try:
             yield session
+            _before_commit(session)
             session.commit()
         except BaseException as exc:
             if getattr(exc, "keep_side_effects", False):
+                _before_commit(session)
                 session.commit()
             else:
                 session.rollback()

@@ -5,9 +5,10 @@ Only endpoint modules and ``app.py`` import this; the domain never does.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from patron.config import get_settings
 from patron.db import Database
 from patron.errors import BodyNotAllowed, UnsupportedMediaType
 from patron.kit.net import client_address
+from patron.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, Paging
 from patron.tenancy.service import Principal, authenticate
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -147,9 +149,17 @@ async def authenticate_first(request: Request) -> None:
 
 
 async def _refuse_body(request: Request) -> None:
-    if await request.body():
+    body = await request.body()
+    if body.strip() and not _empty_object(body):
         await authenticate_first(request)
-        raise BodyNotAllowed("this endpoint takes no request body; send none")
+        raise BodyNotAllowed("this endpoint takes no request body; send none (or {})")
+
+
+def _empty_object(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body) == {})
+    except ValueError:
+        return False
 
 
 def _charset(content_type: str) -> str | None:
@@ -183,5 +193,22 @@ async def utf8_bodies_only(request: Request) -> None:
                                    "encoded as UTF-8 (charset=utf-8, or no charset)")
 
 
-# For POST endpoints that take no body: a body sent anyway is refused, not ignored.
+# For POST endpoints that take no body (actions: revoke, pause, erase…): no body and the
+# empty JSON object `{}` are alike; any other body is refused, not ignored.
 NoBody = Depends(_refuse_body)
+
+
+async def get_paging(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
+                                description=f"Items per page, 1 … {MAX_LIMIT}")
+                     ] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=200,
+                                        description="`next_cursor` of the previous page")
+                      ] = None,
+) -> Paging:
+    return Paging(limit=limit, cursor=cursor)
+
+
+# Every list endpoint: `limit` and `cursor` in, `kit.pagination.Page` (`items`,
+# `next_cursor`) out.
+PageQuery = Annotated[Paging, Depends(get_paging)]

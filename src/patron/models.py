@@ -3,6 +3,7 @@
 from patron.campaigns import models as campaigns_models
 from patron.coalition import models as coalition_models
 from patron.db import Base
+from patron.idempotency import models as idempotency_models
 from patron.identity import models as identity_models
 from patron.ledger import models as ledger_models
 from patron.members import models as members_models
@@ -28,3 +29,4 @@ __all__ += ["benefits_models"]
 __all__ += ["security_models"]
 __all__ += ["campaigns_models"]
 __all__ += ["referrals_models"]
+__all__ += ["idempotency_models"]

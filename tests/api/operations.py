@@ -135,7 +135,7 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
     assert member.status_code == 201, member.text
     member_id = member.json()["id"]
     cards = client.get(f"/v1/members/{member_id}/cards", headers=auth(tenant.merchant_key))
-    assert cards.status_code == 200 and len(cards.json()) == 1, cards.text
+    assert cards.status_code == 200 and len(cards.json()["items"]) == 1, cards.text
     key = client.post("/v1/keys", headers=auth(world.operator_key),
                       json={"role": "merchant", "merchant_id": tenant.merchant_id,
                             "label": "spare"})
@@ -180,7 +180,7 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
     assert campaign.status_code == 201, campaign.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
-                   card_id=cards.json()[0]["id"], key_id=key.json()["id"], wait_id=wait_id,
+                   card_id=cards.json()["items"][0]["id"], key_id=key.json()["id"], wait_id=wait_id,
                    transaction_id=transaction.json()["id"], offer_id=offer.json()["id"],
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,

@@ -157,12 +157,12 @@ def test_naming_another_merchants_object_in_the_body_gets_404(
 def test_lists_show_only_the_callers_own_tenant(client: TestClient, world: World,
                                                 a_objects: Objects, b_objects: Objects) -> None:
     merchants = client.get("/v1/merchants", headers=auth(world.b.merchant_key))
-    assert [m["id"] for m in merchants.json()] == [world.b.merchant_id]
+    assert [m["id"] for m in merchants.json()["items"]] == [world.b.merchant_id]
     keys = client.get("/v1/keys", headers=auth(world.b.merchant_key))
     assert keys.status_code == 200
-    assert {k["merchant_id"] for k in keys.json()} == {world.b.merchant_id}
-    assert b_objects.key_id in {k["id"] for k in keys.json()}
-    assert a_objects.key_id not in {k["id"] for k in keys.json()}
+    assert {k["merchant_id"] for k in keys.json()["items"]} == {world.b.merchant_id}
+    assert b_objects.key_id in {k["id"] for k in keys.json()["items"]}
+    assert a_objects.key_id not in {k["id"] for k in keys.json()["items"]}
 
 
 def test_every_path_id_is_a_tenant_object_these_tests_create() -> None:

@@ -55,9 +55,9 @@ def test_a_campaign_is_written_read_listed_paused_and_resumed(
     path = f"/v1/campaigns/{campaign['id']}"
     assert client.get(path, headers=auth(world.a.merchant_key)).json() == campaign
     assert [c["id"] for c in client.get("/v1/campaigns",
-                                        headers=auth(world.a.merchant_key)).json()] == [
+                                        headers=auth(world.a.merchant_key)).json()["items"]] == [
         campaign["id"]]
-    assert client.get("/v1/campaigns", headers=auth(world.b.merchant_key)).json() == []
+    assert client.get("/v1/campaigns", headers=auth(world.b.merchant_key)).json()["items"] == []
     assert client.get(path, headers=auth(world.b.merchant_key)).status_code == 404
     paused = client.post(f"{path}/pause", headers=auth(world.a.merchant_key))
     assert paused.json()["status"] == "paused"

@@ -46,7 +46,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(db_url):
     with TestClient(create_app(get_settings(), database)) as client:
         merchants = client.get("/v1/merchants", headers={"Authorization": f"Bearer {key}"})
         assert merchants.status_code == 200
-        assert merchants.json() == []
+        assert merchants.json() == {"items": [], "next_cursor": None}
     with database.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT key_hash, prefix FROM api_keys").all()
     database.dispose()
@@ -140,6 +140,7 @@ def test_serve_logs_requests_only_when_asked(monkeypatch, flags, env, logged):
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr("patron.cli.main._port_in_use", lambda host, port: None)
     if env is not None:
         monkeypatch.setenv("PATRON_ACCESS_LOG", env)
     get_settings.cache_clear()
@@ -166,6 +167,7 @@ def test_serve_warns_when_its_workers_may_want_more_connections_than_postgresql_
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr(db, "connection_limit", lambda url: limit)
+    monkeypatch.setattr("patron.cli.main._port_in_use", lambda host, port: None)
     result = CliRunner().invoke(cli, ["serve", "--workers", str(workers)])
     assert result.exit_code == 0, result.output
     assert ("may open up to 50 database connections" in result.output) is warned
@@ -193,3 +195,43 @@ def test_keys_create_with_an_expiry(db_url):
         assert result.returncode == 2, (refused, result.stdout, result.stderr)
     with Database(db_url).engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM api_keys").scalar() == 2
+
+
+def test_serve_says_the_port_is_busy_before_its_banner(monkeypatch):
+    import socket
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from patron.cli.main import app as cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"port {port} is already in use" in result.output
+    assert "Patron on" not in result.output
+    assert calls == []
+
+
+def test_serve_starts_on_a_free_port(monkeypatch):
+    import socket
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from patron.cli.main import app as cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(cli, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 0, result.output
+    assert f"Patron on http://127.0.0.1:{port}" in result.output
+    assert [call["port"] for call in calls] == [port]

@@ -239,7 +239,7 @@ def test_withdrawn_member_identifiers_stop_working(client, world, member):
 
 def test_blocked_card_refused_and_replacement_works(client, world, member):
     cards = client.get(f"/v1/members/{member['id']}/cards", headers=auth(world.a.pos_key))
-    card_id = cards.json()[0]["id"]
+    card_id = cards.json()["items"][0]["id"]
     new = client.post(f"/v1/members/{member['id']}/cards/{card_id}/replace",
                       headers=auth(world.a.merchant_key), json={"uid": "04BEEF00112233",
                                                            "reason": "lost"})
@@ -248,7 +248,7 @@ def test_blocked_card_refused_and_replacement_works(client, world, member):
     assert_identified(identify(client, world.a.reader_key, card_uid="04BEEF00112233"),
                       member, "card_uid")
     cards = client.get(f"/v1/members/{member['id']}/cards", headers=auth(world.a.pos_key))
-    by_id = {c["id"]: c for c in cards.json()}
+    by_id = {c["id"]: c for c in cards.json()["items"]}
     assert by_id[card_id]["status"] == "blocked"
     assert by_id[card_id]["replaced_by_id"] == new.json()["id"]
     again = client.post(f"/v1/members/{member['id']}/cards/{card_id}/block",

@@ -127,13 +127,13 @@ def test_a_job_with_a_period_waits_for_it(database: Database) -> None:
     assert [job.name for job in JOBS] == ["expire-points", "expiry-notices",
                                           "release-voucher-holds", "resume-code-batches",
                                           "refit-scores", "campaign-calendar",
-                                          "weather-feed"]
+                                          "weather-feed", "purge-idempotency-keys"]
 
 
 def test_run_all_runs_every_job_once(database: Database, due_lot: Cast) -> None:
     assert [report.name for report in run_all(database)] == [
         "expire-points", "expiry-notices", "release-voucher-holds", "resume-code-batches",
-        "refit-scores", "campaign-calendar", "weather-feed"]
+        "refit-scores", "campaign-calendar", "weather-feed", "purge-idempotency-keys"]
     assert balance(database, due_lot) == 0
 
 

@@ -195,3 +195,42 @@ def test_no_plaintext_phone_or_email_anywhere_in_the_database(client, world, dat
         assert needle.encode("utf-16-le") not in dump, needle
     # The dump does hold the member, so the search was over real data.
     assert response.json()["member_number"].encode() in dump
+
+
+def test_erasure_forfeits_the_points_left_and_releases_the_liability(
+        client, world, database):
+    from sqlalchemy import select
+
+    from patron.ledger.models import JournalEntry, LedgerAccount, Posting
+    from patron.ledger.service import check_invariants
+    from tests.api.operations import _purchase
+
+    member = client.post("/v1/members", headers=auth(world.a.merchant_key), json={}).json()
+    sale = client.post("/v1/pos/transactions", headers=auth(world.a.pos_key),
+                       json=_purchase(world.a, "R-1", member["member_number"]))
+    assert sale.status_code == 201, sale.text
+
+    def points():
+        with database.session_scope() as session:
+            balances = {key: balance for key, balance in session.execute(
+                select(LedgerAccount.key, LedgerAccount.balance))}
+        return (balances[f"member_points:{world.a.merchant_id}:{member['id']}"],
+                balances[f"merchant_liability:{world.a.merchant_id}"])
+
+    held, liability = points()
+    assert held > 0 and liability == -held
+    erased = client.post(f"/v1/members/{member['id']}/erase", headers=auth(world.a.merchant_key))
+    assert erased.status_code == 200, erased.text
+    assert points() == (0, 0)  # the liability decreased by the forfeited amount
+    shown = client.get(f"/v1/members/{member['id']}/balances",
+                       headers=auth(world.a.merchant_key))
+    assert shown.status_code == 200, shown.text
+    assert [row["balance"] for row in shown.json()["points"]] == [0], shown.json()
+    with database.session_scope() as session:
+        [entry] = session.scalars(select(JournalEntry).where(
+            JournalEntry.idempotency_key.startswith("forfeit:"))).all()
+        assert (entry.kind, entry.reason) == ("adjust", "points forfeited: member erased")
+        amounts = session.scalars(select(Posting.amount).where(
+            Posting.entry_id == entry.id)).all()
+        assert sorted(amounts) == [-held, held] and sum(amounts) == 0
+        assert check_invariants(session) == []

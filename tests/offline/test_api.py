@@ -173,7 +173,8 @@ def test_burns_beyond_the_allowance_are_dropped_and_recorded(
     assert results[1]["transaction"]["points_burned"] == 0
     assert {"figure": "points_burned", "provisional": 600, "server": 0} in results[1][
         "differences"]
-    listed = client.get("/v1/offline/exceptions", headers=auth(world.a.merchant_key)).json()
+    listed = client.get("/v1/offline/exceptions",
+                        headers=auth(world.a.merchant_key)).json()["items"]
     assert len(listed) == 1
     exception = listed[0]
     assert (exception["kind"], exception["code"], exception["receipt_no"]) == (
@@ -328,11 +329,12 @@ def test_exceptions_are_seen_and_resolved_by_their_merchant_only(
     refused = replay(client, world.a.pos_key, [entry(1, sale(
         "X-1", member={"member_id": member["id"]}, points_to_burn=200))]).json()["results"][0]
     exception_id = refused["exceptions"][0]
-    assert client.get("/v1/offline/exceptions", headers=auth(world.b.merchant_key)).json() == []
+    assert client.get("/v1/offline/exceptions",
+                      headers=auth(world.b.merchant_key)).json()["items"] == []
     assert client.get(f"/v1/offline/exceptions/{exception_id}",
                       headers=auth(world.b.merchant_key)).status_code == 404
     assert [e["id"] for e in client.get("/v1/offline/exceptions",
-                                        headers=auth(world.operator_key)).json()] == [
+                                        headers=auth(world.operator_key)).json()["items"]] == [
         exception_id]
     assert client.get("/v1/offline/exceptions", headers=auth(world.a.pos_key)
                       ).status_code == 403
@@ -354,7 +356,7 @@ def test_exceptions_are_seen_and_resolved_by_their_merchant_only(
                         headers=auth(world.a.merchant_key), json={"note": "again"})
     assert (twice.status_code, twice.json()["code"]) == (409, "exception_already_resolved")
     assert client.get("/v1/offline/exceptions?status=open",
-                      headers=auth(world.a.merchant_key)).json() == []
+                      headers=auth(world.a.merchant_key)).json()["items"] == []
     assert len(client.get("/v1/offline/exceptions?status=resolved",
-                          headers=auth(world.a.merchant_key)).json()) == 1
+                          headers=auth(world.a.merchant_key)).json()["items"]) == 1
     assert count(database, OfflineException) == 1

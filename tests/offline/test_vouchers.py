@@ -69,7 +69,8 @@ def test_a_code_used_offline_at_two_registers_is_honoured_once(
     assert second["transaction"]["points_earned"] == 20
     assert {"figure": "voucher_discount", "provisional": 300, "server": 0} in second[
         "differences"]
-    listed = client.get("/v1/offline/exceptions", headers=auth(world.a.merchant_key)).json()
+    listed = client.get("/v1/offline/exceptions",
+                        headers=auth(world.a.merchant_key)).json()["items"]
     assert len(listed) == 1
     exception = listed[0]
     assert (exception["kind"], exception["code"], exception["receipt_no"]) == (

@@ -254,7 +254,8 @@ def test_refusals_change_nothing(client: TestClient, world: World, database: Dat
     _refused(client, database, world.a.reader_key, 422, "validation_failed", points=100)
 
     cards = client.get(f"/v1/members/{member['id']}/cards", headers=auth(world.a.merchant_key))
-    blocked = client.post(f"/v1/members/{member['id']}/cards/{cards.json()[0]['id']}/block",
+    card_id = cards.json()['items'][0]['id']
+    blocked = client.post(f"/v1/members/{member['id']}/cards/{card_id}/block",
                           headers=auth(world.a.merchant_key), json={"reason": "lost"})
     assert blocked.status_code == 200, blocked.text
     _refused(client, database, world.a.reader_key, 403, "card_blocked")

@@ -348,3 +348,23 @@ def test_erasure_forgets_the_identifier_history(
             MemberIdentifier.member_id == uuid.UUID(member["id"]))) == 0
         assert session.get(Member, uuid.UUID(member["id"])) is not None
 
+
+
+def test_a_referral_security_event_is_listed_and_filtered_by_its_kind(
+        client: TestClient, world: World) -> None:
+    """The answer matches the schema: `referral` is a kind of the enum and of the filter."""
+    _program(client, world)
+    referrer = enrol(client, world.a, phone="+81 90-1111-2222")
+    code = _code(client, world, referrer)
+    refused = client.post("/v1/members", headers=auth(world.a.merchant_key),
+                          json={"phone": "+81 90-1111-2222", "referral_code": code})
+    assert refused.json()["code"] == "self_referral"
+    listed = client.get("/v1/security-events", params={"kind": "referral"},
+                        headers=auth(world.a.merchant_key))
+    assert listed.status_code == 200, listed.text
+    assert [(e["kind"], e["refusal"]) for e in listed.json()["events"]] == [
+        ("referral", "self_referral")]
+    schema = client.get("/openapi.json").json()
+    read = schema["components"]["schemas"]["SecurityEventRead"]["properties"]["kind"]
+    kinds = schema["components"]["schemas"][read["$ref"].rsplit("/", 1)[-1]]["enum"]
+    assert "referral" in kinds

@@ -123,7 +123,7 @@ def test_crossing_a_threshold_issues_exactly_one_voucher_into_the_wallet(
     assert count(database, rule, member) == 3100
 
     wallet = client.get(f"/v1/members/{member['id']}/vouchers",
-                        headers=auth(world.a.merchant_key)).json()
+                        headers=auth(world.a.merchant_key)).json()["items"]
     assert [(v["code"], v["member_id"], v["status"], v["max_redemptions"])
             for v in wallet] == [(benefit["code"], member["id"], "active", 1)]
     with database.session_scope() as session:
@@ -356,7 +356,7 @@ def test_a_miles_rule_counts_at_every_merchant(client: TestClient, world: World,
     # A coalition code: in the wallet at every merchant.
     for tenant in (world.a, world.b):
         wallet = client.get(f"/v1/members/{member['id']}/vouchers",
-                            headers=auth(tenant.merchant_key)).json()
+                            headers=auth(tenant.merchant_key)).json()["items"]
         assert [v["code"] for v in wallet] == [benefit["code"]]
     [event] = events(database, "benefit.issued")
     assert event["merchant_id"] == world.b.merchant_id
@@ -380,9 +380,9 @@ def test_rules_are_listed_read_and_deactivated(client: TestClient, world: World,
         "category": None, "active": True, "issued": 0, "deactivated_at": None}
     other = make_offer(client, world.b.merchant_key, name="B's", kind="amount_off", value=1)
     theirs = make_rule(client, world.b.merchant_key, offer_id=other["id"])
-    mine = client.get("/v1/benefit-rules", headers=auth(world.a.merchant_key)).json()
+    mine = client.get("/v1/benefit-rules", headers=auth(world.a.merchant_key)).json()["items"]
     assert [r["id"] for r in mine] == [rule["id"]]
-    everyone = client.get("/v1/benefit-rules", headers=auth(world.operator_key)).json()
+    everyone = client.get("/v1/benefit-rules", headers=auth(world.operator_key)).json()["items"]
     assert {r["id"] for r in everyone} == {rule["id"], theirs["id"]}
     foreign = client.get(f"/v1/benefit-rules/{theirs['id']}", headers=auth(world.a.merchant_key))
     assert (foreign.status_code, foreign.json()["code"]) == (404, "not_found")
@@ -401,7 +401,7 @@ def test_rules_are_listed_read_and_deactivated(client: TestClient, world: World,
     assert buy(client, world.a, member, "P-2", [line(25_000)])["benefits"] == []
     assert count(database, rule, member) == 250
     wallet = client.get(f"/v1/members/{member['id']}/vouchers",
-                        headers=auth(world.a.merchant_key)).json()
+                        headers=auth(world.a.merchant_key)).json()["items"]
     assert [v["status"] for v in wallet] == ["active", "active"]
 
 

@@ -373,7 +373,7 @@ def till_turned_off(*, how: str) -> Prepare:
         else:
             keys = ctx.client.get("/v1/keys", headers=operator)
             assert keys.status_code == 200, keys.text
-            [key_id] = [k["id"] for k in keys.json() if k["terminal_id"] == terminal_id]
+            [key_id] = [k["id"] for k in keys.json()["items"] if k["terminal_id"] == terminal_id]
             done = ctx.client.post(f"/v1/keys/{key_id}/revoke", headers=operator)
         assert done.status_code == 200, done.text
         return Trial([Call(trial.codes[0], till="own")], trial.codes, trial.offers,

@@ -70,10 +70,10 @@ def test_offers_are_the_merchants_own(client: TestClient, world: World) -> None:
     mine = make_offer(client, world.a.merchant_key)
     coalition = make_offer(client, world.operator_key, kind="percent_off", value=5)
     assert coalition["merchant_id"] is None and coalition["currency"] is None
-    listed = client.get("/v1/offers", headers=auth(world.a.merchant_key)).json()
+    listed = client.get("/v1/offers", headers=auth(world.a.merchant_key)).json()["items"]
     assert [offer["id"] for offer in listed] == [mine["id"]]
-    assert client.get("/v1/offers", headers=auth(world.b.merchant_key)).json() == []
-    every = client.get("/v1/offers", headers=auth(world.operator_key)).json()
+    assert client.get("/v1/offers", headers=auth(world.b.merchant_key)).json()["items"] == []
+    every = client.get("/v1/offers", headers=auth(world.operator_key)).json()["items"]
     assert {offer["id"] for offer in every} == {mine["id"], coalition["id"]}
     other = client.get(f"/v1/offers/{mine['id']}", headers=auth(world.b.merchant_key))
     assert (other.status_code, other.json()["code"]) == (404, "not_found")
@@ -128,8 +128,8 @@ def test_personal_codes_land_in_the_members_wallet(client: TestClient, world: Wo
     wallet = client.get(f"/v1/members/{member_a['id']}/vouchers",
                         headers=auth(world.a.merchant_key))
     assert wallet.status_code == 200, wallet.text
-    assert sorted(item["code"] for item in wallet.json()) == sorted(personal)
-    for item in wallet.json():
+    assert sorted(item["code"] for item in wallet.json()["items"]) == sorted(personal)
+    for item in wallet.json()["items"]:
         assert item["member_id"] == member_a["id"] and item["status"] == "active"
         assert item["valid_until"] is not None
     other = client.get(f"/v1/members/{member_a['id']}/vouchers",
@@ -191,7 +191,7 @@ def test_the_offer_list_counts_each_offers_redemptions(client: TestClient,
     release = client.post(f"/v1/vouchers/reservations/{hold.json()['id']}/release",
                           headers=auth(world.a.pos_key))
     assert release.status_code == 200, release.text
-    listed = client.get("/v1/offers", headers=auth(key)).json()
+    listed = client.get("/v1/offers", headers=auth(key)).json()["items"]
     counts = {offer["id"]: offer["redemptions_count"] for offer in listed}
     assert counts == {first["id"]: 3, second["id"]: 1, unused["id"]: 0}
     for offer_id, count in counts.items():

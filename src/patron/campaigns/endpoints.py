@@ -18,8 +18,9 @@ from patron.campaigns.schemas import (
     WeatherRead,
     WeatherWrite,
 )
-from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
 from patron.kit.clock import utcnow
+from patron.kit.pagination import Page, by_creation
 from patron.kit.validation import Instant
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -38,10 +39,13 @@ def create_campaign(data: CampaignWrite, db: Db, caller: Caller) -> CampaignRead
         return service.to_read(service.create_campaign(session, actor=caller, data=data))
 
 
-@router.get("", response_model=list[CampaignRead], responses=problems(*AUTHED))
-def list_campaigns(db: Db, caller: Caller) -> list[CampaignRead]:
+@router.get("", response_model=Page[CampaignRead], responses=problems(*AUTHED))
+def list_campaigns(db: Db, caller: Caller, paging: PageQuery) -> Page[CampaignRead]:
+    """The merchant's campaigns (the operator: all), oldest first."""
     with db.read_scope() as session:
-        return [service.to_read(c) for c in service.list_campaigns(session, actor=caller)]
+        return paging.page([service.to_read(c)
+                            for c in service.list_campaigns(session, actor=caller)],
+                           key=by_creation)
 
 
 @router.get("/{campaign_id}", response_model=CampaignRead, responses=problems(*AUTHED))

@@ -253,6 +253,11 @@ def serve(
     _check_connection_budget(settings, workers)
     host = host or settings.host
     port = port or settings.port
+    busy = _port_in_use(host, port)
+    if busy is not None:
+        console.print(f"[red]Cannot listen on {host}:{port}: {busy}. Stop what is using it, "
+                      "or choose another port (--port or PATRON_PORT).[/]")
+        raise typer.Exit(1)
     console.print(f"Patron on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run("patron.app:server_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info", log_config=_log_config(),
@@ -260,6 +265,28 @@ def serve(
                 # uvicorn's own rewrite would believe any local caller's X-Forwarded-For.
                 proxy_headers=False,
                 access_log=settings.access_log if access_log is None else access_log)
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (the port is taken, the address is
+    not this machine's), or None. Bound as uvicorn binds (``SO_REUSEADDR``), then let go."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"the host name does not resolve ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is already in use"
+            return exc.strerror or str(exc)
+    return None
 
 
 def _check_connection_budget(settings: Settings, workers: int) -> None:

@@ -4,7 +4,16 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from patron.http import AUTHED, Caller, ClientAddress, Db, NoBody, media_response, problems
+from patron.http import (
+    AUTHED,
+    Caller,
+    ClientAddress,
+    Db,
+    NoBody,
+    PageQuery,
+    media_response,
+    problems,
+)
 from patron.identity import images, service
 from patron.identity.schemas import (
     CallerIdWaitRead,
@@ -16,6 +25,7 @@ from patron.identity.schemas import (
     IdentifyResult,
     QrTokenRead,
 )
+from patron.kit.pagination import Page, by_creation
 from patron.security.attempts import identification_attempt
 from patron.tenancy.rules import MemberAction
 
@@ -96,12 +106,14 @@ def qr_png(member_id: uuid.UUID, db: Db, caller: Caller) -> Response:
         return Response(images.qr_png(token), media_type="image/png", headers=_NO_STORE)
 
 
-@router.get("/members/{member_id}/cards", response_model=list[CardRead],
+@router.get("/members/{member_id}/cards", response_model=Page[CardRead],
             responses=problems(*AUTHED))
-def list_cards(member_id: uuid.UUID, db: Db, caller: Caller) -> list[CardRead]:
+def list_cards(member_id: uuid.UUID, db: Db, caller: Caller,
+               paging: PageQuery) -> Page[CardRead]:
+    """The member's cards, oldest first."""
     with db.session_scope() as session:
-        return [CardRead.model_validate(card)
-                for card in service.list_cards(session, actor=caller, member_id=member_id)]
+        return paging.page([CardRead.model_validate(card) for card in service.list_cards(
+            session, actor=caller, member_id=member_id)], key=by_creation)
 
 
 @router.post("/members/{member_id}/cards", status_code=201, response_model=CardRead,

@@ -22,6 +22,7 @@ from patron.campaigns.occasions import run_calendar
 from patron.campaigns.weather_feed import feed_for, pull
 from patron.config import Settings, get_settings
 from patron.db import Database
+from patron.idempotency.service import purge as purge_idempotency_keys
 from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
@@ -94,6 +95,11 @@ def _weather_feed(database: Database, now: datetime, stop: threading.Event | Non
     return pull(database, feed, now)
 
 
+def _purge_idempotency_keys(database: Database, now: datetime,
+                            stop: threading.Event | None) -> str:
+    return f"idempotency keys past their time deleted: {purge_idempotency_keys(database, now)}"
+
+
 def _resume_batches(database: Database, now: datetime, stop: threading.Event | None) -> str:
     return f"stalled code batches resumed: {resume_stale(database, now, stop=stop)}"
 
@@ -113,6 +119,9 @@ JOBS: tuple[Job, ...] = (
     Job("campaign-calendar", _campaign_calendar),
     # Weather counts for three hours; a feed read every tick keeps it fresh.
     Job("weather-feed", _weather_feed),
+    # Keys are kept PATRON_IDEMPOTENCY_KEY_HOURS (at least 24); an expired one still in
+    # the table is treated as gone, so hourly is enough.
+    Job("purge-idempotency-keys", _purge_idempotency_keys, every=timedelta(hours=1)),
 )
 
 

@@ -490,6 +490,46 @@ def adjust(session: Session, *, merchant_id: uuid.UUID, member_id: uuid.UUID, po
     return posted.entry
 
 
+def forfeit_all(session: Session, *, member_id: uuid.UUID, source: str, reason: str,
+                occurred_at: datetime | None = None) -> list[JournalEntry]:
+    """Take back every point (at each merchant) and mile the member still holds: an
+    ``adjust`` entry per account (key ``forfeit:<account id>``), member -n against the
+    merchant's liability (miles: the coalition pool), so that liability is released and
+    the books balance. For an erased member; a debt stays as it is."""
+    accounts = session.scalars(
+        select(LedgerAccount).where(LedgerAccount.member_id == member_id,
+                                    LedgerAccount.kind.in_([AccountKind.member_points.value,
+                                                            AccountKind.member_miles.value]))
+        .order_by(LedgerAccount.id)).all()
+    entries = []
+    for member in accounts:
+        with session.begin_nested():
+            points = member.kind == AccountKind.member_points.value
+            if points:
+                assert member.merchant_id is not None
+                counter = liability_account(session, merchant_id=member.merchant_id)
+            else:
+                counter = coalition_pool_account(session)
+            # Lock, then read what is left (as expiry does): a concurrent movement may
+            # have changed it.
+            _lock_accounts(session, [member.id, counter.id])
+            held = int(session.scalar(select(LedgerAccount.balance)
+                                      .where(LedgerAccount.id == member.id)) or 0)
+            if held <= 0:
+                continue
+            posted = _post(session, kind=EntryKind.adjust,
+                           idempotency_key=f"forfeit:{member.id}",
+                           merchant_id=member.merchant_id, member_id=member_id,
+                           source=source, reason=reason,
+                           occurred_at=occurred_at or utcnow(),
+                           postings=[(member, -held), (counter, held)])
+            if posted.created and points:
+                _draw_lots(session, account=member, entry=posted.entry, amount=held,
+                           expected=held)
+            entries.append(posted.entry)
+    return entries
+
+
 def expire(session: Session, *, now: datetime | None = None,
            limit: int = EXPIRE_BATCH) -> list[JournalEntry]:
     """Expire up to ``limit`` lots whose date has passed (one entry per lot, keyed

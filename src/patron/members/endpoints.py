@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
 from patron.kit.validation import Instant
+from patron.ledger.service import forfeit_all
 from patron.ledger.views import Position, decode_cursor, encode_cursor
 from patron.members import access, service
 from patron.members.schemas import (
@@ -107,9 +108,14 @@ def withdraw(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
 @router.post("/{member_id}/erase", response_model=MemberRead, responses=problems(*AUTHED),
              dependencies=[NoBody])
 def erase(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
-    """Erase all personal data; the history stays, anonymously."""
+    """Erase all personal data; the history stays, anonymously. The points and miles the
+    member still holds are forfeited by ledger entries (the merchants' liability is
+    released)."""
     with db.session_scope() as session:
-        return service.to_read(service.erase(session, actor=caller, member_id=member_id))
+        member = service.erase(session, actor=caller, member_id=member_id)
+        forfeit_all(session, member_id=member.id, source="erasure",
+                    reason="points forfeited: member erased")
+        return service.to_read(member)
 
 
 @router.post("/{member_id}/verification-codes", status_code=201,

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from patron.http import AUTHED, Caller, Db, problems
+from patron.http import AUTHED, Caller, Db, PageQuery, problems
+from patron.kit.pagination import Page, by_creation
 from patron.offline import service
 from patron.offline.models import ExceptionStatus
 from patron.offline.schemas import (
@@ -70,20 +71,20 @@ def replay_batch(data: BatchWrite, db: Db, caller: Caller) -> Response:
     return Response(content=answer, media_type="application/json")
 
 
-@router.get("/v1/offline/exceptions", response_model=list[ExceptionRead],
+@router.get("/v1/offline/exceptions", response_model=Page[ExceptionRead],
             responses=problems(*AUTHED))
 def list_exceptions(
-    db: Db, caller: Caller,
+    db: Db, caller: Caller, paging: PageQuery,
     status: Annotated[ExceptionStatus | None, Query(description="open or resolved")] = None,
     merchant_id: Annotated[uuid.UUID | None, Query(
         description="Operator only: one merchant's (a merchant key sees its own)")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[ExceptionRead]:
+) -> Page[ExceptionRead]:
     """The offline exceptions list, newest first (merchant or operator key): what replay
     could not honour, with the facts needed to resolve it."""
     with db.session_scope() as session:
-        return service.list_exceptions(session, actor=caller, status=status,
-                                       merchant_id=merchant_id, limit=limit)
+        return paging.page(service.list_exceptions(session, actor=caller, status=status,
+                                                   merchant_id=merchant_id, limit=None),
+                           key=by_creation, newest_first=True)
 
 
 @router.get("/v1/offline/exceptions/{exception_id}", response_model=ExceptionRead,

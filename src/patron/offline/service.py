@@ -828,8 +828,9 @@ def _read(row: OfflineException) -> ExceptionRead:
 def list_exceptions(session: Session, *, actor: Principal,
                     status: ExceptionStatus | None = None,
                     merchant_id: uuid.UUID | None = None,
-                    limit: int = 100) -> list[ExceptionRead]:
-    """Newest first; a merchant key sees its own, the operator's any (or one merchant's)."""
+                    limit: int | None = 100) -> list[ExceptionRead]:
+    """Newest first (``limit`` None: all); a merchant key sees its own, the operator's
+    any (or one merchant's)."""
     actor.require(Role.operator, Role.merchant)
     query = select(OfflineException)
     if actor.role == Role.merchant:

@@ -52,6 +52,7 @@ from patron.referrals.schemas import (
     ReferralProgramWrite,
     ReferredBy,
 )
+from patron.security.models import SecurityEventKind
 from patron.security.service import record_security_event
 from patron.tenancy.models import Role
 from patron.tenancy.service import Principal, get_merchant
@@ -60,7 +61,7 @@ from patron.vouchers.models import Offer, Voucher
 
 REWARDED_EVENT = "referral.rewarded"
 CLAWED_BACK_EVENT = "referral.clawed_back"
-SECURITY_KIND = "referral"
+SECURITY_KIND = SecurityEventKind.referral
 CODE_ATTEMPTS = 5
 
 

@@ -32,6 +32,7 @@ class SecurityEventKind(StrEnum):
     pos_commit = "pos_commit"
     offline_forgery = "offline_forgery"
     identification = "identification"
+    referral = "referral"
 
 
 class Throttle(StrEnum):

@@ -5,15 +5,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from patron.security.models import SecurityEventKind
+
 
 class SecurityEventRead(BaseModel):
     id: int
     merchant_id: uuid.UUID
-    kind: str = Field(description="What was attempted: voucher_validation, "
-                                  "voucher_reservation, voucher_redemption, voucher_lookup, "
-                                  "pos_quote, pos_commit, offline_forgery (a tampered or "
-                                  "foreign offline allowance), identification (no member "
-                                  "for what a till gave)")
+    kind: SecurityEventKind = Field(
+        description="What was attempted: voucher_validation, voucher_reservation, "
+                    "voucher_redemption, voucher_lookup, pos_quote, pos_commit, "
+                    "offline_forgery (a tampered or foreign offline allowance), referral (an "
+                    "enrolment refused or flagged by the referral checks), identification "
+                    "(no member for what a till gave)")
     terminal_id: uuid.UUID | None
     client_address: str | None = Field(description="The caller's network address")
     member_id: uuid.UUID | None = Field(description="The member the attempt named, if any")

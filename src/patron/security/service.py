@@ -50,7 +50,7 @@ def code_trace(text: str, key: bytes) -> tuple[str, str]:
 
 
 def record_security_event(session: Session, *, merchant_id: uuid.UUID,
-                          kind: SecurityEventKind | str, refusal: str,
+                          kind: SecurityEventKind, refusal: str,
                           throttle: Throttle | None = None,
                           terminal_id: uuid.UUID | None = None,
                           client_address: str | None = None,
@@ -63,7 +63,7 @@ def record_security_event(session: Session, *, merchant_id: uuid.UUID,
     prefix, digest = (code_trace(code, get_settings().derived_key("security-code"))
                       if code else (None, None))
     event = SecurityEvent(
-        merchant_id=merchant_id, kind=str(kind), terminal_id=terminal_id,
+        merchant_id=merchant_id, kind=kind.value, terminal_id=terminal_id,
         client_address=client_address[:MAX_ADDRESS_LENGTH] if client_address else None,
         member_id=member_id, code_prefix=prefix, code_digest=digest, refusal=refusal[:64],
         detail=detail[:MAX_DETAIL_LENGTH] if detail else None,

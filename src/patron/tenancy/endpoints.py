@@ -4,7 +4,8 @@ import uuid
 
 from fastapi import APIRouter
 
-from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
+from patron.kit.pagination import Page, by_creation
 from patron.tenancy import service
 from patron.tenancy.schemas import (
     ApiKeyCreate,
@@ -33,12 +34,13 @@ def create_merchant(data: MerchantCreate, db: Db, caller: Caller) -> MerchantRea
         return MerchantRead.model_validate(merchant)
 
 
-@router.get("/merchants", response_model=list[MerchantRead], responses=problems(*AUTHED))
-def list_merchants(db: Db, caller: Caller) -> list[MerchantRead]:
-    """The merchants this key may see."""
+@router.get("/merchants", response_model=Page[MerchantRead], responses=problems(*AUTHED))
+def list_merchants(db: Db, caller: Caller, paging: PageQuery) -> Page[MerchantRead]:
+    """The merchants this key may see, oldest first."""
     with db.session_scope() as session:
-        return [MerchantRead.model_validate(m)
-                for m in service.list_merchants(session, actor=caller)]
+        return paging.page([MerchantRead.model_validate(m)
+                            for m in service.list_merchants(session, actor=caller)],
+                           key=by_creation)
 
 
 @router.get("/merchants/{merchant_id}", response_model=MerchantRead,
@@ -59,12 +61,14 @@ def create_store(merchant_id: uuid.UUID, data: StoreCreate, db: Db,
         return StoreRead.model_validate(store)
 
 
-@router.get("/merchants/{merchant_id}/stores", response_model=list[StoreRead],
+@router.get("/merchants/{merchant_id}/stores", response_model=Page[StoreRead],
             responses=problems(*AUTHED))
-def list_stores(merchant_id: uuid.UUID, db: Db, caller: Caller) -> list[StoreRead]:
+def list_stores(merchant_id: uuid.UUID, db: Db, caller: Caller,
+                paging: PageQuery) -> Page[StoreRead]:
+    """The merchant's stores, oldest first."""
     with db.session_scope() as session:
-        return [StoreRead.model_validate(s)
-                for s in service.list_stores(session, actor=caller, merchant_id=merchant_id)]
+        return paging.page([StoreRead.model_validate(s) for s in service.list_stores(
+            session, actor=caller, merchant_id=merchant_id)], key=by_creation)
 
 
 @router.get("/stores/{store_id}", response_model=StoreRead, responses=problems(*AUTHED))
@@ -96,13 +100,14 @@ def create_terminal(store_id: uuid.UUID, data: TerminalCreate, db: Db,
             {**TerminalRead.model_validate(terminal).model_dump(), "api_key": secret})
 
 
-@router.get("/stores/{store_id}/terminals", response_model=list[TerminalRead],
+@router.get("/stores/{store_id}/terminals", response_model=Page[TerminalRead],
             responses=problems(*AUTHED))
-def list_terminals(store_id: uuid.UUID, db: Db,
-                   caller: Caller) -> list[TerminalRead]:
+def list_terminals(store_id: uuid.UUID, db: Db, caller: Caller,
+                   paging: PageQuery) -> Page[TerminalRead]:
+    """The store's terminals, oldest first."""
     with db.session_scope() as session:
-        return [TerminalRead.model_validate(t)
-                for t in service.list_terminals(session, actor=caller, store_id=store_id)]
+        return paging.page([TerminalRead.model_validate(t) for t in service.list_terminals(
+            session, actor=caller, store_id=store_id)], key=by_creation)
 
 
 @router.get("/terminals/{terminal_id}", response_model=TerminalRead,
@@ -135,10 +140,13 @@ def create_key(data: ApiKeyCreate, db: Db, caller: Caller) -> ApiKeyCreated:
             {**ApiKeyRead.model_validate(api_key).model_dump(), "key": secret})
 
 
-@router.get("/keys", response_model=list[ApiKeyRead], responses=problems(*AUTHED))
-def list_keys(db: Db, caller: Caller) -> list[ApiKeyRead]:
+@router.get("/keys", response_model=Page[ApiKeyRead], responses=problems(*AUTHED))
+def list_keys(db: Db, caller: Caller, paging: PageQuery) -> Page[ApiKeyRead]:
+    """The keys this key may see, oldest first."""
     with db.session_scope() as session:
-        return [ApiKeyRead.model_validate(k) for k in service.list_keys(session, actor=caller)]
+        return paging.page([ApiKeyRead.model_validate(k)
+                            for k in service.list_keys(session, actor=caller)],
+                           key=by_creation)
 
 
 @router.post("/keys/{key_id}/revoke", response_model=ApiKeyRead, responses=problems(*AUTHED),

@@ -14,11 +14,13 @@ from patron.http import (
     ClientAddress,
     Db,
     NoBody,
+    PageQuery,
     media_response,
     principal,
     problems,
 )
 from patron.identity import images
+from patron.kit.pagination import Page, by_creation
 from patron.members.service import get_member
 from patron.security.attempts import voucher_attempt
 from patron.security.models import SecurityEventKind
@@ -76,11 +78,11 @@ def create_offer(data: OfferWrite, db: Db, caller: Caller) -> OfferRead:
         return offers.offer_read(session, offer)
 
 
-@router.get("/offers", response_model=list[OfferRead], responses=problems(*AUTHED))
-def list_offers(db: Db, caller: Caller) -> list[OfferRead]:
-    """The merchant's offers (the operator: all, the coalition's included)."""
+@router.get("/offers", response_model=Page[OfferRead], responses=problems(*AUTHED))
+def list_offers(db: Db, caller: Caller, paging: PageQuery) -> Page[OfferRead]:
+    """The merchant's offers (the operator: all, the coalition's included), oldest first."""
     with db.session_scope() as session:
-        return offers.list_offers(session, actor=caller)
+        return paging.page(offers.list_offers(session, actor=caller), key=by_creation)
 
 
 @router.get("/offers/{offer_id}", response_model=OfferRead, responses=problems(*AUTHED))
@@ -301,12 +303,16 @@ def revoke(code: str, data: RevokeWrite, db: Db, caller: Caller) -> VoucherRead:
         return service.revoke(session, actor=caller, code=code, reason=data.reason)
 
 
-@router.get("/members/{member_id}/vouchers", response_model=list[VoucherRead],
+@router.get("/members/{member_id}/vouchers", response_model=Page[VoucherRead],
             responses=problems(*AUTHED))
-def member_wallet(member_id: uuid.UUID, db: Db, caller: Caller) -> list[VoucherRead]:
+def member_wallet(member_id: uuid.UUID, db: Db, caller: Caller,
+                  paging: PageQuery) -> Page[VoucherRead]:
     """A member's wallet: their personal codes at the caller's merchant and the
-    coalition's (the operator sees all), used and expired ones included with their state."""
+    coalition's (the operator sees all), used and expired ones included with their state;
+    oldest first (by issue)."""
     with db.session_scope() as session:
         member = get_member(session, actor=caller, member_id=member_id)
         merchant_id = None if caller.role == Role.operator else caller.merchant_id
-        return service.wallet(session, member_id=member.id, merchant_id=merchant_id)
+        return paging.page(service.wallet(session, member_id=member.id,
+                                          merchant_id=merchant_id),
+                           key=lambda voucher: (voucher.issued_at, voucher.code))

@@ -4,7 +4,8 @@ import uuid
 
 from fastapi import APIRouter
 
-from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
+from patron.kit.pagination import Page, by_creation
 from patron.vouchers.benefits import service
 from patron.vouchers.benefits.schemas import BenefitRuleRead, BenefitRuleWrite
 
@@ -31,12 +32,12 @@ def create_rule(data: BenefitRuleWrite, db: Db, caller: Caller) -> BenefitRuleRe
         return service.read_rule(session, rule)
 
 
-@router.get("", response_model=list[BenefitRuleRead], responses=problems(*AUTHED))
-def list_rules(db: Db, caller: Caller) -> list[BenefitRuleRead]:
+@router.get("", response_model=Page[BenefitRuleRead], responses=problems(*AUTHED))
+def list_rules(db: Db, caller: Caller, paging: PageQuery) -> Page[BenefitRuleRead]:
     """The merchant's benefit rules (the operator: all, the coalition's included), oldest
     first, with the benefits each has issued."""
     with db.session_scope() as session:
-        return service.list_rules(session, actor=caller)
+        return paging.page(service.list_rules(session, actor=caller), key=by_creation)
 
 
 @router.get("/{rule_id}", response_model=BenefitRuleRead, responses=problems(*AUTHED))
