@@ -91,7 +91,7 @@ class Fixture:
         assert sale.status_code == 201, sale.text
         cards = self.client.get(f"/v1/members/{member['id']}/cards",
                                 headers=auth(self.world.a.merchant_key))
-        member["card_id"] = cards.json()[0]["id"]
+        member["card_id"] = cards.json()["items"][0]["id"]
         return member
 
 

@@ -43,7 +43,7 @@ def test_a_sale_at_another_merchants_till_gives_no_hold_over_the_member(client, 
                         json={"barcode": victim["member_number"]})
     assert found.status_code == 200 and found.json()["known_here"] is False
     assert _zero_sale(client, world.b.pos_key, victim["member_number"]).status_code == 201
-    cards = client.get(f"/v1/members/{member_id}/cards", headers=b_pos).json()
+    cards = client.get(f"/v1/members/{member_id}/cards", headers=b_pos).json()["items"]
 
     before = snapshot(database)
     attempts = [
