@@ -359,7 +359,7 @@ def test_ten_registrations_of_one_new_card_at_once_give_one_card_and_nine_409s(
         assert member.status_code == 201, member.text
         members.append(member.json()["id"])
     cards = {member_id: client.get(f"/v1/members/{member_id}/cards",
-                                   headers=auth(world.a.merchant_key)).json()[0]["id"]
+                                   headers=auth(world.a.merchant_key)).json()["items"][0]["id"]
              for member_id in members}
 
     def register(index: int) -> Any:
@@ -514,7 +514,7 @@ def test_a_key_with_an_expiry_stops_working_then(client: TestClient, world: Worl
     _problem(client.post("/v1/offers", headers=auth(key), json={
         "name": "x", "kind": "amount_off", "value": 1}), 401, "key_expired")
     assert changed_tables(before, snapshot(database)) == []
-    listed = client.get("/v1/keys", headers=auth(world.operator_key)).json()
+    listed = client.get("/v1/keys", headers=auth(world.operator_key)).json()["items"]
     assert [k["expires_at"] for k in listed if k["id"] == created.json()["id"]] == [
         expires.isoformat().replace("+00:00", "Z")]
 

@@ -219,7 +219,7 @@ def test_an_unknown_card_is_one_answer_too(client: TestClient, world: World) -> 
                        headers=auth(world.a.merchant_key)).status_code == 200
     kept = enrol(client, world.a.merchant_key, card_uid="04:BB:00:00:00:00:01")
     [card] = client.get(f"/v1/members/{kept['id']}/cards",
-                        headers=auth(world.a.merchant_key)).json()
+                        headers=auth(world.a.merchant_key)).json()["items"]
     assert client.post(f"/v1/members/{kept['id']}/cards/{card['id']}/block",
                        headers=auth(world.a.merchant_key), json={}).status_code == 200
     tried = ["04:99:99:99:99:99:99", CARD, "04:BB:00:00:00:00:01"]
