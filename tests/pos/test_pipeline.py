@@ -364,9 +364,11 @@ def test_a_replay_is_answered_even_after_the_time_window(
     assert fresh.json()["code"] == "occurred_at_too_old"
 
 
-@pytest.mark.parametrize(("when", "code"), [("0001-01-01T00:00:00+14:00", "occurred_at_too_old"),
+# Outside the years every date field takes (1900-9998 in UTC, kit.validation.Instant): the
+# request's shape is wrong before the sale's window is asked.
+@pytest.mark.parametrize(("when", "code"), [("0001-01-01T00:00:00+14:00", "validation_failed"),
                                             ("9999-12-31T23:59:59-14:00",
-                                             "occurred_at_in_future")])
+                                             "validation_failed")])
 def test_times_at_the_edge_of_the_calendar_are_refused(
         client: TestClient, world: World, when: str, code: str) -> None:
     for path in ("/v1/pos/transactions", "/v1/pos/quote"):
