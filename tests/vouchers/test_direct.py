@@ -232,7 +232,14 @@ def validity(*, valid_from: timedelta | None = None, valid_until: timedelta | No
                                  for name, offset in bounds if offset is not None}
         body = {} if occurred_at is None else {
             "occurred_at": (ctx.start + occurred_at).isoformat()}
-        return one(body, **terms)(ctx)
+        if valid_until is None or valid_until > timedelta(0):
+            return one(body, **terms)(ctx)
+        # An offer cannot be created already ended: it was created while it still ran.
+        clock.freeze(ctx.start + valid_until - timedelta(hours=1))
+        try:
+            return one(body, **terms)(ctx)
+        finally:
+            clock.freeze(ctx.start)
     return prepare
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from patron.db import Database
-from patron.kit.clock import utcnow
+from patron.kit.clock import clock, utcnow
 from patron.vouchers import codes
 from patron.vouchers.models import Offer, Voucher, VoucherRedemption
 from patron.vouchers.service import release_expired_holds
@@ -34,6 +34,17 @@ def one_code(client: TestClient, tenant: Tenant, **terms: Any) -> str:
     offer = make_offer(client, tenant.merchant_key, **terms)
     [code] = make_codes(client, tenant.merchant_key, offer["id"])
     return code
+
+
+def expired_code(client: TestClient, tenant: Tenant) -> str:
+    """A code whose offer ended a second ago: created while it still ran (an offer cannot
+    be created already ended)."""
+    now = utcnow()
+    clock.freeze(now - timedelta(hours=1))
+    try:
+        return one_code(client, tenant, valid_until=(now - timedelta(seconds=1)).isoformat())
+    finally:
+        clock.unfreeze()
 
 
 def commit(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> Any:
@@ -58,8 +69,7 @@ def _revoked(client: TestClient, world: World) -> str:
 
 
 REASONS: list[tuple[str, Any]] = [
-    ("voucher_expired", lambda c, w: one_code(
-        c, w.a, valid_until=(utcnow() - timedelta(seconds=1)).isoformat())),
+    ("voucher_expired", lambda c, w: expired_code(c, w.a)),
     ("voucher_not_yet_valid", lambda c, w: one_code(
         c, w.a, valid_from=(utcnow() + timedelta(days=1)).isoformat())),
     ("voucher_wrong_channel", lambda c, w: one_code(c, w.a, channels=["online"])),
