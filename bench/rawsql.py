@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Json
@@ -312,6 +313,14 @@ VISIT = """INSERT INTO member_store_visits (member_id, merchant_id, store_id, vi
     visit_count = member_store_visits.visit_count + 1,
     last_visit_at = CASE WHEN excluded.last_visit_at > member_store_visits.last_visit_at
         THEN excluded.last_visit_at ELSE member_store_visits.last_visit_at END"""
+# The member's purchase day (store-local: the bench's stores are in Tokyo), as the
+# commit's scores.record_purchases writes it.
+TOKYO = ZoneInfo("Asia/Tokyo")
+PURCHASE_DAY = """INSERT INTO member_purchase_days (merchant_id, member_id, day,
+    purchase_count, spend_minor) VALUES (%(merchant)s, %(member)s, %(day)s, 1, %(spend)s)
+    ON CONFLICT (merchant_id, member_id, day) DO UPDATE SET
+    purchase_count = member_purchase_days.purchase_count + 1,
+    spend_minor = member_purchase_days.spend_minor + excluded.spend_minor"""
 FIGURES = """UPDATE pos_transactions SET member_id = %(member)s, subtotal = %(subtotal)s,
     points_discount = %(discount)s, total = %(total)s, points_earned = %(earned)s,
     points_burned = %(burned)s, miles_earned = %(miles)s, earn_entry_id = %(earn_entry)s,
@@ -424,6 +433,8 @@ def write_checkout(db: RawDatabase, till: RawTill, checkout: RawCheckout) -> Non
                     {**common, "member": member, "category": category, "quantity": quantity}
                     for category, quantity in sorted(checkout.categories)])
             x(VISIT, {**common, "member": member, "store": i(till.store_id)})
+            x(PURCHASE_DAY, {**common, "member": member, "spend": checkout.total,
+                             "day": checkout.occurred_at.astimezone(TOKYO).date().isoformat()})
         x(FIGURES, {"id": i(checkout.id), "member": i(member_id),
                     "subtotal": checkout.subtotal, "discount": checkout.points_discount,
                     "total": checkout.total, "earned": checkout.points_earned,
