@@ -210,6 +210,7 @@ def test_every_write_is_covered() -> None:
     assert {op.key for op in BODYLESS_WRITES} == {
         ("POST", "/v1/keys/{key_id}/revoke"), ("POST", "/v1/members/{member_id}/withdraw"),
         ("POST", "/v1/members/{member_id}/erase"), ("POST", "/v1/identify/caller-id"),
+        ("POST", "/v1/members/{member_id}/pin/unlock"),
         ("POST", "/v1/benefit-rules/{rule_id}/deactivate"),
         ("POST", "/v1/offers/{offer_id}/revoke"),
         ("POST", "/v1/vouchers/reservations/{reservation_id}/release"),
