@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -43,6 +42,7 @@ from patron.http import (
     PROBLEM_MEDIA_TYPE,
     FieldError,
     Problem,
+    RouteTable,
     authenticate_first,
     is_json,
     problems,
@@ -239,7 +239,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         # e.g. the `Allow` header that RFC 9110 requires on a 405
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
-            response.headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+            response.headers["Allow"] = ", ".join(_routes(app).methods(request.url.path))
         return response
 
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -256,20 +256,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 
-def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route of ``path`` takes (Starlette's own 405 names only the first
-    matching route's), read from the OpenAPI document, with HEAD wherever GET is."""
-    patterns = getattr(app.state, "method_patterns", None)
-    if patterns is None:
-        patterns = app.state.method_patterns = [
-            (re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"),
-             [method.upper() for method in methods])
-            for template, methods in app.openapi().get("paths", {}).items()]
-    allowed = {method for pattern, methods in patterns if pattern.match(path)
-               for method in methods}
-    if "GET" in allowed:
-        allowed.add("HEAD")
-    return sorted(allowed)
+def _routes(app: FastAPI) -> RouteTable:
+    """The app's operations, from its OpenAPI document, built at the first request that
+    needs them (not at start-up)."""
+    table: RouteTable | None = getattr(app.state, "route_table", None)
+    if table is None:
+        table = app.state.route_table = RouteTable(app.openapi().get("paths", {}))
+    return table
 
 
 class CrashLog:
@@ -498,7 +491,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CrashLog)
     # Inside the body limit, which then bounds what it reads and keeps.
-    app.add_middleware(Idempotency, router=app.router, database=lambda: app.state.database,
+    app.add_middleware(Idempotency,
+                       route_of=lambda method, path: _routes(app).template(method, path),
+                       database=lambda: app.state.database,
                        encryption_key=settings.encryption_key,
                        retention=timedelta(hours=settings.idempotency_key_hours),
                        render=_render_problem)

@@ -6,6 +6,7 @@ Only endpoint modules and ``app.py`` import this; the domain never does.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -212,3 +213,34 @@ async def get_paging(
 # Every list endpoint: `limit` and `cursor` in, `kit.pagination.Page` (`items`,
 # `next_cursor`) out.
 PageQuery = Annotated[Paging, Depends(get_paging)]
+
+
+class RouteTable:
+    """Which operation of the API a request is, read from the OpenAPI document's paths: the
+    one answer the 405's ``Allow`` header and the Idempotency-Key layer both need (a path
+    template and the methods it takes). A template with fewer parameters wins, as the
+    routes are declared: ``/v1/identify/caller-id`` before ``/v1/identify/{…}``."""
+
+    def __init__(self, paths: dict[str, dict[str, Any]]) -> None:
+        self._templates = sorted(
+            ((re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"),
+              template, frozenset(method.upper() for method in methods))
+             for template, methods in paths.items()),
+            key=lambda entry: entry[1].count("{"))
+
+    def template(self, method: str, path: str) -> str | None:
+        """The template of the operation that takes ``method`` on ``path``, if any."""
+        return next((template for pattern, template, methods in self._templates
+                     if method in methods and pattern.match(path)), None)
+
+    def methods(self, path: str) -> list[str]:
+        """The methods of the resource ``path`` is, with HEAD wherever GET is: its most
+        literal template's (``/v1/vouchers/validate`` is not ``/v1/vouchers/{code}``)."""
+        matching = [(template.count("{"), methods) for pattern, template, methods
+                    in self._templates if pattern.match(path)]
+        fewest = min((count for count, _ in matching), default=0)
+        allowed = {method for count, methods in matching if count == fewest
+                   for method in methods}
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        return sorted(allowed)

@@ -447,6 +447,8 @@ def test_without_a_valid_key_a_bad_body_is_401(client: TestClient, database: Dat
     ("PUT", "/v1/offers", "GET, HEAD, POST"),
     ("DELETE", "/v1/members/{member_id}", "GET, HEAD, PATCH"),
     ("GET", "/v1/members/{member_id}/pin", "PUT"),
+    # A literal path is its own resource, not the template beside it (/v1/vouchers/{code}).
+    ("OPTIONS", "/v1/vouchers/validate", "POST"),
 ])
 def test_a_405_names_every_method_of_the_path(client: TestClient, world: World,
                                               objects: Objects, method: str, path: str,

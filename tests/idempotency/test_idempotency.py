@@ -215,3 +215,20 @@ def test_without_a_key_nothing_is_kept(client: TestClient, world: World,
     assert client.post("/v1/members", json={}, headers=auth(world.a.merchant_key)
                        ).status_code == 201
     assert _rows(database) == []
+
+
+def test_a_method_or_path_no_route_takes_is_answered_by_the_app_not_the_key(
+        client: TestClient, world: World, database: Database) -> None:
+    """The key of a POST sent again with PUT, or to a path nobody serves: 405 and 404 as
+    without a key, and nothing claimed (schemathesis sends exactly this)."""
+    headers = {**auth(world.a.merchant_key), "Idempotency-Key": "enrol-1"}
+    assert _enrol(client, world.a.merchant_key, "enrol-1").status_code == 201
+    assert len(_rows(database)) == 1
+    wrong_method = client.put("/v1/members", json={"phone": "+81 90-1111-2222"},
+                              headers=headers)
+    assert wrong_method.status_code == 405, wrong_method.text
+    assert set(wrong_method.headers["allow"].replace(" ", "").split(",")) == {"POST"}
+    nowhere = client.post("/v1/no-such-thing", json={}, headers={
+        **auth(world.a.merchant_key), "Idempotency-Key": "other"})
+    assert nowhere.status_code == 404, nowhere.text
+    assert len(_rows(database)) == 1

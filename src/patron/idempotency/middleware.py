@@ -18,7 +18,6 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from starlette.routing import Match, Router
 
 from patron.db import BEFORE_COMMIT, Database
 from patron.errors import PatronError
@@ -50,11 +49,12 @@ _NOT_REPLAYED_HEADERS = frozenset({"content-length", "date", "server"})
 
 
 class Idempotency:
-    def __init__(self, app: Any, *, router: Router, database: Callable[[], Database],
+    def __init__(self, app: Any, *, route_of: Callable[[str, str], str | None],
+                 database: Callable[[], Database],
                  encryption_key: bytes, retention: timedelta,
                  render: Callable[[PatronError], Response]) -> None:
         self.app = app
-        self.router = router
+        self.route_of = route_of
         self.database = database
         self.encryption_key = encryption_key
         self.retention = retention
@@ -67,7 +67,10 @@ class Idempotency:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in scope.get("headers", [])}
         key = headers.get(HEADER.lower())
-        if key is None or (scope["method"], self._route(scope)) in EXEMPT:
+        # Only a request some route takes is claimed: an unknown path or a method the path
+        # does not take is the app's 404 or 405, whatever key it carries.
+        route = self.route_of(scope["method"], scope["path"]) if key is not None else None
+        if key is None or route is None or (scope["method"], route) in EXEMPT:
             await self.app(scope, receive, send)
             return
         try:
@@ -138,13 +141,6 @@ class Idempotency:
             await self.app(scope, receive, send)
         finally:
             BEFORE_COMMIT.reset(token)
-
-    def _route(self, scope: Scope) -> str | None:
-        for route in self.router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return getattr(route, "path", None)
-        return None
 
     def _principal(self, authorization: str | None) -> Principal | None:
         scheme, _, credentials = (authorization or "").partition(" ")
