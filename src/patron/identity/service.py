@@ -46,14 +46,13 @@ from patron.members.schemas import MemberProof
 from patron.members.service import (
     card_lookup,
     get_member,
-    is_member_of,
     parse_card_uid,
     parse_phone,
     phone_lookup,
     region_for,
 )
 from patron.tenancy.models import Role, Terminal
-from patron.tenancy.rules import MemberAction
+from patron.tenancy.rules import MemberAction, Relation
 from patron.tenancy.service import Principal
 
 # --- resolving one identifier to a member ----------------------------------------------
@@ -167,8 +166,9 @@ def _check_status(member: Member) -> None:
 
 
 def _known_here(session: Session, actor: Principal, member: Member) -> bool:
-    return actor.merchant_id is None or actor.merchant_id == member.merchant_id or \
-        is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id)
+    """Whether the caller's merchant knows the member: its own, or one holding a membership
+    with it (``members.access``, the who-may rule)."""
+    return access.relation(session, actor, member) != Relation.stranger
 
 
 def _check_identifiable(session: Session, actor: Principal, member: Member,

@@ -53,13 +53,17 @@ CODE_ATTEMPTS = 5
 CODES_PER_HOUR = 5
 
 
+def is_member_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID) -> bool:
+    return bool(session.scalar(select(exists().where(
+        Membership.member_id == member_id, Membership.merchant_id == merchant_id))))
+
+
 def relation(session: Session, actor: Principal, member: Member) -> Relation:
     is_home = actor.merchant_id is not None and actor.merchant_id == member.merchant_id
     has_membership = (
         actor.merchant_id is not None and not is_home
         and actor.role in (Role.merchant, Role.terminal)
-        and bool(session.scalar(select(exists().where(
-            Membership.member_id == member.id, Membership.merchant_id == actor.merchant_id)))))
+        and is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id))
     return relation_for(role=actor.role, is_home=is_home, has_membership=has_membership)
 
 
@@ -71,6 +75,15 @@ def member_for(session: Session, *, actor: Principal, member_id: uuid.UUID,
     checked when the rule asks for it (a wrong PIN counts towards the PIN's lock).
     ``require`` checks the member's state once the caller is known to be allowed, before
     any proof is spent on it."""
+    return member_and_relation(session, actor=actor, member_id=member_id, action=action,
+                               proof=proof, require=require)[0]
+
+
+def member_and_relation(session: Session, *, actor: Principal, member_id: uuid.UUID,
+                        action: MemberAction, proof: MemberProof | None = None,
+                        require: Callable[[Member], None] | None = None
+                        ) -> tuple[Member, Relation]:
+    """``member_for``, with the caller's relation to the member it decided by."""
     member = session.get(Member, member_id)
     if member is None:
         raise NotFound("no such member")
@@ -84,7 +97,7 @@ def member_for(session: Session, *, actor: Principal, member_id: uuid.UUID,
         require(member)
     if verdict == Verdict.with_proof:
         check_proof(session, member, proof)
-    return member
+    return member, found
 
 
 def _forbidden(found: Relation, action: MemberAction) -> Forbidden:
@@ -122,8 +135,6 @@ def send_code(session: Session, *, actor: Principal, member_id: uuid.UUID,
     """Start a one-time code for ``member_id``, to go to the member's current phone or
     e-mail through the outbox; answers the verification and where it goes (masked)."""
     member = member_for(session, actor=actor, member_id=member_id, action=MemberAction.read)
-    if actor.role not in (Role.operator, Role.merchant, Role.terminal):
-        raise Forbidden("this needs a merchant or terminal key")
     address = decrypt_phone(member) if channel == "sms" else decrypt_email(member)
     if address is None:
         raise NoChannelForCode(f"the member has no {'phone' if channel == 'sms' else 'e-mail'}"

@@ -146,11 +146,6 @@ def region_for(session: Session, actor: Principal) -> str:
     return get_settings().default_region
 
 
-def is_member_of(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.UUID) -> bool:
-    return bool(session.scalar(select(exists().where(
-        Membership.member_id == member_id, Membership.merchant_id == merchant_id))))
-
-
 def get_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member:
     """A member the caller may read (docs/tenancy.md, "Who may"): the operator every member,
     a merchant and its terminals the members holding a membership with it."""
@@ -161,9 +156,9 @@ def get_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> M
 def read_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> MemberRead:
     """The member as the caller may see them: another merchant sees neither the masked
     phone and e-mail nor the profile's attributes."""
-    member = get_member(session, actor=actor, member_id=member_id)
-    return to_read(member, personal=sees_personal_attributes(
-        access.relation(session, actor, member)))
+    member, relation = access.member_and_relation(session, actor=actor, member_id=member_id,
+                                                  action=MemberAction.read)
+    return to_read(member, personal=sees_personal_attributes(relation))
 
 
 def _require_active(member: Member) -> None:

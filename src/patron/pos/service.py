@@ -50,8 +50,8 @@ from patron.kit.clock import utcnow
 from patron.kit.validation import currency_code
 from patron.ledger import service as ledger
 from patron.ledger.errors import InsufficientPoints
+from patron.members.access import is_member_of
 from patron.members.models import Member, Membership
-from patron.members.service import is_member_of
 from patron.notify.outbox import EventType, emit
 from patron.operations.service import check_occurred_at
 from patron.pos.channel import sale_channel
