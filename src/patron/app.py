@@ -51,6 +51,7 @@ from patron.http import (
 )
 from patron.idempotency import middleware as idempotency
 from patron.idempotency.middleware import Idempotency
+from patron.imports import IMPORT_PATHS
 from patron.kit import heap
 from patron.vouchers.fastlane import FastLane
 
@@ -119,24 +120,27 @@ class SecurityHeaders:
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit, by Content-Length or while streaming."""
+    """Refuse request bodies over the limit, by Content-Length or while streaming; the
+    paths in ``larger`` (files streamed to disk) have their own limit."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._refuse(scope, receive, send)
+                    await self._refuse(scope, receive, send, limit)
                     return
         received = 0
 
@@ -145,15 +149,15 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(f"the body is over {self.max_bytes} bytes")
+                if received > limit:
+                    raise PayloadTooLarge(f"the body is over {limit} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(413, PayloadTooLarge.code, PayloadTooLarge.title,
-                                    f"the body is over {self.max_bytes} bytes")
+                                    f"the body is over {limit} bytes")
         await response(scope, receive, send)
 
 
@@ -462,6 +466,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.coalition.endpoints import router as coalition_router
     from patron.identity.endpoints import router as identity_router
     from patron.identity.telephony import router as telephony_router
+    from patron.imports.endpoints import router as imports_router
     from patron.ledger.endpoints import router as ledger_router
     from patron.members.endpoints import exports_router
     from patron.members.endpoints import router as members_router
@@ -488,6 +493,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(store_environment_router)
     app.include_router(referrals_router)
     app.include_router(exports_router)
+    app.include_router(imports_router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CrashLog)
     # Inside the body limit, which then bounds what it reads and keeps.
@@ -497,6 +503,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                        encryption_key=settings.encryption_key,
                        retention=timedelta(hours=settings.idempotency_key_hours),
                        render=_render_problem)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       larger=dict.fromkeys(IMPORT_PATHS, settings.max_import_bytes))
     app.add_middleware(SecurityHeaders)
     return app

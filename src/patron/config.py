@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # (docs/architecture.md, "The server process"). `make run` turns it on.
     access_log: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The history import's files (POST /v1/imports/...): streamed to a temporary file,
+    # never held in memory.
+    max_import_bytes: int = Field(default=2 * 1024 ** 3, ge=1024)
     qr_step_seconds: int = Field(default=30, ge=5)
     pin_max_failures: int = 5
     pin_lock_minutes: int = 15

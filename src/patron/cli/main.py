@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from patron.cli.imports import import_app
 from patron.cli.pos import pos_app
 from patron.cli.vouchers import vouchers_app
 from patron.config import DEV_SECRET_KEY, Settings, get_settings
@@ -28,6 +29,7 @@ jobs_app = typer.Typer(help="Scheduled jobs (patron serve also runs them on a sc
                        no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(pos_app, name="pos")
+app.add_typer(import_app, name="import")
 app.add_typer(vouchers_app, name="vouchers")
 console = Console(stderr=True)
 
@@ -91,10 +93,7 @@ def keys_create(
              "its offset (2027-03-31T23:59:59+09:00); default: never")] = None,
 ) -> None:
     """Create an API key; the key is printed alone on the last line (shown only once)."""
-    from sqlalchemy import select
-
-    from patron.tenancy.models import Merchant
-    from patron.tenancy.service import ensure_operator, issue_key
+    from patron.tenancy.service import SYSTEM, ensure_operator, issue_key, merchant_by_number
 
     database = Database(get_settings().database_url)
     try:
@@ -102,10 +101,8 @@ def keys_create(
             ensure_operator(session)
             merchant_uuid = _uuid(merchant_id, "merchant-id")
             if merchant_number is not None:
-                merchant_uuid = session.scalar(
-                    select(Merchant.id).where(Merchant.number == merchant_number))
-                if merchant_uuid is None:
-                    raise typer.BadParameter(f"no merchant number {merchant_number:05d}")
+                merchant_uuid = merchant_by_number(session, actor=SYSTEM,
+                                                   number=merchant_number).id
             api_key, secret = issue_key(session, role=role, merchant_id=merchant_uuid,
                                         terminal_id=_uuid(terminal_id, "terminal-id"),
                                         label=label, expires_at=_expiry(expires))

@@ -23,6 +23,7 @@ from patron.db import BEFORE_COMMIT, Database
 from patron.errors import PatronError
 from patron.idempotency import service
 from patron.idempotency.errors import InvalidIdempotencyKey
+from patron.imports import MEMBERS_PATH, PURCHASES_PATH
 from patron.kit.clock import utcnow
 from patron.tenancy.service import Principal, authenticate
 
@@ -41,6 +42,12 @@ EXEMPT: dict[tuple[str, str], str] = {
         "statement as the use itself (docs/vouchers.md)",
     ("POST", "/v1/telephony/inbound"):
         "a signed webhook of the telephony provider, not called with an API key",
+    ("POST", MEMBERS_PATH):
+        "an import run again adds nothing: each member is found by its external_ref "
+        "(docs/imports.md); its file is streamed, never held to be hashed",
+    ("POST", PURCHASES_PATH):
+        "an import run again adds nothing: each receipt is found by its number "
+        "(docs/imports.md); its file is streamed, never held to be hashed",
 }
 _KEY_FORMAT = re.compile(r"[\x21-\x7e]{1,255}")
 # Answers not stored: a throttled request was not carried out, and a 5xx never is.

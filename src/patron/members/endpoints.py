@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from patron.http import AUTHED, Caller, Db, NoBody, problems
+from patron.kit.pagination import Page
 from patron.kit.validation import Instant
 from patron.ledger.service import forfeit_all
 from patron.ledger.views import Position, decode_cursor, encode_cursor
@@ -39,6 +40,21 @@ def enrol(data: MemberCreate, db: Db, caller: Caller) -> MemberRead:
     """
     with db.session_scope() as session:
         return service.to_read(service.enrol(session, actor=caller, data=data))
+
+
+@router.get("", response_model=Page[MemberRead], responses=problems(*AUTHED))
+def find_members(db: Db, caller: Caller,
+                 external_ref: Annotated[str, Query(min_length=1, max_length=64, description=(
+                     "The member's id in the merchant's previous system (history import)"))],
+                 merchant_id: Annotated[uuid.UUID | None, Query(
+                     description="Required with an operator key")] = None) -> Page[MemberRead]:
+    """Look a member up by the id they had in the merchant's previous system (the data
+    controller: the operator naming `merchant_id`, or the merchant's own merchant key):
+    one member, or none."""
+    with db.read_scope() as session:
+        return Page(items=[service.to_read(member) for member in service.find_by_external_ref(
+            session, actor=caller, merchant_id=merchant_id, external_ref=external_ref)],
+            next_cursor=None)
 
 
 @router.get("/{member_id}", response_model=MemberRead, responses=problems(*AUTHED))

@@ -35,6 +35,16 @@ class CardTaken(Conflict):
     title = "This card is already registered"
 
 
+class DuplicateExternalRef(Conflict):
+    code = "duplicate_external_ref"
+    title = "An earlier member of the file has this external_ref"
+
+
+class EnrolledInFuture(InvalidInput):
+    code = "enrolled_in_future"
+    title = "enrolled_at is after the server's time"
+
+
 class CustomerNumbersExhausted(Conflict):
     code = "customer_numbers_exhausted"
     title = "This merchant has used all 9,999,999 customer numbers"

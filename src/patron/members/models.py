@@ -42,6 +42,7 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         Index("uq_members_merchant_customer_no", "merchant_id", "customer_no", unique=True),
+        Index("uq_members_merchant_external_ref", "merchant_id", "external_ref", unique=True),
         # One active member per phone / e-mail across the coalition; a withdrawn member's
         # hash is kept (so the refusal can say "withdrawn") without blocking re-enrolment.
         Index("uq_members_active_phone", "phone_hash", unique=True,
@@ -59,6 +60,9 @@ class Member(Base):
     enrolled_store_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stores.id"))
     customer_no: Mapped[int] = mapped_column(Integer)
     member_number: Mapped[str] = mapped_column(String(14), unique=True)
+    # The member's id in the merchant's previous system (the history import), unique per
+    # merchant; never shown to another merchant.
+    external_ref: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=MemberStatus.active.value)
     phone_hash: Mapped[str | None] = mapped_column(String(64))
     phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

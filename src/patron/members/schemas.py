@@ -111,6 +111,9 @@ class MemberRead(BaseModel):
     id: uuid.UUID
     member_number: str
     merchant_id: uuid.UUID
+    external_ref: str | None = Field(
+        description="The member's id in the merchant's previous system (history import); "
+                    "shown to the enrolling merchant and the operator only")
     status: str
     phone_masked: str | None
     email_masked: str | None

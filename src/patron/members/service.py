@@ -4,6 +4,10 @@ reads every area, is `patron.privacy.export`)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.orm import Session
@@ -11,8 +15,8 @@ from sqlalchemy.orm import Session
 from patron.campaigns import occasions
 from patron.campaigns.models import Trigger
 from patron.config import get_settings
-from patron.db import flush_or_raise, insert_for
-from patron.errors import NotFound
+from patron.db import flush_or_raise, insert_for, insert_rows, table_of
+from patron.errors import NotFound, PatronError
 from patron.identity.models import Card, CardStatus
 from patron.identity.numbers import MAX_CUSTOMER_NO, format_member_number
 from patron.identity.phone import PhoneFormatError, normalise_card_uid, normalise_phone
@@ -22,7 +26,9 @@ from patron.members import access
 from patron.members.errors import (
     CardTaken,
     CustomerNumbersExhausted,
+    DuplicateExternalRef,
     EmailTaken,
+    EnrolledInFuture,
     InvalidCardUid,
     InvalidPhone,
     MemberNotActive,
@@ -84,11 +90,18 @@ def remember_identifiers(session: Session, member: Member, *,
                          device_hash: str | None = None) -> None:
     """Keep the member's current phone and e-mail (and a wallet device) in their history of
     identifiers, by keyed hash (``MemberIdentifier``); known ones are left as they are."""
-    rows = [{"member_id": member.id, "kind": kind.value, "hash": hashed,
+    _remember(session, _identifier_rows(member, device_hash))
+
+
+def _identifier_rows(member: Member, device_hash: str | None = None) -> list[dict[str, Any]]:
+    return [{"member_id": member.id, "kind": kind.value, "hash": hashed,
              "first_seen_at": member.updated_at}
             for kind, hashed in ((IdentifierKind.phone, member.phone_hash),
                                  (IdentifierKind.email, member.email_hash),
                                  (IdentifierKind.device, device_hash)) if hashed]
+
+
+def _remember(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
         session.execute(insert_for(session, MemberIdentifier).on_conflict_do_nothing(
             index_elements=["member_id", "kind", "hash"]), rows)
@@ -174,18 +187,40 @@ def _member_to_change(session: Session, actor: Principal, member_id: uuid.UUID,
 
 # --- enrolment ------------------------------------------------------------------------
 
-def _allocate_customer_no(session: Session, merchant_id: uuid.UUID) -> int:
+def _allocate_customer_no(session: Session, merchant_id: uuid.UUID, count: int = 1) -> int:
+    """The first of ``count`` consecutive customer numbers, taken for this enrolment."""
     # One atomic increment inside the enrolling transaction: the row lock serialises
-    # concurrent enrolments, and a rollback gives the number back, so there are no gaps.
+    # concurrent enrolments, and a rollback gives the numbers back, so there are no gaps.
     new_next = session.execute(
         update(Merchant).where(Merchant.id == merchant_id)
-        .values(next_customer_no=Merchant.next_customer_no + 1)
+        .values(next_customer_no=Merchant.next_customer_no + count)
         .returning(Merchant.next_customer_no)
     ).scalar_one()
-    customer_no = int(new_next) - 1
-    if customer_no > MAX_CUSTOMER_NO:
+    if int(new_next) - 1 > MAX_CUSTOMER_NO:
         raise CustomerNumbersExhausted()
-    return customer_no
+    return int(new_next) - count
+
+
+def _new_member(*, merchant: Merchant, customer_no: int | None, store_id: uuid.UUID | None,
+                phone: str | None, email: str | None, enrolled_at: datetime, now: datetime,
+                birth_year: int | None = None, birth_month: int | None = None,
+                gender: str | None = None, postcode: str | None = None,
+                region: str | None = None, language: str | None = None,
+                external_ref: str | None = None) -> Member:
+    """A new active member's row: the one shape of an enrolment, one at a time or many
+    (``customer_no`` None: numbered later)."""
+    member = Member(id=uuid.uuid4(), merchant_id=merchant.id, enrolled_store_id=store_id,
+                    customer_no=customer_no,
+                    member_number=None if customer_no is None
+                    else format_member_number(merchant.number, customer_no),
+                    external_ref=external_ref, status=MemberStatus.active.value,
+                    birth_year=birth_year, birth_month=birth_month, gender=gender,
+                    postcode=postcode, region=region, language=language,
+                    created_at=enrolled_at, updated_at=now, pin_failures=0,
+                    consent_sms=False, consent_email=False, consent_push=False)
+    _set_phone(member, phone)
+    _set_email(member, email)
+    return member
 
 
 def _record_consents(session: Session, member: Member, consents: Consents | ConsentChange,
@@ -219,15 +254,12 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     phone = parse_phone(data.phone, merchant.country) if data.phone else None
     card_uid = parse_card_uid(data.card_uid) if data.card_uid else None
     now = utcnow()
-    member = Member(id=uuid.uuid4(), merchant_id=merchant.id, enrolled_store_id=actor.store_id,
-                    status=MemberStatus.active.value, birth_year=data.birth_year,
-                    birth_month=data.birth_month,
-                    gender=data.gender.value if data.gender else None, postcode=data.postcode,
-                    region=data.region, language=data.language, created_at=now,
-                    updated_at=now, pin_failures=0, consent_sms=False, consent_email=False,
-                    consent_push=False)
-    _set_phone(member, phone)
-    _set_email(member, data.email)
+    # The customer number is taken once the checks below pass (a refusal takes none).
+    member = _new_member(merchant=merchant, customer_no=None, store_id=actor.store_id,
+                         phone=phone, email=data.email, enrolled_at=now, now=now,
+                         birth_year=data.birth_year, birth_month=data.birth_month,
+                         gender=data.gender.value if data.gender else None,
+                         postcode=data.postcode, region=data.region, language=data.language)
     card_hash = card_lookup(card_uid) if card_uid else None
     device_hash = device_lookup(data.device_id) if data.device_id else None
     # Before the uniqueness checks: the referrer's own phone is a self-referral, not a
@@ -274,12 +306,148 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     return member
 
 
+
+
+def find_by_external_ref(session: Session, *, actor: Principal, merchant_id: uuid.UUID | None,
+                         external_ref: str) -> list[Member]:
+    """The merchant's member with this ``external_ref`` (none or one): for the data
+    controller, the operator (naming the merchant) or the merchant's own merchant key;
+    another merchant's key finds nothing (404 for the merchant), terminals none (403)."""
+    if merchant_id is None:
+        if actor.merchant_id is None:
+            actor.require(Role.operator)  # a key of no merchant: the operator's alone
+            raise MerchantRequired(field="merchant_id")
+        merchant_id = actor.merchant_id
+    merchant = get_merchant(session, actor=actor, merchant_id=merchant_id)
+    actor.require(Role.operator, Role.merchant)
+    return list(session.scalars(select(Member).where(Member.merchant_id == merchant.id,
+                                                     Member.external_ref == external_ref)))
+
+# --- enrolment of many, from another system (the history import) ---------------------
+
+@dataclass(frozen=True)
+class ImportedMember:
+    """One member as the previous system knew them (``patron.imports``): the text of the
+    identifiers as exported, the profile already checked by its schema."""
+
+    external_ref: str
+    phone: str | None = None
+    email: str | None = None
+    card_uid: str | None = None
+    birth_year: int | None = None
+    gender: str | None = None
+    postcode: str | None = None
+    language: str | None = None
+    enrolled_at: datetime | None = None
+
+
+ALREADY_THERE = "already_there"
+
+
+def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[ImportedMember],
+                   now: datetime) -> list[Member | str | PatronError]:
+    """Enrol members from another system, all at once: for each, the new member, or
+    ``ALREADY_THERE`` (a member of this merchant has its ``external_ref``: an import run
+    again adds nothing), or why it is refused — by the rules ``enrol`` applies (a valid
+    phone and card UID; a phone, e-mail or card no other active member has, nor an
+    earlier one of ``people``). No PIN, no consents (none were given to Patron), no
+    events and no welcome campaigns: these members joined before."""
+    refs = [person.external_ref for person in people]
+    known = set(session.scalars(select(Member.external_ref).where(
+        Member.merchant_id == merchant.id, Member.external_ref.in_(refs))))
+    outcomes: list[Member | str | PatronError] = []
+    planned: list[tuple[int, ImportedMember, str | None, str | None, str | None]] = []
+    seen: dict[str, set[str]] = {"ref": set(), "phone": set(), "email": set(), "card": set()}
+    for index, person in enumerate(people):
+        if person.external_ref in known:
+            outcomes.append(ALREADY_THERE)
+            continue
+        try:
+            if person.external_ref in seen["ref"]:
+                raise DuplicateExternalRef(field="external_ref")
+            if person.enrolled_at is not None and person.enrolled_at > now:
+                raise EnrolledInFuture(field="enrolled_at")
+            phone = parse_phone(person.phone, merchant.country) if person.phone else None
+            card_uid = parse_card_uid(person.card_uid) if person.card_uid else None
+            email = person.email.strip().lower() if person.email else None
+            hashes = {"phone": phone_lookup(phone) if phone else None,
+                      "email": email_lookup(email) if email else None,
+                      "card": card_lookup(card_uid) if card_uid else None}
+            for kind, error in (("phone", PhoneTaken), ("email", EmailTaken),
+                                ("card", CardTaken)):
+                if hashes[kind] in seen[kind]:
+                    raise error(f"an earlier member of the file has this {kind}", field=kind
+                                if kind != "card" else "card_uid")
+        except PatronError as exc:
+            outcomes.append(exc)
+            continue
+        seen["ref"].add(person.external_ref)
+        for kind, hashed in hashes.items():
+            if hashed is not None:
+                seen[kind].add(hashed)
+        outcomes.append(ALREADY_THERE)  # replaced below once its checks pass
+        planned.append((index, person, phone, email, card_uid))
+    taken = _taken(session, phones=seen["phone"], emails=seen["email"], cards=seen["card"])
+    accepted: list[tuple[int, ImportedMember, str | None, str | None, str | None]] = []
+    for index, person, phone, email, card_uid in planned:
+        clash = next((error(field=field) for value, lookup, kind, error, field in (
+            (phone, phone_lookup, "phone", PhoneTaken, "phone"),
+            (email, email_lookup, "email", EmailTaken, "email"),
+            (card_uid, card_lookup, "card", CardTaken, "card_uid"))
+            if value is not None and lookup(value) in taken[kind]), None)
+        if clash is not None:
+            outcomes[index] = clash
+        else:
+            accepted.append((index, person, phone, email, card_uid))
+    if not accepted:
+        return outcomes
+    first = _allocate_customer_no(session, merchant.id, len(accepted))
+    members: list[Member] = []
+    cards: list[dict[str, Any]] = []
+    for offset, (index, person, phone, email, card_uid) in enumerate(accepted):
+        member = _new_member(merchant=merchant, customer_no=first + offset, store_id=None,
+                             phone=phone, email=email, enrolled_at=person.enrolled_at or now,
+                             now=now, birth_year=person.birth_year, gender=person.gender,
+                             postcode=person.postcode, language=person.language,
+                             external_ref=person.external_ref)
+        members.append(member)
+        outcomes[index] = member
+        if card_uid is not None:
+            cards.append({"id": uuid.uuid4(), "member_id": member.id,
+                          "merchant_id": merchant.id, "uid_hash": card_lookup(card_uid),
+                          "uid_last4": card_uid[-4:], "status": CardStatus.active.value,
+                          "created_at": now})
+    session.add_all(members)
+    flush_or_raise(session, PhoneTaken("another member was just enrolled with the same phone "
+                                       "or e-mail"))
+    insert_rows(session, table_of(Membership), [
+        {"id": uuid.uuid4(), "member_id": member.id, "merchant_id": merchant.id,
+         "joined_at": member.created_at, "source": "import"} for member in members])
+    insert_rows(session, table_of(Card), cards)
+    _remember(session, [row for member in members for row in _identifier_rows(member)])
+    return outcomes
+
+
+def _taken(session: Session, *, phones: set[str], emails: set[str],
+           cards: set[str]) -> dict[str, set[str]]:
+    """Which of these lookup hashes an active member's phone or e-mail, or a card, has."""
+    active = Member.status == MemberStatus.active.value
+    return {
+        "phone": set(session.scalars(select(Member.phone_hash).where(
+            active, Member.phone_hash.in_(phones)))) if phones else set(),
+        "email": set(session.scalars(select(Member.email_hash).where(
+            active, Member.email_hash.in_(emails)))) if emails else set(),
+        "card": set(session.scalars(select(Card.uid_hash).where(
+            Card.uid_hash.in_(cards)))) if cards else set()}
+
+
 def to_read(member: Member, *, personal: bool = True) -> MemberRead:
     phone = decrypt_phone(member) if personal else None
     email = decrypt_email(member) if personal else None
     return MemberRead(
         id=member.id, member_number=member.member_number, merchant_id=member.merchant_id,
-        status=member.status, phone_masked=mask_phone(phone) if phone else None,
+        external_ref=member.external_ref if personal else None, status=member.status,
+        phone_masked=mask_phone(phone) if phone else None,
         email_masked=mask_email(email) if email else None,
         birth_year=member.birth_year if personal else None,
         birth_month=member.birth_month if personal else None,

@@ -335,23 +335,10 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
                             balance_after=balance_after, miles_after=miles_after, issued=[],
                             occurred_at=occurred_at, now=now)
     answer_json = answer.model_dump_json()
-    transaction = {
-        "id": transaction_id, "merchant_id": merchant_id, "store_id": till.store.id,
-        "terminal_id": till.terminal.id, "receipt_no": data.receipt_no,
-        "member_id": priced.member_id,
-        "channel": sale_channel(till.terminal.kind, data.channel).value,
-        "currency": till.merchant.currency, "subtotal": priced.subtotal,
-        "voucher_discount": priced.voucher_discount,
-        "points_discount": priced.points_discount, "miles_discount": priced.miles_discount,
-        "total": priced.total, "points_earned": priced.points_earned,
-        "points_burned": priced.points_burned, "miles_earned": priced.miles_earned,
-        "miles_burned": priced.miles_burned,
-        "payment_method": data.payment.method.value if data.payment else None,
-        "payment_amount": data.payment.amount if data.payment else None,
-        "occurred_at": occurred_at, "created_at": now, "request_hash": plain.request_hash,
-        "response_json": answer_json, "earn_entry_id": entries["earn"],
-        "burn_entry_id": entries["burn"], "miles_earn_entry_id": entries["miles"],
-        "miles_burn_entry_id": None}
+    transaction = sale_row(till=till, data=data, priced=priced,
+                           transaction_id=transaction_id, occurred_at=occurred_at, now=now,
+                           request_hash=plain.request_hash, response_json=answer_json,
+                           entries=entries)
     events = [{"id": uuid.uuid4(), "type": str(type_), "merchant_id": merchant_id,
                "member_id": priced.member_id, "payload": payload, "occurred_at": occurred_at,
                "created_at": now, "delivered_at": None}
@@ -371,19 +358,11 @@ def _plan(plain: Plain, *, till: Till, program: MerchantProgram, rate: Rate | No
 def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
            allowances: dict[uuid.UUID, _Allowance], now: datetime) -> None:
     merchant_id = till.merchant.id
-    book.write()
-    insert_rows(session, table_of(PosTransaction), [item.transaction for item in planned])
-    insert_rows(session, table_of(PosTransactionLine),
-                [line for item in planned for line in item.lines])
-    purchases = [item.purchase for item in planned if item.purchase is not None]
-    if purchases:
-        # A purchase makes its member a member here; the unique key skips existing ones.
-        session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
-            index_elements=["member_id", "merchant_id"]), [
-            {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
-             "joined_at": now, "source": "purchase"}
-            for member_id in sorted({purchase.member_id for purchase in purchases})])
-        record_purchases(session, purchases)
+    write_sales(session, merchant_id=merchant_id, book=book,
+                transactions=[item.transaction for item in planned],
+                lines=[line for item in planned for line in item.lines],
+                purchases=[item.purchase for item in planned if item.purchase is not None],
+                now=now)
     guarded_update(session, _SET_BURNED, [
         {"allowance_id": allowance_id, "before": allowance.burned_read,
          "after": allowance.burned}
@@ -396,3 +375,50 @@ def _write(session: Session, *, till: Till, book: Book, planned: list[_Planned],
         terminal_id=till.terminal.id, merchant_id=merchant_id,
         transaction_id=item.transaction["id"], allowance_id=item.plain.allowance_id,
         digest=item.plain.digest, now=now) for item in planned])
+
+
+# --- the rows of a sale, for every batched writer (this set path, the history import) ----
+
+def sale_row(*, till: Till, data: PurchaseWrite, priced: pos.Priced,
+             transaction_id: uuid.UUID, occurred_at: datetime, now: datetime,
+             request_hash: str, response_json: str | None,
+             entries: dict[str, uuid.UUID | None]) -> dict[str, Any]:
+    """The ``pos_transactions`` row of a priced sale, as the POS commit writes it;
+    ``entries`` the journal entries of its burn, earn and miles (None: none)."""
+    return {
+        "id": transaction_id, "merchant_id": till.merchant.id, "store_id": till.store.id,
+        "terminal_id": till.terminal.id, "receipt_no": data.receipt_no,
+        "member_id": priced.member_id,
+        "channel": sale_channel(till.terminal.kind, data.channel).value,
+        "currency": till.merchant.currency, "subtotal": priced.subtotal,
+        "voucher_discount": priced.voucher_discount,
+        "points_discount": priced.points_discount, "miles_discount": priced.miles_discount,
+        "total": priced.total, "points_earned": priced.points_earned,
+        "points_burned": priced.points_burned, "miles_earned": priced.miles_earned,
+        "miles_burned": priced.miles_burned,
+        "payment_method": data.payment.method.value if data.payment else None,
+        "payment_amount": data.payment.amount if data.payment else None,
+        "occurred_at": occurred_at, "created_at": now, "request_hash": request_hash,
+        "response_json": response_json, "earn_entry_id": entries.get("earn"),
+        "burn_entry_id": entries.get("burn"), "miles_earn_entry_id": entries.get("miles"),
+        "miles_burn_entry_id": None}
+
+
+def write_sales(session: Session, *, merchant_id: uuid.UUID, book: Book | None,
+                transactions: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]],
+                purchases: Sequence[Purchase], now: datetime) -> None:
+    """Write planned sales with one multi-row statement per table: the book's entries
+    (None: the sales move no points), the transactions and their lines, the memberships
+    the purchases make and the members' statistics (``scores.record_purchases``)."""
+    if book is not None:
+        book.write()
+    insert_rows(session, table_of(PosTransaction), transactions)
+    insert_rows(session, table_of(PosTransactionLine), lines)
+    if purchases:
+        # A purchase makes its member a member here; the unique key skips existing ones.
+        session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
+            index_elements=["member_id", "merchant_id"]), [
+            {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
+             "joined_at": now, "source": "purchase"}
+            for member_id in sorted({purchase.member_id for purchase in purchases})])
+        record_purchases(session, purchases)

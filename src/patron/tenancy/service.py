@@ -32,6 +32,7 @@ from patron.tenancy.models import (
     Role,
     Store,
     Terminal,
+    TerminalKind,
 )
 from patron.tenancy.schemas import (
     ApiKeyCreate,
@@ -157,6 +158,14 @@ def get_merchant(session: Session, *, actor: Principal, merchant_id: uuid.UUID) 
     return merchant
 
 
+
+def merchant_by_number(session: Session, *, actor: Principal, number: int) -> Merchant:
+    """A merchant by its 5-digit number (the command line's way to name one)."""
+    merchant_id = session.scalar(select(Merchant.id).where(Merchant.number == number))
+    if merchant_id is None:
+        raise NotFound(f"no merchant number {number:05d}")
+    return get_merchant(session, actor=actor, merchant_id=merchant_id)
+
 def create_store(session: Session, *, actor: Principal, merchant_id: uuid.UUID,
                  data: StoreCreate) -> Store:
     merchant = get_merchant(session, actor=actor, merchant_id=merchant_id)
@@ -200,6 +209,23 @@ def create_terminal(session: Session, *, actor: Principal, store_id: uuid.UUID,
                           terminal_id=terminal.id, label=f"terminal {store.code}/{data.code}")
     return terminal, secret
 
+
+
+HISTORY_TERMINAL = "history-import"
+
+
+def history_terminal(session: Session, store: Store) -> Terminal:
+    """The store's terminal of imported purchases (``patron.imports``): the till their
+    receipts are numbered at, inactive so that no key of it is ever accepted."""
+    terminal = session.scalars(select(Terminal).where(
+        Terminal.store_id == store.id, Terminal.code == HISTORY_TERMINAL)).first()
+    if terminal is None:
+        terminal = Terminal(id=uuid.uuid4(), merchant_id=store.merchant_id, store_id=store.id,
+                            code=HISTORY_TERMINAL, kind=TerminalKind.pos.value, active=False,
+                            points_per_tap=0, require_pin=False, created_at=utcnow())
+        session.add(terminal)
+        session.flush()
+    return terminal
 
 def list_terminals(session: Session, *, actor: Principal, store_id: uuid.UUID) -> list[Terminal]:
     get_store(session, actor=actor, store_id=store_id)
