@@ -55,27 +55,29 @@ class Tally:
         if self.writer is not None:
             self.writer.writerow(["line", "key", "code", "reason"])
 
-    def add(self, outcomes: service.Outcomes, rows: int) -> None:
+    def add(self, outcomes: service.Outcomes, read: int) -> None:
         self.imported += outcomes.imported
         self.already_there += outcomes.already_there
         self.refused += len(outcomes.refused)
-        for refusal in outcomes.refused:
-            for line in refusal.lines:
-                row = RefusedRow(line=line, key=refusal.key, code=refusal.error.code,
-                                 reason=refusal.error.detail)
-                if self.writer is not None:
-                    self.writer.writerow([row.line, row.key or "", row.code, row.reason])
-                if len(self.listed) < LISTED_REFUSALS:
-                    self.listed.append(row)
-                else:
-                    self.truncated = True
+        # In the file's order (a chunk's refusals are found in several passes).
+        rows = sorted((RefusedRow(line=line, key=refusal.key, code=refusal.error.code,
+                                  reason=refusal.error.detail)
+                       for refusal in outcomes.refused for line in refusal.lines),
+                      key=lambda row: row.line)
+        for row in rows:
+            if self.writer is not None:
+                self.writer.writerow([row.line, row.key or "", row.code, row.reason])
+            if len(self.listed) < LISTED_REFUSALS:
+                self.listed.append(row)
+            else:
+                self.truncated = True
         if self.progress is not None:
-            self.progress(rows)
+            self.progress(read)
 
     def summary(self, rows: int) -> ImportSummary:
         return ImportSummary(kind=self.kind, rows=rows, imported=self.imported,
                              already_there=self.already_there, refused=self.refused,
-                             refused_rows=sorted(self.listed, key=lambda row: row.line),
+                             refused_rows=self.listed,
                              refused_rows_truncated=self.truncated)
 
 
