@@ -217,11 +217,17 @@ def jobs_run(now: NowOption = None) -> None:
 
 @app.command()
 def demo(
-    members: Annotated[int, typer.Option(min=0, max=100_000)] = 2000,
-    if_empty: Annotated[bool, typer.Option(help="Do nothing if merchants exist")] = False,
-    seed: Annotated[int, typer.Option()] = 7,
+    members: Annotated[int, typer.Option(
+        min=0, max=100_000, help="Members in all, the 6 sample members included")] = 2000,
+    if_empty: Annotated[bool, typer.Option(
+        help="If merchants exist, add nothing and print the demo's keys and sample members "
+             "again")] = False,
+    seed: Annotated[int, typer.Option(help="The same seed draws the same demo data")] = 7,
 ) -> None:
-    """Fill the database with a demo coalition and print its URLs and keys."""
+    """Fill an empty database with a demo coalition (stores, terminals, members, four weeks
+    of register events, running campaigns) and print its URLs, API keys, sample members and
+    a request to try. The keys are kept in a file beside the database (mode 0600), so a
+    later run with --if-empty prints them again (docs/demo.md)."""
     from patron.cli.demo import build_demo
 
     database = Database(get_settings().database_url)
