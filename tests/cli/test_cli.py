@@ -66,6 +66,7 @@ def test_keys_for_the_other_roles_need_their_tenant(db_url):
 
 def test_demo_builds_the_coalition_and_prints_keys(db_url):
     from patron.members.models import Member
+    from patron.pos.models import PosTransaction
     from patron.tenancy.models import Merchant, Store, Terminal
 
     result = patron(db_url, "demo", "--members", "60")
@@ -77,7 +78,11 @@ def test_demo_builds_the_coalition_and_prints_keys(db_url):
         timezones = set(session.scalars(select(Merchant.timezone)))
         stores = session.scalar(select(func.count()).select_from(Store))
         kinds = set(session.scalars(select(Terminal.kind)))
-        members = session.scalar(select(func.count()).select_from(Member))
+        members = session.scalar(select(func.count()).select_from(Member)
+                                 .where(Member.external_ref.is_(None)))
+        imported = session.scalar(select(func.count()).select_from(Member)
+                                  .where(Member.external_ref.isnot(None)))
+        history = session.scalar(select(func.count()).select_from(PosTransaction))
         with_coordinates = session.scalar(select(func.count()).select_from(Store)
                                           .where(Store.latitude.isnot(None)))
     database.dispose()
@@ -85,7 +90,9 @@ def test_demo_builds_the_coalition_and_prints_keys(db_url):
     assert len(timezones) == 3
     assert stores == 12 and with_coordinates == 11
     assert {"pos", "reader", "online"} <= kinds
-    assert members == 60
+    assert members == 60  # enrolled
+    # A previous system's customers (10 a merchant at least) with a year of purchases.
+    assert imported == 30 and history >= 100
     again = patron(db_url, "demo", "--if-empty")
     assert "nothing to do" in again.stderr
 

@@ -111,11 +111,11 @@ def test_jobs_scores_refits_every_merchant_with_purchases(db_url):  # noqa: F811
     from patron.members.models import Member
     from patron.scores.models import MemberStats, ScoreModel
 
-    patron(db_url, "demo", "--members", "60")
-    nothing = patron(db_url, "jobs", "scores")
-    assert "nothing to refit" in nothing.stdout + nothing.stderr
     database = Database(db_url)
     try:
+        make_cast(database, merchants=3, members=60)
+        nothing = patron(db_url, "jobs", "scores")
+        assert "nothing to refit" in nothing.stdout + nothing.stderr
         now = datetime(2026, 4, 1, tzinfo=UTC)
         with database.session_scope() as session:  # purchase histories for the members
             for index, member in enumerate(session.scalars(select(Member))):

@@ -8,6 +8,8 @@ the same keys read back from the keys file beside the database."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 import sys
 from dataclasses import dataclass, field
@@ -48,7 +50,10 @@ from patron.db import Database
 from patron.errors import PatronError
 from patron.identity.schemas import IdentifyRequest
 from patron.identity.service import identify
+from patron.imports import runner
+from patron.imports.sample import write_history
 from patron.kit.clock import utcnow
+from patron.kit.validation import currency_minor_units
 from patron.members.schemas import Consents, Gender, MemberCreate
 from patron.members.service import enrol
 from patron.operations.schemas import MAX_BATCH, EventBatch
@@ -271,6 +276,11 @@ def build_demo(database: Database, *, members: int, if_empty: bool, seed: int,
                       out=sys.stdout)
         return
     summary, counts = built
+    # Scores and lifetime values from the imported year, without waiting for the daily
+    # refit of `patron serve`.
+    from patron.scores.refit import run_refits
+
+    run_refits(database, utcnow())
     try:
         write_keys_file(keys_file, summary.keys, summary.vouchers)
         kept: Path | None = keys_file
@@ -332,12 +342,15 @@ def _build(session: Session, *, members: int, seed: int, console: Console
     _, rep_key = issue_key(session, role=Role.sales_rep, label="demo sales rep")
     keys.append(DemoKey("sales rep", Role.sales_rep, key=rep_key))
     samples = _enrol_members(session, coalition, members=members, rng=rng, console=console)
-    add_purchase_history(session, coalition, seed=seed, console=console)
+    customers, history = add_purchase_history(session, coalition, members=members, seed=seed,
+                                              console=console)
     events = _record_register_events(session, coalition, seed=seed, console=console)
     campaigns = _demo_campaigns(session, coalition)
     stores = sum(len(spec.stores) for spec in MERCHANTS)
     counts = (f"{len(MERCHANTS)} merchants, {stores} stores, "
               f"{max(members, len(samples))} members, {campaigns} running campaigns, "
+              f"{customers:,} customers of a previous system with {history:,} purchases of "
+              f"the last year imported, "
               f"{events:,} register events over {EVENT_DAYS} days")
     return DemoSummary(keys=keys, vouchers=vouchers, samples=samples, missing_keys=[]), counts
 
@@ -364,12 +377,42 @@ def _enrol_members(session: Session, coalition: list[BuiltMerchant], *, members:
     return samples
 
 
-def add_purchase_history(session: Session, coalition: list[BuiltMerchant], *, seed: int,
-                         console: Console) -> None:
-    """Where the demo's year of purchase history goes: it will come through the history
-    import (``patron.imports``), once that path exists. Runs after the members are enrolled
-    and before the campaigns are created, so imported purchases meet no demo campaign.
-    Nothing yet."""
+def add_purchase_history(session: Session, coalition: list[BuiltMerchant], *, members: int,
+                         seed: int, console: Console) -> tuple[int, int]:
+    """A year of each merchant's purchases, as a merchant that moved to Patron brings them:
+    customers of its previous system and their purchases, through the history import
+    (``patron.imports``, in the demo's one transaction). Runs before the campaigns are
+    created; imported purchases set off none anyway. The customers and the purchases
+    imported."""
+    end = utcnow() - timedelta(days=1)
+    per_merchant = max(10, members // (2 * len(coalition)))
+    imported = customers = 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("importing a year of purchase history",
+                                 total=len(coalition))
+        for index, built in enumerate(coalition):
+            spec = built.spec
+            people, purchases = io.StringIO(), io.StringIO()
+            write_history(people, purchases, members=per_merchant, purchases=4 * per_merchant,
+                          start=end - timedelta(days=365), end=end,
+                          store_codes=[store.spec.code for store in built.stores],
+                          currency=spec.currency,
+                          minor_units=currency_minor_units(spec.currency),
+                          seed=seed + index, prefix=f"P{spec.number}-",
+                          email_domain="previous-system.example")
+
+            def scope() -> contextlib.nullcontext[Session]:
+                return contextlib.nullcontext(session)
+
+            customers += runner.import_members(
+                scope, actor=SYSTEM, merchant_id=built.merchant.id,
+                file=io.BytesIO(people.getvalue().encode())).imported
+            summary = runner.import_purchases(scope, actor=SYSTEM,
+                                              merchant_id=built.merchant.id,
+                                              file=io.BytesIO(purchases.getvalue().encode()))
+            imported += summary.imported
+            progress.advance(task)
+    return customers, imported
 
 
 def _record_register_events(session: Session, coalition: list[BuiltMerchant], *, seed: int,

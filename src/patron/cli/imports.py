@@ -102,8 +102,8 @@ def _import(kind: ImportKind, database: Database, merchant_id: uuid.UUID,
     from patron.imports import runner
 
     if kind == ImportKind.members:
-        return runner.import_members(database, actor=SYSTEM, merchant_id=merchant_id,
+        return runner.import_members(database.session_scope, actor=SYSTEM, merchant_id=merchant_id,
                                      file=binary, refused_csv=out, progress=progress)
-    return runner.import_purchases(database, actor=SYSTEM, merchant_id=merchant_id,
+    return runner.import_purchases(database.session_scope, actor=SYSTEM, merchant_id=merchant_id,
                                    file=binary, points=points, refused_csv=out,
                                    progress=progress)

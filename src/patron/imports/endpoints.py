@@ -60,9 +60,11 @@ async def import_members(request: Request, db: Db, caller: Caller,
     `enrolled_at`, `points_balance`. Sent again, it adds nothing (`already_there`). Each
     refused row is listed with its line and why; the rest are imported."""
     merchant = _merchant(caller, merchant_id)
-    await run_in_threadpool(runner.check_importer, db, caller, merchant)
+    await run_in_threadpool(runner.check_importer, db.session_scope, caller,
+                            merchant)
     with await _spooled(request) as file:
-        return await run_in_threadpool(runner.import_members, db, actor=caller,
+        return await run_in_threadpool(runner.import_members, db.session_scope,
+                                       actor=caller,
                                        merchant_id=merchant, file=file)
 
 
@@ -83,7 +85,9 @@ async def import_purchases(request: Request, db: Db, caller: Caller,
     they never set off campaigns, referrals, benefits or messages. Sent again, it adds
     nothing (`already_there`)."""
     merchant = _merchant(caller, merchant_id)
-    await run_in_threadpool(runner.check_importer, db, caller, merchant)
+    await run_in_threadpool(runner.check_importer, db.session_scope, caller,
+                            merchant)
     with await _spooled(request) as file:
-        return await run_in_threadpool(runner.import_purchases, db, actor=caller,
+        return await run_in_threadpool(runner.import_purchases, db.session_scope,
+                                       actor=caller,
                                        merchant_id=merchant, file=file, points=points)

@@ -11,9 +11,11 @@ import csv
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import IO, TypeVar
 
-from patron.db import Database
+from sqlalchemy.orm import Session
+
 from patron.imports import service
 from patron.imports.formats import CsvRows
 from patron.imports.schemas import (
@@ -33,6 +35,9 @@ RECEIPTS_PER_CHUNK = 2_000
 LISTED_REFUSALS = 10_000
 
 T = TypeVar("T")
+# A unit of work per chunk: ``Database.session_scope`` (each chunk commits), or one
+# session the caller commits (``patron demo``).
+Scope = Callable[[], AbstractContextManager[Session]]
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -81,21 +86,21 @@ class Tally:
                              refused_rows_truncated=self.truncated)
 
 
-def check_importer(database: Database, actor: Principal, merchant_id: uuid.UUID) -> None:
+def check_importer(scope: Scope, actor: Principal, merchant_id: uuid.UUID) -> None:
     """Who may import (``service.importing_merchant``), decided before the file is read."""
-    with database.session_scope() as session:
+    with scope() as session:
         service.importing_merchant(session, actor=actor, merchant_id=merchant_id)
 
 
-def import_members(database: Database, *, actor: Principal, merchant_id: uuid.UUID,
+def import_members(scope: Scope, *, actor: Principal, merchant_id: uuid.UUID,
                    file: IO[bytes], refused_csv: IO[str] | None = None,
                    progress: Callable[[int], None] | None = None) -> ImportSummary:
     """Import a members file (docs/imports.md) into the merchant's members."""
-    check_importer(database, actor, merchant_id)
+    check_importer(scope, actor, merchant_id)
     rows = CsvRows(file, columns=MEMBER_COLUMNS, required=("external_ref",))
     tally = Tally(ImportKind.members, refused_csv, progress)
     for chunk in _chunks(rows, MEMBERS_PER_CHUNK):
-        with database.session_scope() as session:
+        with scope() as session:
             merchant = service.importing_merchant(session, actor=actor,
                                                   merchant_id=merchant_id)
             outcomes = service.import_members(session, merchant=merchant, rows=chunk,
@@ -104,18 +109,18 @@ def import_members(database: Database, *, actor: Principal, merchant_id: uuid.UU
     return tally.summary(rows.rows)
 
 
-def import_purchases(database: Database, *, actor: Principal, merchant_id: uuid.UUID,
+def import_purchases(scope: Scope, *, actor: Principal, merchant_id: uuid.UUID,
                      file: IO[bytes], points: PointsPolicy = PointsPolicy.none,
                      refused_csv: IO[str] | None = None,
                      progress: Callable[[int], None] | None = None) -> ImportSummary:
     """Import a purchases file (docs/imports.md) as the merchant's members' purchases."""
-    check_importer(database, actor, merchant_id)
+    check_importer(scope, actor, merchant_id)
     rows = CsvRows(file, columns=PURCHASE_COLUMNS,
                    required=("external_ref", "receipt_no", "occurred_at", "amount",
                              "currency"))
     tally = Tally(ImportKind.purchases, refused_csv, progress)
     for chunk in _chunks(service.receipts(rows), RECEIPTS_PER_CHUNK):
-        with database.session_scope() as session:
+        with scope() as session:
             merchant = service.importing_merchant(session, actor=actor,
                                                   merchant_id=merchant_id)
             outcomes = service.import_purchases(session, merchant=merchant, chunk=chunk,

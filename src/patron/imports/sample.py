@@ -23,7 +23,7 @@ class History:
 def write_history(members_csv: IO[str], purchases_csv: IO[str], *, members: int,
                   purchases: int, start: datetime, end: datetime, store_codes: Sequence[str],
                   currency: str, minor_units: int, seed: int = 7,
-                  prefix: str = "M") -> History:
+                  prefix: str = "M", email_domain: str = "example.com") -> History:
     """Write ``members`` member rows and about ``purchases`` purchase rows (one or more
     lines each) between ``start`` and ``end`` (aware datetimes), rows sorted by time."""
     rng = random.Random(seed)  # noqa: S311 - made-up data, not secrets
@@ -41,7 +41,7 @@ def write_history(members_csv: IO[str], purchases_csv: IO[str], *, members: int,
         sales.extend((joined + (stops - joined) * (0 if index == 0 else rng.random()), number)
                      for index in range(count))
         member_writer.writerow([
-            f"{prefix}{number:07d}", f"{prefix.lower()}{number}@example.com",
+            f"{prefix}{number:07d}", f"{prefix.lower()}{number}@{email_domain}",
             rng.randint(1950, 2005), rng.choice(("female", "male", "")),
             (start + timedelta(seconds=joined)).isoformat(timespec="seconds")])
     sales.sort()
