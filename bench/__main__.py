@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, clv, codes, identify, offline, rules, startup, vouchers
+from bench import checkout, clv, codes, identify, imports, offline, rules, startup, vouchers
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("startup", startup.main),
@@ -15,6 +15,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("checkout", checkout.main),
     ("codes", codes.main),
     ("offline", offline.main),
+    ("imports", imports.main),
     ("vouchers", vouchers.main),
     ("clv", clv.main),
     ("rules", rules.main),

@@ -25,8 +25,11 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
+    Date,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     Result,
     String,
@@ -34,6 +37,8 @@ from sqlalchemy import (
     Uuid,
     create_engine,
     event,
+    select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -401,6 +406,10 @@ def _copy_type(column: Any) -> str:
         return "timestamptz"
     if isinstance(kind, String):  # Text included
         return "text"
+    if isinstance(kind, LargeBinary):
+        return "bytea"
+    if isinstance(kind, Date):
+        return "date"
     raise TypeError(f"no COPY type for {column.table.name}.{column.name} ({kind!r})")
 
 
@@ -451,6 +460,35 @@ def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (typed access to the DB-API rowcount)."""
     return int(getattr(result, "rowcount", 0))
 
+
+
+# From this many rows ``upsert_rows`` stages them with COPY on PostgreSQL.
+STAGE_FROM = 50
+
+
+def upsert_rows(session: Session, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run an ``INSERT … ON CONFLICT`` (``statement``, built with ``insert_for``) for many
+    rows, each with the same keys and no two with the same conflict key. On PostgreSQL
+    with psycopg, many rows are copied (``insert_rows``) into a temporary staging table of
+    the same columns and upserted from it by one statement, instead of one statement per
+    row; otherwise one ``executemany`` (SQLite's runs in C)."""
+    if not rows:
+        return
+    if len(rows) < STAGE_FROM or not uses_copy(session):
+        session.execute(statement, list(rows))
+        return
+    table: Table = statement.table
+    columns = list(rows[0])
+    staging = Table(f"staging_{table.name}", MetaData(),
+                    *(Column(name, table.c[name].type) for name in columns),
+                    prefixes=["TEMPORARY"])
+    # Names of the model's own table and columns, never input.
+    names = ", ".join(columns)
+    session.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging.name} ON COMMIT "  # noqa: S608
+                         f"DROP AS SELECT {names} FROM {table.name} WITH NO DATA"))
+    insert_rows(session, staging, rows)
+    session.execute(statement.from_select(columns, select(*staging.c)))
+    session.execute(text(f"TRUNCATE {staging.name}"))
 
 def insert_for(session: Session, target: Any) -> Any:
     """An INSERT with ON CONFLICT support (upserts, skip-duplicates) for the session's

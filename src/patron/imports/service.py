@@ -39,12 +39,12 @@ from patron.imports.errors import (
     StoreRequired,
     StoreUnknown,
 )
-from patron.imports.schemas import MemberRow, PointsPolicy, PurchaseRow
+from patron.imports.schemas import PURCHASE_COLUMNS, MemberRow, PointsPolicy, PurchaseRow
 from patron.kit.validation import currency_minor_units
 from patron.ledger.bulk import Book
 from patron.ledger.service import member_points_key
 from patron.members.models import Member, MemberStatus
-from patron.members.service import ImportedMember, enrol_imported
+from patron.members.service import ImportedAs, ImportedMember, enrol_imported
 from patron.offline import bulk
 from patron.pos import service as pos
 from patron.pos.models import PosTransaction
@@ -113,11 +113,11 @@ def import_members(session: Session, *, merchant: Merchant, rows: Sequence[Row],
         card_uid=row.card_uid, birth_year=row.birth_year,
         gender=row.gender.value if row.gender else None, postcode=row.postal_code,
         language=row.language, enrolled_at=row.enrolled_at) for _, row in people])
-    balances: list[tuple[Member, int]] = []
+    balances: list[tuple[ImportedAs, int]] = []
     for (line, row), outcome in zip(people, enrolled, strict=True):
         if isinstance(outcome, PatronError):
             outcomes.refused.append(Refusal([line], row.external_ref, outcome))
-        elif isinstance(outcome, Member):
+        elif isinstance(outcome, ImportedAs):
             outcomes.imported += 1
             if row.points_balance:
                 balances.append((outcome, row.points_balance))
@@ -349,7 +349,7 @@ def _sale(receipt: Receipt, *, merchant: Merchant, stores: dict[str, Store],
 def _digest(receipt: Receipt) -> str:
     """What a receipt imported again must match: SHA-256 of its rows' values (stored as
     the transaction's ``request_hash``)."""
-    text = "\x1e".join("\x1f".join(f"{name}={value}" for name, value in sorted(values.items()))
+    text = "\x1e".join("\x1f".join(values.get(name, "") for name in PURCHASE_COLUMNS)
                        for _, values in receipt.rows if isinstance(values, dict))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -368,10 +368,8 @@ def _line_writes(row: PurchaseRow, *, line: int, units: int, key: str) -> list[L
     unit, remainder = divmod(total, row.quantity)
 
     def part(quantity: int, unit_price: int) -> LineWrite:
-        # Each value was checked by the row's own type (``PurchaseRow``); quantities and
-        # prices are checked again by ``pos.validate``, as every sale's are.
-        return LineWrite.model_construct(sku=sku, gtin=None, name=name, category=row.category,
-                                         quantity=quantity, unit_price=unit_price)
+        return LineWrite(sku=sku, name=name, category=row.category, quantity=quantity,
+                         unit_price=unit_price)
 
     if not remainder:
         return [part(row.quantity, unit)]

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.campaigns import occasions
@@ -90,14 +91,18 @@ def remember_identifiers(session: Session, member: Member, *,
                          device_hash: str | None = None) -> None:
     """Keep the member's current phone and e-mail (and a wallet device) in their history of
     identifiers, by keyed hash (``MemberIdentifier``); known ones are left as they are."""
-    _remember(session, _identifier_rows(member, device_hash))
+    _remember(session, _identifier_rows(
+        member_id=member.id, seen_at=member.updated_at, phone_hash=member.phone_hash,
+        email_hash=member.email_hash, device_hash=device_hash))
 
 
-def _identifier_rows(member: Member, device_hash: str | None = None) -> list[dict[str, Any]]:
-    return [{"member_id": member.id, "kind": kind.value, "hash": hashed,
-             "first_seen_at": member.updated_at}
-            for kind, hashed in ((IdentifierKind.phone, member.phone_hash),
-                                 (IdentifierKind.email, member.email_hash),
+def _identifier_rows(*, member_id: uuid.UUID, seen_at: datetime, phone_hash: str | None,
+                     email_hash: str | None, device_hash: str | None = None
+                     ) -> list[dict[str, Any]]:
+    return [{"member_id": member_id, "kind": kind.value, "hash": hashed,
+             "first_seen_at": seen_at}
+            for kind, hashed in ((IdentifierKind.phone, phone_hash),
+                                 (IdentifierKind.email, email_hash),
                                  (IdentifierKind.device, device_hash)) if hashed]
 
 
@@ -122,17 +127,28 @@ def parse_card_uid(text: str) -> str:
         raise InvalidCardUid(str(exc), field="card_uid") from exc
 
 
-def _set_phone(member: Member, e164: str | None) -> None:
+def _phone_columns(e164: str | None) -> dict[str, Any]:
+    """The member's phone columns for this number (None: none): lookup hash, ciphertext."""
     key = get_settings().encryption_key
-    member.phone_hash = phone_lookup(e164) if e164 else None
-    member.phone_enc = encrypt(key, e164, context=PHONE) if e164 else None
+    return {"phone_hash": phone_lookup(e164) if e164 else None,
+            "phone_enc": encrypt(key, e164, context=PHONE) if e164 else None}
+
+
+def _email_columns(email: str | None) -> dict[str, Any]:
+    key = get_settings().encryption_key
+    normalised = email.strip().lower() if email else None
+    return {"email_hash": email_lookup(normalised) if normalised else None,
+            "email_enc": encrypt(key, normalised, context=EMAIL) if normalised else None}
+
+
+def _set_phone(member: Member, e164: str | None) -> None:
+    for name, value in _phone_columns(e164).items():
+        setattr(member, name, value)
 
 
 def _set_email(member: Member, email: str | None) -> None:
-    key = get_settings().encryption_key
-    normalised = email.strip().lower() if email else None
-    member.email_hash = email_lookup(normalised) if normalised else None
-    member.email_enc = encrypt(key, normalised, context=EMAIL) if normalised else None
+    for name, value in _email_columns(email).items():
+        setattr(member, name, value)
 
 
 def _ensure_free(session: Session, *, phone_hash: str | None, email_hash: str | None,
@@ -206,21 +222,21 @@ def _new_member(*, merchant: Merchant, customer_no: int | None, store_id: uuid.U
                 birth_year: int | None = None, birth_month: int | None = None,
                 gender: str | None = None, postcode: str | None = None,
                 region: str | None = None, language: str | None = None,
-                external_ref: str | None = None) -> Member:
-    """A new active member's row: the one shape of an enrolment, one at a time or many
-    (``customer_no`` None: numbered later)."""
-    member = Member(id=uuid.uuid4(), merchant_id=merchant.id, enrolled_store_id=store_id,
-                    customer_no=customer_no,
-                    member_number=None if customer_no is None
-                    else format_member_number(merchant.number, customer_no),
-                    external_ref=external_ref, status=MemberStatus.active.value,
-                    birth_year=birth_year, birth_month=birth_month, gender=gender,
-                    postcode=postcode, region=region, language=language,
-                    created_at=enrolled_at, updated_at=now, pin_failures=0,
-                    consent_sms=False, consent_email=False, consent_push=False)
-    _set_phone(member, phone)
-    _set_email(member, email)
-    return member
+                external_ref: str | None = None) -> dict[str, Any]:
+    """A new active member's row, as column values: the one shape of an enrolment, one at
+    a time (``Member(**values)``) or many (a multi-row insert). ``customer_no`` None:
+    numbered later."""
+    return {"id": uuid.uuid4(), "merchant_id": merchant.id, "enrolled_store_id": store_id,
+            "customer_no": customer_no,
+            "member_number": None if customer_no is None
+            else format_member_number(merchant.number, customer_no),
+            "external_ref": external_ref, "status": MemberStatus.active.value,
+            "birth_year": birth_year, "birth_month": birth_month, "gender": gender,
+            "postcode": postcode, "region": region, "language": language,
+            "created_at": enrolled_at, "updated_at": now, "pin_failures": 0,
+            "pin_hash": None, "pin_locked_until": None, "withdrawn_at": None,
+            "erased_at": None, "consent_sms": False, "consent_email": False,
+            "consent_push": False, **_phone_columns(phone), **_email_columns(email)}
 
 
 def _record_consents(session: Session, member: Member, consents: Consents | ConsentChange,
@@ -255,11 +271,11 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
     card_uid = parse_card_uid(data.card_uid) if data.card_uid else None
     now = utcnow()
     # The customer number is taken once the checks below pass (a refusal takes none).
-    member = _new_member(merchant=merchant, customer_no=None, store_id=actor.store_id,
+    member = Member(**_new_member(merchant=merchant, customer_no=None, store_id=actor.store_id,
                          phone=phone, email=data.email, enrolled_at=now, now=now,
                          birth_year=data.birth_year, birth_month=data.birth_month,
                          gender=data.gender.value if data.gender else None,
-                         postcode=data.postcode, region=data.region, language=data.language)
+                         postcode=data.postcode, region=data.region, language=data.language))
     card_hash = card_lookup(card_uid) if card_uid else None
     device_hash = device_lookup(data.device_id) if data.device_id else None
     # Before the uniqueness checks: the referrer's own phone is a self-referral, not a
@@ -344,8 +360,16 @@ class ImportedMember:
 ALREADY_THERE = "already_there"
 
 
+@dataclass(frozen=True)
+class ImportedAs:
+    """A member ``enrol_imported`` enrolled."""
+
+    id: uuid.UUID
+    member_number: str
+
+
 def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[ImportedMember],
-                   now: datetime) -> list[Member | str | PatronError]:
+                   now: datetime) -> list[ImportedAs | str | PatronError]:
     """Enrol members from another system, all at once: for each, the new member, or
     ``ALREADY_THERE`` (a member of this merchant has its ``external_ref``: an import run
     again adds nothing), or why it is refused — by the rules ``enrol`` applies (a valid
@@ -355,7 +379,7 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
     refs = [person.external_ref for person in people]
     known = set(session.scalars(select(Member.external_ref).where(
         Member.merchant_id == merchant.id, Member.external_ref.in_(refs))))
-    outcomes: list[Member | str | PatronError] = []
+    outcomes: list[ImportedAs | str | PatronError] = []
     planned: list[tuple[int, ImportedMember, str | None, str | None, str | None]] = []
     seen: dict[str, set[str]] = {"ref": set(), "phone": set(), "email": set(), "card": set()}
     for index, person in enumerate(people):
@@ -402,29 +426,36 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
     if not accepted:
         return outcomes
     first = _allocate_customer_no(session, merchant.id, len(accepted))
-    members: list[Member] = []
+    rows: list[dict[str, Any]] = []
     cards: list[dict[str, Any]] = []
     for offset, (index, person, phone, email, card_uid) in enumerate(accepted):
-        member = _new_member(merchant=merchant, customer_no=first + offset, store_id=None,
-                             phone=phone, email=email, enrolled_at=person.enrolled_at or now,
-                             now=now, birth_year=person.birth_year, gender=person.gender,
-                             postcode=person.postcode, language=person.language,
-                             external_ref=person.external_ref)
-        members.append(member)
-        outcomes[index] = member
+        row = _new_member(merchant=merchant, customer_no=first + offset, store_id=None,
+                          phone=phone, email=email, enrolled_at=person.enrolled_at or now,
+                          now=now, birth_year=person.birth_year, gender=person.gender,
+                          postcode=person.postcode, language=person.language,
+                          external_ref=person.external_ref)
+        rows.append(row)
+        outcomes[index] = ImportedAs(id=row["id"], member_number=row["member_number"])
         if card_uid is not None:
-            cards.append({"id": uuid.uuid4(), "member_id": member.id,
+            cards.append({"id": uuid.uuid4(), "member_id": row["id"],
                           "merchant_id": merchant.id, "uid_hash": card_lookup(card_uid),
                           "uid_last4": card_uid[-4:], "status": CardStatus.active.value,
+                          "block_reason": None, "blocked_at": None, "replaced_by_id": None,
                           "created_at": now})
-    session.add_all(members)
-    flush_or_raise(session, PhoneTaken("another member was just enrolled with the same phone "
-                                       "or e-mail"))
+    try:
+        # A concurrent enrolment may take a phone or e-mail between check and insert.
+        with session.begin_nested():
+            insert_rows(session, table_of(Member), rows)
+    except IntegrityError as exc:
+        raise PhoneTaken("another member was just enrolled with the same phone or e-mail: "
+                         "import the file again") from exc
     insert_rows(session, table_of(Membership), [
-        {"id": uuid.uuid4(), "member_id": member.id, "merchant_id": merchant.id,
-         "joined_at": member.created_at, "source": "import"} for member in members])
+        {"id": uuid.uuid4(), "member_id": row["id"], "merchant_id": merchant.id,
+         "joined_at": row["created_at"], "source": "import"} for row in rows])
     insert_rows(session, table_of(Card), cards)
-    _remember(session, [row for member in members for row in _identifier_rows(member)])
+    _remember(session, [identifier for row in rows for identifier in _identifier_rows(
+        member_id=row["id"], seen_at=now, phone_hash=row["phone_hash"],
+        email_hash=row["email_hash"])])
     return outcomes
 
 

@@ -43,7 +43,7 @@ from patron.campaigns import engine, live
 from patron.campaigns.models import Trigger
 from patron.coalition.rules import Rate
 from patron.coalition.service import rate_for
-from patron.db import insert_for, insert_rows, table_of
+from patron.db import insert_for, insert_rows, table_of, upsert_rows
 from patron.errors import PatronError
 from patron.ledger.bulk import Book, guarded_update
 from patron.ledger.errors import InsufficientPoints
@@ -416,7 +416,7 @@ def write_sales(session: Session, *, merchant_id: uuid.UUID, book: Book | None,
     insert_rows(session, table_of(PosTransactionLine), lines)
     if purchases:
         # A purchase makes its member a member here; the unique key skips existing ones.
-        session.execute(insert_for(session, table_of(Membership)).on_conflict_do_nothing(
+        upsert_rows(session, insert_for(session, table_of(Membership)).on_conflict_do_nothing(
             index_elements=["member_id", "merchant_id"]), [
             {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant_id,
              "joined_at": now, "source": "purchase"}

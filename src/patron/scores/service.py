@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from patron.db import insert_for_dialect, table_of
+from patron.db import insert_for_dialect, table_of, upsert_rows
 from patron.scores import rfm
 from patron.scores.models import (
     MemberCategoryCount,
@@ -132,11 +132,10 @@ def record_purchases(session: Session, purchases: Sequence[Purchase]) -> None:
             visit["visit_count"] += 1
             visit["last_visit_at"] = max(visit["last_visit_at"], item.occurred_at)
     statements = _upserts(session.get_bind().dialect.name)
-    session.execute(statements.stats, [stats[key] for key in sorted(stats)])
-    if counts:
-        session.execute(statements.counts, [counts[key] for key in sorted(counts)])
-    session.execute(statements.visits, [visits[key] for key in sorted(visits)])
-    session.execute(statements.days, [days[key] for key in sorted(days)])
+    upsert_rows(session, statements.stats, [stats[key] for key in sorted(stats)])
+    upsert_rows(session, statements.counts, [counts[key] for key in sorted(counts)])
+    upsert_rows(session, statements.visits, [visits[key] for key in sorted(visits)])
+    upsert_rows(session, statements.days, [days[key] for key in sorted(days)])
 
 
 @dataclass(frozen=True)
