@@ -54,6 +54,11 @@ class Operation:
         return [p["name"] for p in self.spec.get("parameters", []) if p["in"] == "path"]
 
     @property
+    def required_query(self) -> list[str]:
+        return [p["name"] for p in self.spec.get("parameters", [])
+                if p["in"] == "query" and p.get("required")]
+
+    @property
     def body_media_type(self) -> str | None:
         content = self.spec.get("requestBody", {}).get("content", {})
         return next(iter(content), None)
@@ -87,6 +92,10 @@ def all_operations() -> list[Operation]:
 
 def write_operations() -> list[Operation]:
     return [op for op in all_operations() if op.method.lower() in WRITE_METHODS]
+
+
+# A value for each required query parameter (a lookup that may find nothing).
+QUERY_VALUES = {"external_ref": "PREVIOUS-1", "period": "2026-11"}
 
 
 # --- the objects the requests point at -------------------------------------------------------
@@ -124,7 +133,9 @@ class Objects:
         return ids
 
     def url(self, op: Operation) -> str:
-        return op.path.format(**{name: self.path_ids()[name] for name in op.path_params})
+        path = op.path.format(**{name: self.path_ids()[name] for name in op.path_params})
+        query = "&".join(f"{name}={QUERY_VALUES[name]}" for name in op.required_query)
+        return f"{path}?{query}" if query else path
 
 
 def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str,

@@ -41,6 +41,8 @@ LIMIT = get_settings().max_body_bytes
 WRITES = write_operations()
 JSON_WRITES = [op for op in WRITES if op.takes_json]
 BODYLESS_WRITES = [op for op in WRITES if op.body_media_type is None]
+# The history imports take a file (docs/imports.md).
+CSV_WRITES = [op for op in WRITES if op.body_media_type == "text/csv"]
 TELEPHONY_OP = next(op for op in WRITES if op.key == TELEPHONY)
 
 # Each kind of bad input, and the (status, code) a JSON endpoint answers with.
@@ -205,7 +207,10 @@ def test_every_write_is_covered() -> None:
     tests); the form-encoded telephony webhook is tested on its own below."""
     assert {op.key for op in JSON_WRITES} == set(VALID_BODIES)
     assert {op.key for op in WRITES} == ({op.key for op in JSON_WRITES}
-                                         | {op.key for op in BODYLESS_WRITES} | {TELEPHONY})
+                                         | {op.key for op in BODYLESS_WRITES}
+                                         | {op.key for op in CSV_WRITES} | {TELEPHONY})
+    assert {op.key for op in CSV_WRITES} == {("POST", "/v1/imports/members"),
+                                             ("POST", "/v1/imports/purchases")}
     assert TELEPHONY_OP.body_media_type == FORM_MEDIA_TYPE
     assert {op.key for op in BODYLESS_WRITES} == {
         ("POST", "/v1/keys/{key_id}/revoke"), ("POST", "/v1/members/{member_id}/withdraw"),
@@ -216,6 +221,48 @@ def test_every_write_is_covered() -> None:
         ("POST", "/v1/vouchers/reservations/{reservation_id}/release"),
         ("POST", "/v1/campaigns/{campaign_id}/pause"),
         ("POST", "/v1/campaigns/{campaign_id}/resume")}
+
+
+# --- the history imports: a CSV file as the body ------------------------------------------
+
+CSV_KINDS: dict[str, tuple[dict[str, str], bytes, int, str]] = {
+    "json": ({"content-type": "application/json"}, b'{"external_ref": "X"}', 415,
+             "unsupported_media_type"),
+    "no_media_type": ({}, b"external_ref\nX\n", 415, "unsupported_media_type"),
+    "latin_1": ({"content-type": "text/csv; charset=latin-1"}, b"external_ref\nX\n", 415,
+                "unsupported_media_type"),
+    "empty": ({"content-type": "text/csv"}, b"", 422, "import_columns"),
+    "unknown_column": ({"content-type": "text/csv"}, b"external_ref,shoe_size\nX,42\n", 422,
+                       "import_columns"),
+    "no_header": ({"content-type": "text/csv"}, b"\xff\xfe\x00garbage\n", 422,
+                  "import_columns"),
+}
+
+
+@pytest.mark.parametrize(("op", "kind"), [pytest.param(op, kind, id=f"{op.id} {kind}")
+                                          for op in CSV_WRITES for kind in CSV_KINDS])
+def test_a_bad_file_is_refused_and_changes_nothing(client: TestClient, world: World,
+                                                   database: Database, objects: Objects,
+                                                   op: Operation, kind: str) -> None:
+    headers, body, status, code = CSV_KINDS[kind]
+    before = snapshot(database)
+    response = client.post(op.path, content=body,
+                           headers={**auth(world.a.merchant_key), **headers})
+    assert_problem(response, status, code)
+    assert changed_tables(before, snapshot(database)) == []
+
+
+@pytest.mark.parametrize("op", [pytest.param(op, id=op.id) for op in CSV_WRITES])
+def test_a_file_over_the_import_limit_is_refused(client: TestClient, world: World,
+                                                 database: Database, objects: Objects,
+                                                 op: Operation) -> None:
+    limit = get_settings().max_import_bytes
+    before = snapshot(database)
+    response = client.post(op.path, content=b"external_ref\nX\n",
+                           headers={**auth(world.a.merchant_key), "content-type": "text/csv",
+                                    "content-length": str(limit + 1)})
+    assert_problem(response, 413, "payload_too_large")
+    assert changed_tables(before, snapshot(database)) == []
 
 
 # --- the telephony webhook: form-encoded, authenticated by signature -----------------------

@@ -185,7 +185,7 @@ def test_bad_purchase_rows_are_refused_by_line(client, world, database, imported
         f"OLD-1,F-1,{future},100,JPY,main,,,1",
         f"OLD-1,S-1,{past},100,JPY,elsewhere,,,1",
         f"OLD-1,C-1,{past},100,USD,main,,,1",
-        f"OLD-1,N-1,2024-05-01T10:00:00,100,JPY,main,,,1",     # no offset
+        "OLD-1,N-1,2024-05-01T10:00:00,100,JPY,main,,,1",     # no offset
         f"OLD-1,G-2,{past},100,JPY,main,,,1",
         f"OLD-1,G-1,{past},999,JPY,main,,,1"))                  # G-1 again, apart
     assert answer.status_code == 200, answer.text

@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from patron.http import AUTHED, Caller, Db, NoBody, problems
-from patron.kit.pagination import Page
+from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
+from patron.kit.pagination import Page, by_creation
 from patron.kit.validation import Instant
 from patron.ledger.service import forfeit_all
 from patron.ledger.views import Position, decode_cursor, encode_cursor
@@ -43,7 +43,7 @@ def enrol(data: MemberCreate, db: Db, caller: Caller) -> MemberRead:
 
 
 @router.get("", response_model=Page[MemberRead], responses=problems(*AUTHED))
-def find_members(db: Db, caller: Caller,
+def find_members(db: Db, caller: Caller, paging: PageQuery,
                  external_ref: Annotated[str, Query(min_length=1, max_length=64, description=(
                      "The member's id in the merchant's previous system (history import)"))],
                  merchant_id: Annotated[uuid.UUID | None, Query(
@@ -52,9 +52,9 @@ def find_members(db: Db, caller: Caller,
     controller: the operator naming `merchant_id`, or the merchant's own merchant key):
     one member, or none."""
     with db.read_scope() as session:
-        return Page(items=[service.to_read(member) for member in service.find_by_external_ref(
+        return paging.page([service.to_read(member) for member in service.find_by_external_ref(
             session, actor=caller, merchant_id=merchant_id, external_ref=external_ref)],
-            next_cursor=None)
+            key=by_creation)
 
 
 @router.get("/{member_id}", response_model=MemberRead, responses=problems(*AUTHED))
