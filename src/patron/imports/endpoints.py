@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import functools
 import tempfile
 import uuid
+from collections.abc import Callable
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from patron.db import Database
 from patron.errors import UnsupportedMediaType
 from patron.http import AUTHED, Caller, Db, problems
 from patron.imports import MEMBERS_PATH, PURCHASES_PATH, runner
@@ -42,12 +45,17 @@ async def _spooled(request: Request) -> IO[bytes]:
     return spool
 
 
-def _merchant(caller: Principal, named: uuid.UUID | None) -> uuid.UUID:
+async def _import(request: Request, db: Database, caller: Principal,
+                  named: uuid.UUID | None, run: Callable[..., ImportSummary]) -> ImportSummary:
+    """Who may (before the body is read), then the body spooled and imported."""
     merchant_id = named or caller.merchant_id
     if merchant_id is None:
         caller.require(Role.operator)  # a key of no merchant: the operator's alone
         raise MerchantRequired(field="merchant_id")
-    return merchant_id
+    await run_in_threadpool(runner.check_importer, db.session_scope, caller, merchant_id)
+    with await _spooled(request) as file:
+        return await run_in_threadpool(run, db.session_scope, actor=caller,
+                                       merchant_id=merchant_id, file=file)
 
 
 @router.post(MEMBERS_PATH, response_model=ImportSummary, openapi_extra=_CSV_BODY,
@@ -59,13 +67,7 @@ async def import_members(request: Request, db: Db, caller: Caller,
     `phone`, `email`, `card_uid`, `birth_year`, `gender`, `postal_code`, `language`,
     `enrolled_at`, `points_balance`. Sent again, it adds nothing (`already_there`). Each
     refused row is listed with its line and why; the rest are imported."""
-    merchant = _merchant(caller, merchant_id)
-    await run_in_threadpool(runner.check_importer, db.session_scope, caller,
-                            merchant)
-    with await _spooled(request) as file:
-        return await run_in_threadpool(runner.import_members, db.session_scope,
-                                       actor=caller,
-                                       merchant_id=merchant, file=file)
+    return await _import(request, db, caller, merchant_id, runner.import_members)
 
 
 @router.post(PURCHASES_PATH, response_model=ImportSummary, openapi_extra=_CSV_BODY,
@@ -84,10 +86,5 @@ async def import_purchases(request: Request, db: Db, caller: Caller,
     receipt are its lines, one after another. Purchases may be of any date in the past;
     they never set off campaigns, referrals, benefits or messages. Sent again, it adds
     nothing (`already_there`)."""
-    merchant = _merchant(caller, merchant_id)
-    await run_in_threadpool(runner.check_importer, db.session_scope, caller,
-                            merchant)
-    with await _spooled(request) as file:
-        return await run_in_threadpool(runner.import_purchases, db.session_scope,
-                                       actor=caller,
-                                       merchant_id=merchant, file=file, points=points)
+    return await _import(request, db, caller, merchant_id,
+                         functools.partial(runner.import_purchases, points=points))
