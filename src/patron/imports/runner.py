@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO, TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.imports import service
@@ -86,6 +87,18 @@ class Tally:
                              refused_rows_truncated=self.truncated)
 
 
+def _in_unit(scope: Scope, work: Callable[[Session], service.Outcomes]) -> service.Outcomes:
+    """One chunk in its unit of work, run a second time when a unique key refused its rows:
+    the same file imported at the same moment by another process (that run's members and
+    receipts are then found, ``already_there``)."""
+    try:
+        with scope() as session:
+            return work(session)
+    except IntegrityError:
+        with scope() as session:
+            return work(session)
+
+
 def check_importer(scope: Scope, actor: Principal, merchant_id: uuid.UUID) -> None:
     """Who may import (``service.importing_merchant``), decided before the file is read."""
     with scope() as session:
@@ -100,12 +113,13 @@ def import_members(scope: Scope, *, actor: Principal, merchant_id: uuid.UUID,
     rows = CsvRows(file, columns=MEMBER_COLUMNS, required=("external_ref",))
     tally = Tally(ImportKind.members, refused_csv, progress)
     for chunk in _chunks(rows, MEMBERS_PER_CHUNK):
-        with scope() as session:
+        def members(session: Session, chunk: list[service.Row] = chunk) -> service.Outcomes:
             merchant = service.importing_merchant(session, actor=actor,
                                                   merchant_id=merchant_id)
-            outcomes = service.import_members(session, merchant=merchant, rows=chunk,
-                                              now=utcnow())
-        tally.add(outcomes, rows.rows)
+            return service.import_members(session, merchant=merchant, rows=chunk,
+                                          now=utcnow())
+
+        tally.add(_in_unit(scope, members), rows.rows)
     return tally.summary(rows.rows)
 
 
@@ -120,10 +134,12 @@ def import_purchases(scope: Scope, *, actor: Principal, merchant_id: uuid.UUID,
                              "currency"))
     tally = Tally(ImportKind.purchases, refused_csv, progress)
     for chunk in _chunks(service.receipts(rows), RECEIPTS_PER_CHUNK):
-        with scope() as session:
+        def purchases(session: Session,
+                      chunk: list[service.Receipt] = chunk) -> service.Outcomes:
             merchant = service.importing_merchant(session, actor=actor,
                                                   merchant_id=merchant_id)
-            outcomes = service.import_purchases(session, merchant=merchant, chunk=chunk,
-                                                points=points, now=utcnow())
-        tally.add(outcomes, rows.rows)
+            return service.import_purchases(session, merchant=merchant, chunk=chunk,
+                                            points=points, now=utcnow())
+
+        tally.add(_in_unit(scope, purchases), rows.rows)
     return tally.summary(rows.rows)

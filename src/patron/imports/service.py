@@ -83,6 +83,14 @@ def importing_merchant(session: Session, *, actor: Principal,
     return merchant
 
 
+def _book(session: Session, merchant: Merchant, member_ids: Iterable[uuid.UUID]) -> Book:
+    """The members' points accounts and the merchant's liability, locked in the order every
+    writer of points takes them (``ledger.bulk.Book.open``, as the offline set path)."""
+    return Book.open(session, [*(member_points_key(merchant.id, member_id)
+                                 for member_id in member_ids),
+                               f"merchant_liability:{merchant.id}"])
+
+
 def _row_error(exc: ValidationError) -> BadRow:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or 'row'}: {error['msg']}"
@@ -125,8 +133,7 @@ def import_members(session: Session, *, merchant: Merchant, rows: Sequence[Row],
             outcomes.already_there += 1
     if balances:
         program = get_program(session, merchant_id=merchant.id)
-        book = Book.open(session, [member_points_key(merchant.id, member.id)
-                                   for member, _ in balances])
+        book = _book(session, merchant, [member.id for member, _ in balances])
         expires_at = rules.points_expire_at(program.rules, earned_at=now,
                                             timezone=merchant.timezone)
         for member, points in balances:
@@ -250,8 +257,8 @@ def import_purchases(session: Session, *, merchant: Merchant, chunk: Sequence[Re
             continue
         assert found is not None
         taken.append((sale, found[0]))
-    book = Book.open(session, [member_points_key(merchant.id, member_id)
-                               for _, member_id in taken]) if as_earned and taken else None
+    book = _book(session, merchant, [member_id for _, member_id in taken]) \
+        if as_earned and taken else None
     transactions, lines, purchases = [], [], []
     for sale, member_id in taken:
         till = tills[sale.store.id]

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.campaigns import occasions
@@ -379,7 +378,7 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
     refs = [person.external_ref for person in people]
     known = set(session.scalars(select(Member.external_ref).where(
         Member.merchant_id == merchant.id, Member.external_ref.in_(refs))))
-    outcomes: list[ImportedAs | str | PatronError] = []
+    outcomes: list[ImportedAs | str | PatronError | None] = []
     planned: list[tuple[int, ImportedMember, str | None, str | None, str | None]] = []
     seen: dict[str, set[str]] = {"ref": set(), "phone": set(), "email": set(), "card": set()}
     for index, person in enumerate(people):
@@ -409,7 +408,7 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
         for kind, hashed in hashes.items():
             if hashed is not None:
                 seen[kind].add(hashed)
-        outcomes.append(ALREADY_THERE)  # replaced below once its checks pass
+        outcomes.append(None)  # decided below, with the rest of the file's checks
         planned.append((index, person, phone, email, card_uid))
     taken = _taken(session, phones=seen["phone"], emails=seen["email"], cards=seen["card"])
     accepted: list[tuple[int, ImportedMember, str | None, str | None, str | None]] = []
@@ -424,7 +423,7 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
         else:
             accepted.append((index, person, phone, email, card_uid))
     if not accepted:
-        return outcomes
+        return _decided(outcomes)
     first = _allocate_customer_no(session, merchant.id, len(accepted))
     rows: list[dict[str, Any]] = []
     cards: list[dict[str, Any]] = []
@@ -442,13 +441,9 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
                           "uid_last4": card_uid[-4:], "status": CardStatus.active.value,
                           "block_reason": None, "blocked_at": None, "replaced_by_id": None,
                           "created_at": now})
-    try:
-        # A concurrent enrolment may take a phone or e-mail between check and insert.
-        with session.begin_nested():
-            insert_rows(session, table_of(Member), rows)
-    except IntegrityError as exc:
-        raise PhoneTaken("another member was just enrolled with the same phone or e-mail: "
-                         "import the file again") from exc
+    # A concurrent enrolment may take a phone, e-mail or card between check and insert:
+    # the unique indexes refuse the rows (IntegrityError), and the caller runs them again.
+    insert_rows(session, table_of(Member), rows)
     insert_rows(session, table_of(Membership), [
         {"id": uuid.uuid4(), "member_id": row["id"], "merchant_id": merchant.id,
          "joined_at": row["created_at"], "source": "import"} for row in rows])
@@ -456,7 +451,14 @@ def enrol_imported(session: Session, *, merchant: Merchant, people: Sequence[Imp
     _remember(session, [identifier for row in rows for identifier in _identifier_rows(
         member_id=row["id"], seen_at=now, phone_hash=row["phone_hash"],
         email_hash=row["email_hash"])])
-    return outcomes
+    return _decided(outcomes)
+
+
+def _decided(outcomes: list[ImportedAs | str | PatronError | None]
+             ) -> list[ImportedAs | str | PatronError]:
+    decided = [outcome for outcome in outcomes if outcome is not None]
+    assert len(decided) == len(outcomes), "every member is enrolled, already there or refused"
+    return decided
 
 
 def _taken(session: Session, *, phones: set[str], emails: set[str],

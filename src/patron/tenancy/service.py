@@ -220,6 +220,8 @@ def history_terminal(session: Session, store: Store) -> Terminal:
     terminal = session.scalars(select(Terminal).where(
         Terminal.store_id == store.id, Terminal.code == HISTORY_TERMINAL)).first()
     if terminal is None:
+        # Made by the first import at the store (two at once: the unique code refuses the
+        # second, whose chunk then runs again and finds it).
         terminal = Terminal(id=uuid.uuid4(), merchant_id=store.merchant_id, store_id=store.id,
                             code=HISTORY_TERMINAL, kind=TerminalKind.pos.value, active=False,
                             points_per_tap=0, require_pin=False, created_at=utcnow())
