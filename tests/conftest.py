@@ -76,20 +76,27 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             item.add_marker(skip)
 
 
-# A test's report property whose value is printed in the run's terminal summary: the report
-# carries it from an xdist worker to the process that prints (tests/ledger/conftest.py).
-SUMMARY_LINE = "summary line"
-_SUMMARY: list[str] = []
+# A test's report property whose value, a ``(template, {name: number})`` pair, goes to the
+# run's terminal summary: the report carries it from an xdist worker to the process that
+# prints, the numbers of every pair with the same template are summed, and the template,
+# filled with the sums, is printed once (a check split over several tests, as the ledger
+# walks' shards are, reports its total: tests/ledger/conftest.py).
+SUMMARY_SUM = "summary sum"
+_SUMS: dict[str, dict[str, float]] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _SUMMARY.extend(str(value) for name, value in report.user_properties
-                    if name == SUMMARY_LINE)
+    for name, value in report.user_properties:
+        if name == SUMMARY_SUM:
+            template, numbers = value
+            sums = _SUMS.setdefault(template, {})
+            for key, number in numbers.items():
+                sums[key] = sums.get(key, 0) + number
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for line in _SUMMARY:
-        terminalreporter.write_line(line)
+    for template, sums in _SUMS.items():
+        terminalreporter.write_line(template.format(**sums))
 
 
 def _create_postgres_database(base_url: str, url: str) -> None:

@@ -16,22 +16,22 @@ from patron.members.schemas import MemberCreate
 from patron.members.service import enrol
 from patron.tenancy.schemas import MerchantCreate
 from patron.tenancy.service import SYSTEM, create_merchant
-from tests.conftest import SUMMARY_LINE
+from tests.conftest import SUMMARY_SUM
 
 ZONES = ("Asia/Tokyo", "America/Los_Angeles", "Europe/London")
 
-# One line per run of the random ledger walks (test_stateful.py): how many Hypothesis ran.
-WALK_REPORTS: list[str] = []
+# Each shard's line template and figures (test_stateful.py, the random ledger walks), run
+# by this process: the terminal summary prints their total over all shards and workers.
+WALK_REPORTS: list[tuple[str, dict[str, float]]] = []
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """The walks' lines go with the test's report to the run's terminal summary (also from
-    an xdist worker: ``tests.conftest.SUMMARY_LINE``)."""
+    """The walks' figures go with the test's report to the run's terminal summary (also
+    from an xdist worker), summed over the shards: ``tests.conftest.SUMMARY_SUM``."""
     report = yield
     if call.when == "call":
-        report.user_properties.extend(
-            (SUMMARY_LINE, f"ledger random walks: {line}") for line in WALK_REPORTS)
+        report.user_properties.extend((SUMMARY_SUM, part) for part in WALK_REPORTS)
         WALK_REPORTS.clear()
     return report
 

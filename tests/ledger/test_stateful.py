@@ -14,9 +14,12 @@ Speed: the merchants, stores, readers, programs and first members are made once;
 walk runs inside a savepoint of one connection and is rolled back at its end, so a walk
 costs only its own steps (no set-up, no emptying of tables, no commits).
 ``PATRON_HYPOTHESIS_EXAMPLES`` sets the number of walks (50 by default); in CI ``make test``
-runs 2,000 on SQLite and 200 on PostgreSQL. The test fails if Hypothesis's own count of
-valid walks is below the number asked, and in CI if fewer than that are asked; the count
-is printed in the terminal summary (docs/ledger.md, Tests).
+runs 2,000 on SQLite and 200 on PostgreSQL. The walks are split into shards, one test
+each with its own Hypothesis run (and random seed), so that pytest-xdist spreads them over
+its workers: the shares sum to the number asked. A shard fails if Hypothesis's own count of
+its valid walks is below its share, and in CI every shard fails if fewer walks than the CI
+minimum are asked in all; the total over the shards is printed in the terminal summary
+(docs/ledger.md, Tests).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -74,6 +77,10 @@ from tests.ledger.conftest import WALK_REPORTS
 EXAMPLES = int(os.environ.get("PATRON_HYPOTHESIS_EXAMPLES", "50"))
 # What a CI run (CI=true) must do on this backend: asking for fewer fails, not saves time.
 CI_MINIMUM = 200 if IS_POSTGRES else 2000
+# One test running all the walks kept one xdist worker busy for minutes, the run's longest
+# path; shards of about this many walks (10-20 s each on a 2-core machine) spread them.
+WALKS_PER_SHARD = 50 if IS_POSTGRES else 125
+SHARDS = max(1, -(-EXAMPLES // WALKS_PER_SHARD))
 STEPS = 20
 START = datetime(2026, 1, 30, 22, 0, tzinfo=UTC)  # a month end somewhere in the world
 
@@ -692,10 +699,29 @@ def _count_statement(*_: Any) -> None:
     LedgerWalk.statements += 1
 
 
-def test_random_walks_keep_the_books_sound(database: Database) -> None:
+def shard_walks(shard: int) -> int:
+    """The walks shard ``shard`` runs: its share of ``EXAMPLES`` (shares differ by one at
+    most and sum to it), and one more after the first shard: every Hypothesis run starts
+    with the same walk, the simplest, so only the first shard's counts towards the total."""
+    return EXAMPLES // SHARDS + (shard < EXAMPLES % SHARDS) + (shard > 0)
+
+
+@pytest.mark.parametrize("shard", range(SHARDS), ids=lambda shard: f"{shard + 1}of{SHARDS}")
+def test_random_walks_keep_the_books_sound(database: Database, shard: int,
+                                           request: pytest.FixtureRequest) -> None:
     if os.environ.get("CI") == "true":
         assert EXAMPLES >= CI_MINIMUM, (
             f"CI must run at least {CI_MINIMUM} walks on this backend, not {EXAMPLES}")
+    asked = shard_walks(shard)
+    machine: Any = LedgerWalk
+    forced_seed = request.config.getoption("hypothesis_seed", None)
+    if forced_seed is not None and SHARDS > 1:
+        # One seed for all (--hypothesis-seed) would give every shard the same walks: each
+        # shard gets its own, made from it.
+        def seeded() -> LedgerWalk:
+            return LedgerWalk()
+
+        machine = seed(f"{forced_seed}/{shard}")(seeded)
     statistics: list[dict[str, Any]] = []
     LedgerWalk.checks = LedgerWalk.unchanged = 0
     started, cpu = time.monotonic(), time.process_time()
@@ -708,8 +734,8 @@ def test_random_walks_keep_the_books_sound(database: Database) -> None:
             LedgerWalk.cast = make_walk_cast(LedgerWalk.database)
             # Hypothesis's run statistics (what its pytest plugin reports), per run.
             with cast(Any, collector).with_value(statistics.append):
-                run_state_machine_as_test(LedgerWalk, settings=settings(
-                    max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+                run_state_machine_as_test(machine, settings=settings(
+                    max_examples=asked, stateful_step_count=STEPS, deadline=None,
                     print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.filter_too_much]))
@@ -721,11 +747,17 @@ def test_random_walks_keep_the_books_sound(database: Database) -> None:
                 for stats in statistics
                 for phase in ("reuse-phase", "generate-phase")
                 for case in stats.get(phase, {}).get("test-cases", []))
-    WALK_REPORTS.append(
-        f"{walks} walks ({EXAMPLES} asked) on {database.engine.dialect.name}: "
-        f"{LedgerWalk.checks} steps checked, {LedgerWalk.unchanged} that only moved the "
-        f"clock; {seconds:.0f} s ({cpu:.0f} s CPU)")
-    assert walks >= EXAMPLES, WALK_REPORTS[-1]
+    shards = (f" in {SHARDS} shards (and {{repeats}} repeats of the simplest walk, which "
+              "every shard starts with)" if SHARDS > 1 else "")
+    WALK_REPORTS.append((
+        f"ledger random walks: {{distinct}} walks ({EXAMPLES} asked) on "
+        f"{database.engine.dialect.name}{shards}: {{checks}} steps checked, {{unchanged}} "
+        "that only moved the clock; {seconds:.0f} s ({cpu:.0f} s CPU) in all",
+        {"distinct": walks - (shard > 0), "repeats": int(shard > 0),
+         "checks": LedgerWalk.checks, "unchanged": LedgerWalk.unchanged,
+         "seconds": seconds, "cpu": cpu}))
+    assert walks >= asked, (
+        f"shard {shard + 1} of {SHARDS}: {walks} valid walks of the {asked} asked")
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
