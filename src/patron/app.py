@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import (
     get_redoc_html,
@@ -376,32 +376,51 @@ STATIC = Path(__file__).resolve().parent / "web" / "static"
 VENDOR_URL = "/static/vendor"
 
 
+# The pages below and /health are module-level functions that every app shares, and they
+# take the app from the request: FastAPI remembers each endpoint function it has seen in
+# process-wide caches (thousands of entries), so a function made per app, closing over it,
+# kept every app the process had built alive (a test process builds one per test).
+_docs_router = APIRouter(include_in_schema=False)
+
+
+@_docs_router.get("/docs")
+async def swagger_ui(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json", title=f"{request.app.title} — API",
+        swagger_js_url=f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url=f"{VENDOR_URL}/swagger-ui/swagger-ui.css",
+        swagger_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+        oauth2_redirect_url="/docs/oauth2-redirect")
+
+
+@_docs_router.get("/docs/oauth2-redirect")
+async def swagger_ui_redirect() -> HTMLResponse:
+    return get_swagger_ui_oauth2_redirect_html()
+
+
+@_docs_router.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    return get_redoc_html(
+        openapi_url="/openapi.json", title=f"{request.app.title} — API",
+        redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
+        redoc_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
+        with_google_fonts=False)
+
+
 def _install_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` from the files vendored in the package
     (web/static/vendor, listed in its MANIFEST): no page refers to an outside address, so
     they work on a machine without internet."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(_docs_router)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json", title=f"{app.title} — API",
-            swagger_js_url=f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url=f"{VENDOR_URL}/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
-            oauth2_redirect_url="/docs/oauth2-redirect")
 
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+_health_router = APIRouter()
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url="/openapi.json", title=f"{app.title} — API",
-            redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
-            redoc_favicon_url=f"{VENDOR_URL}/swagger-ui/favicon-32x32.png",
-            with_google_fonts=False)
+
+@_health_router.get("/health", response_model=Health, tags=["health"])
+def health() -> Health:
+    return Health(status="ok", version=__version__)
 
 
 def server_app() -> ASGIApp:
@@ -457,9 +476,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     _install_docs(app)
 
-    @app.get("/health", response_model=Health, tags=["health"])
-    def health() -> Health:
-        return Health(status="ok", version=__version__)
+    app.include_router(_health_router)
 
     from patron.campaigns.endpoints import router as campaigns_router
     from patron.campaigns.endpoints import stores_router as store_environment_router
