@@ -4,7 +4,7 @@ each one: real path ids, the key that may call it, and a body it accepts."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from patron.db import Database
 from patron.kit.clock import utcnow
 from patron.vouchers.codes import display, generate_code
 from tests.conftest import Tenant, World, auth
+from tests.template import restored
 
 WRITE_METHODS = ("post", "put", "patch")
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -196,6 +197,23 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
                    rule_id=rule.json()["id"], campaign_id=campaign.json()["id"])
+
+
+# Each tenant's member's phone and card, and whether the objects include a caller-ID wait.
+A_OBJECTS: dict[str, Any] = {"phone": "+81 90-1234-5678", "card_uid": "04A2246AB35C80",
+                             "caller_id_wait": True}
+B_OBJECTS: dict[str, Any] = {"phone": "+1 212-555-0100", "card_uid": "04B3357BC46D91",
+                             "caller_id_wait": False}
+
+
+def objects_of(client: TestClient, database: Database, world: World, tenant: Tenant, *,
+               beneath: Sequence[Objects] = ()) -> Objects:
+    """``make_objects`` for the tenant (A's or B's phone and card), built once per process
+    on ``world`` and the objects ``beneath`` it, and restored from its rows afterwards
+    (``tests.template``)."""
+    kind = A_OBJECTS if tenant is world.a else B_OBJECTS
+    name = " ".join(["objects", *(o.tenant.merchant_id for o in beneath), tenant.merchant_id])
+    return restored(database, name, lambda: make_objects(client, world, tenant, **kind))
 
 
 def unknown_path_id(name: str) -> str:

@@ -27,7 +27,7 @@ from tests.api.operations import (
     Objects,
     Operation,
     caller_key,
-    make_objects,
+    objects_of,
     resolve,
     valid_body,
     write_operations,
@@ -114,9 +114,8 @@ def bad_request(kind: str, op: Operation, objects: Objects) -> BadRequest:
 
 
 @pytest.fixture
-def objects(client: TestClient, world: World) -> Objects:
-    return make_objects(client, world, world.a, phone="+81 90-1234-5678",
-                        card_uid="04A2246AB35C80", caller_id_wait=True)
+def objects(client: TestClient, database: Database, world: World) -> Objects:
+    return objects_of(client, database, world, world.a)
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

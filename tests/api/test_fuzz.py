@@ -33,7 +33,7 @@ from starlette.testclient import TestClient
 from patron.app import create_app
 from patron.config import get_settings
 from patron.db import Database
-from tests.api.operations import make_objects
+from tests.api.operations import objects_of
 from tests.conftest import World, auth
 
 # The document is the same whatever the database; the requests go to `fuzz_app` below.
@@ -74,13 +74,12 @@ def fuzz_app(database: Database) -> Any:
 
 
 @pytest.fixture
-def real_ids(client: TestClient, world: World) -> Iterator[dict[str, list[str]]]:
+def real_ids(client: TestClient, database: Database,
+             world: World) -> Iterator[dict[str, list[str]]]:
     """Objects of both merchants for the fuzzer to aim at (not the keys it authenticates
     with, nor the POS terminals behind them, so that those keep working)."""
-    tenants = (make_objects(client, world, world.a, phone="+81 90-1234-5678",
-                            card_uid="04A2246AB35C80", caller_id_wait=True),
-               make_objects(client, world, world.b, phone="+1 212-555-0100",
-                            card_uid="04B3357BC46D91", caller_id_wait=False))
+    a = objects_of(client, database, world, world.a)
+    tenants = (a, objects_of(client, database, world, world.b, beneath=[a]))
     REAL_IDS.clear()
     for objects in tenants:
         for name, value in objects.path_ids().items():

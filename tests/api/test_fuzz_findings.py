@@ -25,7 +25,7 @@ from tests.api.operations import (
     Objects,
     all_operations,
     caller_key,
-    make_objects,
+    objects_of,
     valid_body,
 )
 from tests.api.snapshot import changed_tables, snapshot
@@ -37,9 +37,8 @@ EARLY = "0001-01-01T00:00:00+05:00"  # year 0 in UTC
 
 
 @pytest.fixture
-def objects(client: TestClient, world: World) -> Objects:
-    return make_objects(client, world, world.a, phone="+81 90-1234-5678",
-                        card_uid="04A2246AB35C80", caller_id_wait=True)
+def objects(client: TestClient, database: Database, world: World) -> Objects:
+    return objects_of(client, database, world, world.a)
 
 
 def _problem(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from tests.api.operations import (
     Objects,
     Operation,
     all_operations,
-    make_objects,
+    objects_of,
     unknown_path_id,
     valid_body,
 )
@@ -55,15 +55,15 @@ REFUSED_FOR_ROLE_FIRST = {(("POST", "/v1/keys/{key_id}/revoke"), "terminal"),
 
 
 @pytest.fixture
-def a_objects(client: TestClient, world: World) -> Objects:
-    return make_objects(client, world, world.a, phone="+81 90-1234-5678",
-                        card_uid="04A2246AB35C80", caller_id_wait=True)
+def a_objects(client: TestClient, database: Database, world: World) -> Objects:
+    return objects_of(client, database, world, world.a)
 
 
 @pytest.fixture
-def b_objects(client: TestClient, world: World) -> Objects:
-    return make_objects(client, world, world.b, phone="+1 212-555-0100",
-                        card_uid="04B3357BC46D91", caller_id_wait=False)
+def b_objects(client: TestClient, database: Database, world: World,
+              a_objects: Objects) -> Objects:
+    """B's objects, made after A's (their layer rests on A's: ``tests.template``)."""
+    return objects_of(client, database, world, world.b, beneath=[a_objects])
 
 
 def foreign_key(world: World, role: str) -> str:

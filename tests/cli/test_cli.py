@@ -1,8 +1,10 @@
 """The `patron` command, run as a user runs it: a subprocess with its own database."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import httpx
 import pytest
@@ -26,11 +28,22 @@ def patron(db_url, *args, check=True):
     return result
 
 
+_MIGRATED = tempfile.mkdtemp(prefix="patron-cli-")
+
+
+def migrated_file(path):
+    """A SQLite file at ``path`` as `patron db upgrade` leaves a new one: the command runs
+    once per test process, and every later file is a copy of the first result."""
+    template = os.path.join(_MIGRATED, "migrated.db")
+    if not os.path.exists(template):
+        patron(f"sqlite:///{template}", "db", "upgrade")
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
 def db_url(tmp_path):
-    url = f"sqlite:///{tmp_path}/cli.db"
-    patron(url, "db", "upgrade")
-    return url
+    return migrated_file(tmp_path / "cli.db")
 
 
 def test_db_upgrade_is_repeatable(db_url):

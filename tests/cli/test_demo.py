@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from patron.app import create_app
 from patron.config import get_settings
 from patron.db import Database
-from tests.cli.test_cli import patron
+from tests.cli.test_cli import migrated_file, patron
 from tests.conftest import IS_POSTGRES
 
 pytestmark = pytest.mark.skipif(IS_POSTGRES, reason="CLI runs against its own SQLite file")
@@ -45,8 +45,7 @@ def demo(tmp_path_factory):
     """One demo database for the tests that only read it: the first run's output and the
     second (`--if-empty`) run's."""
     folder = tmp_path_factory.mktemp("demo")
-    url = f"sqlite:///{folder}/demo.db"
-    patron(url, "db", "upgrade")
+    url = migrated_file(folder / "demo.db")
     first = patron(url, "demo", "--members", "30")
     again = patron(url, "demo", "--if-empty")
     return url, folder, first, again
@@ -116,8 +115,7 @@ def test_the_printed_samples_and_curl_identify_the_members(demo, api):
 
 
 def test_without_the_keys_file_a_later_run_prints_commands_that_make_working_keys(tmp_path):
-    url = f"sqlite:///{tmp_path}/demo.db"
-    patron(url, "db", "upgrade")
+    url = migrated_file(tmp_path / "demo.db")
     first = patron(url, "demo", "--members", "3")
     (tmp_path / "demo.demo-keys.json").unlink()
     again = patron(url, "demo", "--if-empty")
@@ -146,8 +144,7 @@ def test_without_the_keys_file_a_later_run_prints_commands_that_make_working_key
 
 
 def test_a_keys_file_of_another_database_is_not_shown(tmp_path, demo):
-    url = f"sqlite:///{tmp_path}/demo.db"
-    patron(url, "db", "upgrade")
+    url = migrated_file(tmp_path / "demo.db")
     patron(url, "demo", "--members", "0")
     other = Path(demo[1]) / "demo.demo-keys.json"
     (tmp_path / "demo.demo-keys.json").write_text(other.read_text())

@@ -19,7 +19,7 @@ from tests.api.operations import (
     Objects,
     Operation,
     caller_key,
-    make_objects,
+    objects_of,
     write_operations,
 )
 from tests.api.snapshot import changed_tables, snapshot
@@ -29,9 +29,8 @@ WRITES = [op for op in write_operations() if op.key not in EXEMPT]
 
 
 @pytest.fixture
-def objects(client: TestClient, world: World) -> Objects:
-    return make_objects(client, world, world.a, phone="+81 90-1234-5678",
-                        card_uid="04A2246AB35C80", caller_id_wait=True)
+def objects(client: TestClient, database: Database, world: World) -> Objects:
+    return objects_of(client, database, world, world.a)
 
 
 def _body(op: Operation, objects: Objects) -> dict[str, Any] | None:
