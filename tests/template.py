@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Table, and_, bindparam, select, text
 
+from patron.config import get_settings
 from patron.db import Database
 from patron.kit.clock import clock
 from patron.models import metadata
@@ -44,7 +45,7 @@ class Layer:
     updated: list[tuple[Table, list[dict[str, Any]]]]
 
 
-_LAYERS: dict[str, Layer] = {}
+_LAYERS: dict[tuple[str, bytes, bytes], Layer] = {}
 
 
 def _is_datetime(column: Any) -> bool:
@@ -118,7 +119,11 @@ def _advance_sequences(connection: Connection, layer: Layer) -> None:
 def restored(database: Database, name: str, build: Callable[[], T]) -> T:
     """``build()``'s value, and the rows it added to the database: built the first time
     this process asks for ``name``, restored from its rows every later time."""
-    layer = _LAYERS.get(name)
+    # Rows written under other keys (a phone's ciphertext, a card's lookup hash) are another
+    # layer: a test that changes the secret must not be given the first one's rows.
+    settings = get_settings()
+    key = (name, settings.encryption_key, settings.lookup_key)
+    layer = _LAYERS.get(key)
     if layer is not None:
         with database.engine.begin() as connection:
             _write(connection, layer, clock.now() - layer.built_at)
@@ -131,5 +136,5 @@ def restored(database: Database, name: str, build: Callable[[], T]) -> T:
     built_at = clock.now()
     with database.engine.connect() as connection:
         after = _dump(connection)
-    _LAYERS[name] = _layer(before, after, value, built_at)
+    _LAYERS[key] = _layer(before, after, value, built_at)
     return value
