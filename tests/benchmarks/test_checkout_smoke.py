@@ -22,6 +22,10 @@ from patron.db import Database
 from patron.ledger.models import JournalEntry, Posting
 from patron.ledger.service import check_invariants
 from patron.members.models import Member
+from tests.conftest import IS_POSTGRES
+
+# Its servers and databases are its own SQLite files, whichever pass runs the suite.
+pytestmark = pytest.mark.skipif(IS_POSTGRES, reason="runs its own SQLite servers")
 
 MEMBERS = 40
 
