@@ -13,13 +13,14 @@ import io
 import random
 import sys
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 from rich.console import Console
 from rich.progress import Progress
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.campaigns.models import Trigger
@@ -48,16 +49,20 @@ from patron.coalition.service import put_rates
 from patron.config import get_settings
 from patron.db import Database
 from patron.errors import PatronError
-from patron.identity.schemas import IdentifyRequest
+from patron.identity.schemas import IdentifyRequest, MemberIdentification
 from patron.identity.service import identify
 from patron.imports import runner
 from patron.imports.sample import write_history
 from patron.kit.clock import utcnow
 from patron.kit.validation import currency_minor_units
+from patron.ledger.service import miles_balance
+from patron.members.models import Member, MemberStatus
 from patron.members.schemas import Consents, Gender, MemberCreate
 from patron.members.service import enrol
 from patron.operations.schemas import MAX_BATCH, EventBatch
 from patron.operations.service import record_events
+from patron.pos.schemas import LineWrite, PurchaseWrite
+from patron.pos.service import commit
 from patron.tenancy.models import Merchant, Role, Store, StoreKind, TerminalKind
 from patron.tenancy.schemas import MerchantCreate, StoreCreate, TerminalCreate
 from patron.tenancy.service import (
@@ -346,12 +351,15 @@ def _build(session: Session, *, members: int, seed: int, console: Console
                                               console=console)
     events = _record_register_events(session, coalition, seed=seed, console=console)
     campaigns = _demo_campaigns(session, coalition)
+    sales, away = _live_sales(session, coalition, rng=rng)
     stores = sum(len(spec.stores) for spec in MERCHANTS)
     counts = (f"{len(MERCHANTS)} merchants, {stores} stores, "
               f"{max(members, len(samples))} members, {campaigns} running campaigns, "
               f"{customers:,} customers of a previous system with {history:,} purchases of "
               f"the last year imported, "
-              f"{events:,} register events over {EVENT_DAYS} days")
+              f"{events:,} register events over {EVENT_DAYS} days, "
+              f"{sales} sales at the registers in the last {LIVE_SALE_DAYS} days "
+              f"({away} of them spending miles at another merchant)")
     return DemoSummary(keys=keys, vouchers=vouchers, samples=samples, missing_keys=[]), counts
 
 
@@ -553,6 +561,72 @@ def _campaigns_for(spec: DemoMerchant, offer: Offer) -> list[tuple[int, int, Cam
                      Message(type="message", text="Happy birthday from Golden Gate Books!")],
             per_member=once_a_year)),
     ]
+
+
+LIVE_SALE_DAYS = 14
+LIVE_SALE_MEMBERS = 12  # per merchant
+LIVE_SALE_HOURS = (9, 13, 18)  # store-local: a morning, a lunch and an evening sale
+# Two items per currency: (sku, name, category, unit price in minor units).
+LIVE_SALE_ITEMS = {
+    "JPY": (("LATTE", "Latte", "coffee", 550), ("CROISSANT", "Croissant", "bakery", 320)),
+    "KRW": (("BREAD", "Milk bread", "bread", 4500), ("CAKE", "Strawberry cake", "cake", 28000)),
+    "USD": (("NOVEL", "Paperback novel", "books", 1899), ("ATLAS", "World atlas", "books", 5600)),
+}
+
+
+def _live_sales(session: Session, coalition: list[BuiltMerchant], *,
+                rng: random.Random) -> tuple[int, int]:
+    """Sales at each merchant's first register over the last two weeks, committed by the
+    POS's own commit (``pos.service.commit``, as the till's key), so that the running
+    campaigns have results and the coalition's miles move: members of each merchant buy at
+    its first store in the morning, at lunch and in the evening, on weekdays and weekends;
+    then some of them spend the miles they earned at the next merchant of the coalition,
+    which the settlement shows. The sales, and those that spent miles elsewhere."""
+    now = utcnow()
+    tills = [authenticate(session, key=next(key for terminal, key in built.stores[0].terminals
+                                            if terminal.code == "pos-1"))
+             for built in coalition]
+    buyers = [list(session.scalars(select(Member.member_number).where(
+        Member.merchant_id == built.merchant.id, Member.external_ref.is_(None),
+        Member.status == MemberStatus.active.value).order_by(Member.customer_no).limit(
+            LIVE_SALE_MEMBERS))) for built in coalition]
+    sales = away = 0
+    for built, till, numbers in zip(coalition, tills, buyers, strict=True):
+        zone = ZoneInfo(built.spec.timezone)
+        items = LIVE_SALE_ITEMS[built.spec.currency]
+        for index, number in enumerate(numbers):
+            day = (now - timedelta(days=1 + index % LIVE_SALE_DAYS)).astimezone(zone).date()
+            for hour in LIVE_SALE_HOURS:
+                at = datetime.combine(day, time(hour, rng.randrange(60)), zone)
+                lines = [LineWrite(sku=sku, name=name, category=category,
+                                   quantity=rng.randint(1, 3), unit_price=price)
+                         for sku, name, category, price in items if rng.random() < 0.8] or [
+                    LineWrite(sku=items[0][0], name=items[0][1], category=items[0][2],
+                              quantity=1, unit_price=items[0][3])]
+                commit(session, actor=till, data=PurchaseWrite(
+                    receipt_no=f"D{index:03d}-{hour:02d}", occurred_at=at,
+                    currency=built.spec.currency, member=MemberIdentification(barcode=number),
+                    lines=lines))
+                sales += 1
+    # Miles earned at one merchant, spent at the next: the coalition's settlement.
+    for position, numbers in enumerate(buyers):
+        host = (position + 1) % len(coalition)
+        spec = coalition[host].spec
+        sku, name, category, price = LIVE_SALE_ITEMS[spec.currency][1]
+        for index, number in enumerate(numbers[:3]):
+            member = session.scalars(select(Member).where(
+                Member.member_number == number)).one()
+            miles = miles_balance(session, member_id=member.id) // 2
+            if miles <= 0:
+                continue
+            commit(session, actor=tills[host], data=PurchaseWrite(
+                receipt_no=f"M{position}-{index:03d}", occurred_at=now - timedelta(hours=2),
+                currency=spec.currency, member=MemberIdentification(barcode=number),
+                lines=[LineWrite(sku=sku, name=name, category=category, quantity=1,
+                                 unit_price=price)], miles_to_burn=miles))
+            sales += 1
+            away += 1
+    return sales, away
 
 
 def _terminals_for(store: DemoStore) -> list[DemoTerminal]:
