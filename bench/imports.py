@@ -2,14 +2,16 @@
 moving to Patron runs them, on SQLite and on PostgreSQL.
 
 Acceptance (issue 15, item 15): 70,000 purchases of 24,000 members (18 months) imported in
-<= 30 s on each backend, under 300 MB peak memory; a second run imports nothing.
+<= 30 s on each backend, under 300 MB peak memory; a second run imports nothing; then
+`patron jobs scores` stores P(alive) and CLV for every member with repeat purchases.
 
 What one run does, per backend: a fresh database with one merchant and its stores (not
 timed); a generated history written to CSV files (``patron.imports.sample``, not timed);
 then the two commands run as a user runs them, each its own process, and timed from start
 to exit (Python's start-up included). Printed: rows, the wall time and rate of each
 command, their sum against the target, the peak resident memory of the command
-processes, and the second run (every member and purchase ``already there``). The same is
+processes, the second run (every member and purchase ``already there``), and the members
+``patron jobs scores`` then scored against those with purchases on two days or more. The same is
 done with a file a tenth the size: the peak memory should not follow the file's size.
 
     python -m bench imports [--members 24000] [--purchases 70000] [--postgres-url URL]
@@ -31,10 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from bench.environment import BENCH_SECRET_KEY, describe_machine, fresh_database, verdict
 from bench.servers import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV, postgres_database
 from patron.db import Database
 from patron.imports.sample import write_history
+from patron.scores.models import MemberPurchaseDay, MemberScore
 from patron.tenancy.schemas import MerchantCreate, StoreCreate
 from patron.tenancy.service import SYSTEM, create_merchant, create_store
 
@@ -142,7 +147,27 @@ def _run(backend: str, url: str, folder: Path, *, members: int,
     print(f"    imported {imported[0]:,} members and {imported[1]:,} purchases; run again: "
           f"{again[0]:,} and {again[1]:,} imported in "
           f"{again_members.seconds + again_purchases.seconds:.1f} s")
-    return imported == (members, receipts) and again == (0, 0), total, peak
+    refit = _patron(url, "jobs", "scores")
+    repeat, scored = _scored(url)
+    print(f"    patron jobs scores {refit.seconds:5.1f} s  P(alive) and CLV stored for "
+          f"{scored:,} members; {repeat:,} have purchases on two days or more")
+    return (imported == (members, receipts) and again == (0, 0) and scored >= repeat > 0,
+            total, peak)
+
+
+def _scored(url: str) -> tuple[int, int]:
+    """Members with purchases on two days or more, and members with stored scores."""
+    days = (select(MemberPurchaseDay.member_id).group_by(MemberPurchaseDay.member_id)
+            .having(func.count() >= 2).subquery())
+    database = Database(url)
+    try:
+        with database.session_scope() as session:
+            repeat = session.scalar(select(func.count()).select_from(days)) or 0
+            scored = session.scalar(select(func.count()).select_from(MemberScore).where(
+                MemberScore.p_alive.is_not(None), MemberScore.clv_90d_minor.is_not(None))) or 0
+    finally:
+        database.dispose()
+    return repeat, scored
 
 
 def main(argv: Sequence[str] | None = None) -> None:
