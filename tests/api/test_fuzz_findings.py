@@ -561,3 +561,14 @@ def test_a_500_logs_once_with_the_type_and_no_bound_parameters(
     everything = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
     assert secret_phone not in everything and "INSERT INTO" not in everything
     assert secret_phone not in response.text
+
+
+@pytest.mark.parametrize("value", ["\x00", "A\x00B", "tab\there", "\x7f"])
+def test_a_reference_with_a_control_character_is_refused_not_a_crash(
+        client: TestClient, world: World, value: str) -> None:
+    """Found by the full schemathesis run on PostgreSQL (its text cannot hold NUL): the
+    look-up by ``external_ref`` answered 500."""
+    answer = client.get("/v1/members", params={"external_ref": value},
+                        headers=auth(world.a.merchant_key))
+    body = _problem(answer, 422, "validation_failed")
+    assert body["errors"][0]["loc"] == ["query", "external_ref"]

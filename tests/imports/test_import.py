@@ -108,6 +108,17 @@ def test_bad_member_rows_are_refused_by_line_and_the_rest_imported(client, world
     assert count(database, Member, Member.merchant_id == uuid.UUID(world.a.merchant_id)) == 2
 
 
+def test_a_reference_with_a_control_character_is_a_refused_row(client, world, database):
+    answer = post(client, MEMBERS, world.a.merchant_key, members_csv(
+        "OK-1,,ok1@example.com,,", "NUL\x00REF,,,,", "TAB\tREF,,,,"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["imported"], body["refused"]) == (1, 2), body
+    assert [(row["line"], row["code"]) for row in body["refused_rows"]] == [
+        (3, "import_row_invalid"), (4, "import_row_invalid")]
+    assert count(database, Member, Member.merchant_id == uuid.UUID(world.a.merchant_id)) == 1
+
+
 def test_a_file_without_the_required_columns_changes_nothing(client, world, database):
     before = snapshot(database)
     for text in ("", "phone,email\n+81 90 1111 2222,a@example.com\n",

@@ -8,9 +8,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from patron.members.schemas import CardUid, Email, Gender, Language, PhoneText
+from patron.members.schemas import CardUid, Email, ExternalRef, Gender, Language, PhoneText
 
-ExternalRef = Annotated[str, Field(min_length=1, max_length=64)]
 Text64 = Annotated[str, Field(min_length=1, max_length=64)]
 
 

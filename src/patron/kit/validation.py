@@ -16,6 +16,10 @@ from babel.core import get_global
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field
 
+# Text that names or identifies something: no control characters (PostgreSQL's text cannot
+# hold NUL, and no name or reference needs a tab or an escape).
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]+$"
+
 
 @lru_cache
 def _currencies() -> frozenset[str]:

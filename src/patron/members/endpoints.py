@@ -13,6 +13,7 @@ from patron.ledger.service import forfeit_all
 from patron.ledger.views import Position, decode_cursor, encode_cursor
 from patron.members import access, service
 from patron.members.schemas import (
+    EXTERNAL_REF_LIMITS,
     ConsentChange,
     ConsentHistory,
     DataExportPage,
@@ -44,7 +45,7 @@ def enrol(data: MemberCreate, db: Db, caller: Caller) -> MemberRead:
 
 @router.get("", response_model=Page[MemberRead], responses=problems(*AUTHED))
 def find_members(db: Db, caller: Caller, paging: PageQuery,
-                 external_ref: Annotated[str, Query(min_length=1, max_length=64, description=(
+                 external_ref: Annotated[str, Query(**EXTERNAL_REF_LIMITS, description=(
                      "The member's id in the merchant's previous system (history import)"))],
                  merchant_id: Annotated[uuid.UUID | None, Query(
                      description="Required with an operator key")] = None) -> Page[MemberRead]:

@@ -7,8 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from patron.kit.validation import Flag, Int32, language_tag
+from patron.kit.validation import NO_CONTROL_CHARACTERS, Flag, Int32, language_tag
 from patron.tenancy.schemas import Read, Strict
+
+# The member's id in the merchant's previous system (history import): unique per merchant.
+EXTERNAL_REF_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 64,
+                                       "pattern": NO_CONTROL_CHARACTERS}
+ExternalRef = Annotated[str, Field(**EXTERNAL_REF_LIMITS)]
 
 Language = Annotated[str, Field(min_length=2, max_length=16, examples=["ja"]),
                      AfterValidator(language_tag)]

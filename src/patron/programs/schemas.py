@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from patron.kit.validation import Int64
+from patron.kit.validation import NO_CONTROL_CHARACTERS, Int64
 from patron.programs.rules import (
     BP_ONE,
     MAX_MULTIPLIER_BP,
@@ -21,9 +21,9 @@ Points = Annotated[Int64, Field(ge=0, le=MAX_POINTS_PER_TRANSACTION)]
 MultiplierBp = Annotated[Int64, Field(ge=1, le=MAX_MULTIPLIER_BP,
                                     description="Basis points: 10000 = x1, 15000 = x1.5",
                                     examples=[20000])]
-Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+Category = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS,
                                 examples=["coffee"])]
-TierName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TierName = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
 
 MAX_CATEGORIES = 200
 MAX_TIERS = 20
