@@ -586,23 +586,20 @@ def _live_sales(session: Session, coalition: list[BuiltMerchant], *,
     tills = [authenticate(session, key=next(key for terminal, key in built.stores[0].terminals
                                             if terminal.code == "pos-1"))
              for built in coalition]
-    buyers = [list(session.scalars(select(Member.member_number).where(
+    buyers = [session.execute(select(Member.id, Member.member_number).where(
         Member.merchant_id == built.merchant.id, Member.external_ref.is_(None),
         Member.status == MemberStatus.active.value).order_by(Member.customer_no).limit(
-            LIVE_SALE_MEMBERS))) for built in coalition]
+            LIVE_SALE_MEMBERS)).all() for built in coalition]
     sales = away = 0
     for built, till, numbers in zip(coalition, tills, buyers, strict=True):
         zone = ZoneInfo(built.spec.timezone)
         items = LIVE_SALE_ITEMS[built.spec.currency]
-        for index, number in enumerate(numbers):
+        for index, (_, number) in enumerate(numbers):
             day = (now - timedelta(days=1 + index % LIVE_SALE_DAYS)).astimezone(zone).date()
             for hour in LIVE_SALE_HOURS:
                 at = datetime.combine(day, time(hour, rng.randrange(60)), zone)
-                lines = [LineWrite(sku=sku, name=name, category=category,
-                                   quantity=rng.randint(1, 3), unit_price=price)
-                         for sku, name, category, price in items if rng.random() < 0.8] or [
-                    LineWrite(sku=items[0][0], name=items[0][1], category=items[0][2],
-                              quantity=1, unit_price=items[0][3])]
+                lines = [_line(item, rng.randint(1, 3))
+                         for item in items if rng.random() < 0.8] or [_line(items[0], 1)]
                 commit(session, actor=till, data=PurchaseWrite(
                     receipt_no=f"D{index:03d}-{hour:02d}", occurred_at=at,
                     currency=built.spec.currency, member=MemberIdentification(barcode=number),
@@ -612,21 +609,23 @@ def _live_sales(session: Session, coalition: list[BuiltMerchant], *,
     for position, numbers in enumerate(buyers):
         host = (position + 1) % len(coalition)
         spec = coalition[host].spec
-        sku, name, category, price = LIVE_SALE_ITEMS[spec.currency][1]
-        for index, number in enumerate(numbers[:3]):
-            member = session.scalars(select(Member).where(
-                Member.member_number == number)).one()
-            miles = miles_balance(session, member_id=member.id) // 2
+        for index, (member_id, number) in enumerate(numbers[:3]):
+            miles = miles_balance(session, member_id=member_id) // 2
             if miles <= 0:
                 continue
             commit(session, actor=tills[host], data=PurchaseWrite(
                 receipt_no=f"M{position}-{index:03d}", occurred_at=now - timedelta(hours=2),
                 currency=spec.currency, member=MemberIdentification(barcode=number),
-                lines=[LineWrite(sku=sku, name=name, category=category, quantity=1,
-                                 unit_price=price)], miles_to_burn=miles))
+                lines=[_line(LIVE_SALE_ITEMS[spec.currency][1], 1)], miles_to_burn=miles))
             sales += 1
             away += 1
     return sales, away
+
+
+def _line(item: tuple[str, str, str, int], quantity: int) -> LineWrite:
+    sku, name, category, price = item
+    return LineWrite(sku=sku, name=name, category=category, quantity=quantity,
+                     unit_price=price)
 
 
 def _terminals_for(store: DemoStore) -> list[DemoTerminal]:
