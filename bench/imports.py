@@ -148,26 +148,33 @@ def _run(backend: str, url: str, folder: Path, *, members: int,
           f"{again[0]:,} and {again[1]:,} imported in "
           f"{again_members.seconds + again_purchases.seconds:.1f} s")
     refit = _patron(url, "jobs", "scores")
-    repeat, scored = _scored(url)
+    repeaters, scored_repeaters, scored = _scored(url)
     print(f"    patron jobs scores {refit.seconds:5.1f} s  P(alive) and CLV stored for "
-          f"{scored:,} members; {repeat:,} have purchases on two days or more")
-    return (imported == (members, receipts) and again == (0, 0) and scored >= repeat > 0,
-            total, peak)
+          f"{scored:,} members; {repeaters:,} have purchases on two days or more, "
+          f"{scored_repeaters:,} of them scored")
+    return (imported == (members, receipts) and again == (0, 0)
+            and scored_repeaters == repeaters > 0, total, peak)
 
 
-def _scored(url: str) -> tuple[int, int]:
-    """Members with purchases on two days or more, and members with stored scores."""
-    days = (select(MemberPurchaseDay.member_id).group_by(MemberPurchaseDay.member_id)
-            .having(func.count() >= 2).subquery())
+def _scored(url: str) -> tuple[int, int, int]:
+    """Members with purchases on two days or more; those of them with a stored P(alive)
+    and CLV; and every member with them."""
+    repeat = (select(MemberPurchaseDay.member_id).group_by(MemberPurchaseDay.member_id)
+              .having(func.count() >= 2).subquery())
+    has_scores = (MemberScore.p_alive.is_not(None), MemberScore.clv_90d_minor.is_not(None))
     database = Database(url)
     try:
         with database.session_scope() as session:
-            repeat = session.scalar(select(func.count()).select_from(days)) or 0
+            repeaters = session.scalar(select(func.count()).select_from(repeat)) or 0
+            scored_repeaters = session.scalar(
+                select(func.count()).select_from(repeat).join(
+                    MemberScore, MemberScore.member_id == repeat.c.member_id).where(
+                    *has_scores)) or 0
             scored = session.scalar(select(func.count()).select_from(MemberScore).where(
-                MemberScore.p_alive.is_not(None), MemberScore.clv_90d_minor.is_not(None))) or 0
+                *has_scores)) or 0
     finally:
         database.dispose()
-    return repeat, scored
+    return repeaters, scored_repeaters, scored
 
 
 def main(argv: Sequence[str] | None = None) -> None:
