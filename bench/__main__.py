@@ -7,7 +7,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench import checkout, clv, codes, identify, imports, offline, rules, startup, vouchers
+from bench import (
+    checkout,
+    clv,
+    codes,
+    deliveries,
+    identify,
+    imports,
+    offline,
+    rules,
+    startup,
+    vouchers,
+)
 
 BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("startup", startup.main),
@@ -17,6 +28,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("offline", offline.main),
     ("imports", imports.main),
     ("vouchers", vouchers.main),
+    ("deliveries", deliveries.main),
     ("clv", clv.main),
     ("rules", rules.main),
 )

@@ -154,8 +154,8 @@ def build_shop(database: Database, *, stores: int, tills_per_store: int) -> Shop
 # Columns written per table; every other column takes its server default (or NULL).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "members": ("id", "merchant_id", "enrolled_store_id", "customer_no", "member_number",
-                "status", "birth_year", "gender", "language", "consent_sms", "consent_email",
-                "consent_push", "pin_failures", "created_at", "updated_at"),
+                "status", "birth_year", "gender", "language", "pin_failures", "created_at",
+                "updated_at"),
     "memberships": ("id", "member_id", "merchant_id", "joined_at", "source"),
     "ledger_accounts": ("id", "key", "kind", "unit", "merchant_id", "member_id", "balance",
                         "created_at"),
@@ -247,7 +247,7 @@ class HistoryWriter:
             member, merchant, None, customer_no, number, "active",
             rng.randint(1950, 2006) if rng.random() < 0.6 else None,
             rng.choice(("female", "male", "other", "undisclosed")) if rng.random() < 0.5
-            else None, "ja", rng.random() < 0.4, rng.random() < 0.5, False, 0, opened, opened))
+            else None, "ja", 0, opened, opened))
         out["memberships"].append((uuid_hex(rng), member, merchant, opened, "bench"))
 
         lots: list[LotView] = []

@@ -40,9 +40,13 @@ TEST_DATABASE_URL = worker_database_url(BASE_DATABASE_URL,
 os.environ["PATRON_DATABASE_URL"] = TEST_DATABASE_URL
 os.environ.setdefault("PATRON_SECRET_KEY", "test-secret-key-for-the-suite-only")
 os.environ.setdefault("PATRON_TELEPHONY_WEBHOOK_SECRET", "telephony-test-secret")
-# No scheduler in the apps and servers tests start: a job running on its own would change
-# what a test asserts. tests/jobs starts schedulers explicitly.
+# No scheduler or delivery worker in the apps and servers tests start: a job running on its own
+# would change what a test asserts. tests/jobs and tests/notify start them explicitly.
 os.environ.setdefault("PATRON_JOBS_INTERVAL_SECONDS", "0")
+os.environ.setdefault("PATRON_DELIVERIES_IN_SERVE", "false")
+# Webhook receivers in the tests listen on loopback (tests/notify/test_targets.py checks
+# the refusal with this off).
+os.environ.setdefault("PATRON_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
 os.environ.setdefault("PATRON_CODE_BATCHES_IN_BACKGROUND", "false")
 # No voucher failure limit either: tests present many refused codes from one terminal in
 # a second on purpose. tests/vouchers/test_abuse.py turns the limit on where it tests it.

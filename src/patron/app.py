@@ -348,13 +348,16 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 @asynccontextmanager
 async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
-    """The job scheduler (points expiry, notices) lives as long as the server; with
-    several workers every process starts one and the lease lets one of them run jobs.
+    """The job scheduler (points expiry, notices) and the delivery worker live as long as
+    the server; with several workers every process starts them and a lease each lets one
+    of them run.
     A server process (``server_app``) then opens its database connections
     (``Database.warm``) and settles its heap (``kit.heap``)."""
+    from patron.jobs.deliveries import start_worker
     from patron.jobs.scheduler import start_scheduler
 
     scheduler = start_scheduler(app.state.database, app.state.settings)
+    deliveries = start_worker(app.state.database, app.state.settings)
     opened = None  # the fast lane's pool, once per app (a test may start it twice)
     if app.state.fast_lane and app.state.raw_pool is None:
         opened = app.state.raw_pool = await rawdb.open_pool(app.state.database.url,
@@ -370,6 +373,8 @@ async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
             await opened.close()
         if scheduler is not None:
             await run_in_threadpool(scheduler.stop)
+        if deliveries is not None:
+            await run_in_threadpool(deliveries.stop)
 
 
 STATIC = Path(__file__).resolve().parent / "web" / "static"
@@ -487,6 +492,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.ledger.endpoints import router as ledger_router
     from patron.members.endpoints import exports_router
     from patron.members.endpoints import router as members_router
+    from patron.notify.endpoints import pages as notify_pages
+    from patron.notify.endpoints import router as notify_router
     from patron.offline.endpoints import router as offline_router
     from patron.operations.endpoints import router as operations_router
     from patron.pos.endpoints import router as pos_router
@@ -511,6 +518,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(referrals_router)
     app.include_router(exports_router)
     app.include_router(imports_router)
+    app.include_router(notify_router)
+    app.include_router(notify_pages)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CrashLog)
     # Inside the body limit, which then bounds what it reads and keeps.

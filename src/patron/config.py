@@ -85,6 +85,43 @@ class Settings(BaseSettings):
     def proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
 
+    # Deliveries (docs/notify.md): `patron serve` runs the delivery worker (false: only
+    # `patron worker` does); an idle worker looks for new events this often; a batch
+    # holds at most delivery_batch deliveries, sent delivery_concurrency at a time.
+    deliveries_in_serve: bool = True
+    delivery_interval_seconds: float = Field(default=0.5, gt=0, le=3600)
+    delivery_batch: int = Field(default=200, ge=1, le=10_000)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
+    # Webhooks may not reach loopback, private, link-local or reserved addresses (the
+    # database, a cloud's metadata service) unless this is true (tests, a private network).
+    # Member e-mail (docs/notify.md): smtp://user:pass@host:587 (STARTTLS) or
+    # smtps://user:pass@host:465; none: no e-mail is sent. The sender's address; the
+    # display name is the merchant's.
+    smtp_url: str | None = None
+    mail_from: str = "patron@localhost"
+    # Member SMS (docs/notify.md, "SMS"): http, console or file; none: no SMS is sent.
+    sms_provider: str | None = None
+    sms_from: str = "Patron"
+    sms_url: str | None = None
+    sms_auth: str | None = None
+    # Jinja2 over to, sender, text and id; by default a JSON object (or, for a form, the
+    # fields To, From, Body) — docs/notify.md.
+    sms_body: str | None = None
+    sms_body_type: str = "json"
+    sms_file: str | None = None
+    # The inbound SMS webhook's secret (STOP replies); derived from the secret when unset.
+    sms_inbound_secret: str | None = None
+    # The event stream (docs/notify.md): nats://host:4222 relays every outbox event to
+    # NATS JetStream, on {subject}.{merchant number}.{event type}, into the stream named
+    # (made if missing). None: no stream.
+    event_stream_url: str | None = None
+    event_stream_subject: str = "patron.events"
+    event_stream_name: str = "PATRON_EVENTS"
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=15, gt=0, le=120)
+    # A rotated webhook secret still signs (beside the new one) this long.
+    webhook_rotation_hours: int = Field(default=24, ge=0, le=24 * 30)
+
     # Idempotency-Keys (and the answers they replay) are kept this long, per API key.
     idempotency_key_hours: int = Field(default=24, ge=24, le=24 * 30)
 
@@ -112,6 +149,10 @@ class Settings(BaseSettings):
     @property
     def qr_key(self) -> bytes:
         return self.derived_key("qr-token")
+
+    @property
+    def sms_inbound_token(self) -> str:
+        return self.sms_inbound_secret or self.derived_key("sms-inbound").hex()
 
     @property
     def telephony_secret(self) -> str:

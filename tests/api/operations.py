@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.sinks import webhook_receiver
 from starlette.testclient import TestClient
 
 from patron.app import create_app
 from patron.config import get_settings
 from patron.db import Database
 from patron.kit.clock import utcnow
+from patron.notify.worker import Deliverer
 from patron.vouchers.codes import display, generate_code
 from tests.conftest import Tenant, World, auth
 from tests.template import restored
@@ -21,6 +23,9 @@ from tests.template import restored
 WRITE_METHODS = ("post", "put", "patch")
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 TELEPHONY = ("POST", "/v1/telephony/inbound")
+# The SMS provider's webhook (STOP replies): signed like the telephony one, not keyed.
+SMS_INBOUND = ("POST", "/v1/sms/inbound")
+SIGNED_WEBHOOKS = (TELEPHONY, SMS_INBOUND)
 
 
 def _openapi_document() -> dict[str, Any]:
@@ -119,6 +124,8 @@ class Objects:
     exception_id: str
     rule_id: str
     campaign_id: str
+    endpoint_id: str
+    delivery_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
@@ -128,7 +135,8 @@ class Objects:
                "transaction_id": self.transaction_id, "offer_id": self.offer_id,
                "code": self.code, "reservation_id": self.reservation_id,
                "exception_id": self.exception_id, "rule_id": self.rule_id,
-               "batch_id": self.batch_id, "campaign_id": self.campaign_id}
+               "batch_id": self.batch_id, "campaign_id": self.campaign_id,
+               "endpoint_id": self.endpoint_id, "delivery_id": self.delivery_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -139,9 +147,34 @@ class Objects:
         return f"{path}?{query}" if query else path
 
 
-def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str,
-                 card_uid: str, caller_id_wait: bool) -> Objects:
-    """A member with a card, a spare merchant key and (if asked) a caller-ID wait."""
+def make_objects(client: TestClient, database: Database, world: World, tenant: Tenant, *,
+                 phone: str, card_uid: str, caller_id_wait: bool) -> Objects:
+    """A member with a card, a spare merchant key and (if asked) a caller-ID wait, ...,
+    a webhook endpoint and a delivery of the member's enrolment to it."""
+    with webhook_receiver() as receiver:
+        endpoint = client.post("/v1/webhook-endpoints", headers=auth(tenant.merchant_key),
+                               json={"url": receiver.url, "events": ["*"]})
+        assert endpoint.status_code == 201, endpoint.text
+        objects = _make_objects(client, world, tenant, phone=phone, card_uid=card_uid,
+                                caller_id_wait=caller_id_wait,
+                                endpoint_id=endpoint.json()["id"])
+        # Its deliveries made and sent, so that one can be replayed.
+        deliverer = Deliverer(database, get_settings())
+        try:
+            deliverer.run_once()
+        finally:
+            deliverer.close()
+        assert receiver.received
+    delivery = client.get(f"/v1/webhook-endpoints/{objects.endpoint_id}/deliveries",
+                          headers=auth(tenant.merchant_key))
+    assert delivery.status_code == 200, delivery.text
+    assert delivery.json()["deliveries"][-1]["status"] == "delivered", delivery.text
+    objects.delivery_id = delivery.json()["deliveries"][-1]["id"]
+    return objects
+
+
+def _make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str,
+                  card_uid: str, caller_id_wait: bool, endpoint_id: str) -> Objects:
     member = client.post("/v1/members", headers=auth(tenant.merchant_key),
                          json={"phone": phone, "card_uid": card_uid})
     assert member.status_code == 201, member.text
@@ -196,7 +229,8 @@ def make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: str
                    transaction_id=transaction.json()["id"], offer_id=offer.json()["id"],
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
-                   rule_id=rule.json()["id"], campaign_id=campaign.json()["id"])
+                   rule_id=rule.json()["id"], campaign_id=campaign.json()["id"],
+                   endpoint_id=endpoint_id, delivery_id="")
 
 
 # Each tenant's member's phone and card, and whether the objects include a caller-ID wait.
@@ -213,7 +247,7 @@ def objects_of(client: TestClient, database: Database, world: World, tenant: Ten
     (``tests.template``)."""
     kind = A_OBJECTS if tenant is world.a else B_OBJECTS
     name = " ".join(["objects", *(o.tenant.merchant_id for o in beneath), tenant.merchant_id])
-    return restored(database, name, lambda: make_objects(client, world, tenant, **kind))
+    return restored(database, name, lambda: make_objects(client, database, world, tenant, **kind))
 
 
 def unknown_path_id(name: str) -> str:
@@ -343,6 +377,16 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
                                                           "temperature_c": 9.5},
     ("PUT", "/v1/stores/{store_id}/inventory"): lambda o: {"items": [
         {"sku": "CR-1", "quantity": 40, "overstock": True}]},
+    ("POST", "/v1/webhook-endpoints"): lambda o: {
+        "url": "https://hooks.example.com/patron", "events": ["transaction.committed"],
+        "description": "ERP"},
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): lambda o: {
+        "events": ["member.enrolled", "tier.changed"], "description": "CRM"},
+    ("PUT", "/v1/merchants/{merchant_id}/message-settings"): lambda o: {
+        "sender_name": "Books", "reply_to": "desk@example.jp",
+        "quiet_hours": {"start": "22:00", "end": "08:00"}, "weekly_cap": 3},
+    ("PUT", "/v1/members/{member_id}/quiet-hours"): lambda o: {
+        "start": "23:00", "end": "07:00", "timezone": "Asia/Tokyo"},
 }
 
 

@@ -22,6 +22,7 @@ from patron.config import get_settings
 from patron.db import Database
 from tests.api.operations import (
     FORM_MEDIA_TYPE,
+    SMS_INBOUND,
     TELEPHONY,
     VALID_BODIES,
     Objects,
@@ -44,6 +45,7 @@ BODYLESS_WRITES = [op for op in WRITES if op.body_media_type is None]
 # The history imports take a file (docs/imports.md).
 CSV_WRITES = [op for op in WRITES if op.body_media_type == "text/csv"]
 TELEPHONY_OP = next(op for op in WRITES if op.key == TELEPHONY)
+SMS_INBOUND_OP = next(op for op in WRITES if op.key == SMS_INBOUND)
 
 # Each kind of bad input, and the (status, code) a JSON endpoint answers with.
 JSON_KINDS = {
@@ -207,10 +209,12 @@ def test_every_write_is_covered() -> None:
     assert {op.key for op in JSON_WRITES} == set(VALID_BODIES)
     assert {op.key for op in WRITES} == ({op.key for op in JSON_WRITES}
                                          | {op.key for op in BODYLESS_WRITES}
-                                         | {op.key for op in CSV_WRITES} | {TELEPHONY})
+                                         | {op.key for op in CSV_WRITES} | {TELEPHONY}
+                                         | {SMS_INBOUND})
     assert {op.key for op in CSV_WRITES} == {("POST", "/v1/imports/members"),
                                              ("POST", "/v1/imports/purchases")}
     assert TELEPHONY_OP.body_media_type == FORM_MEDIA_TYPE
+    assert SMS_INBOUND_OP.body_media_type == FORM_MEDIA_TYPE
     assert {op.key for op in BODYLESS_WRITES} == {
         ("POST", "/v1/keys/{key_id}/revoke"), ("POST", "/v1/members/{member_id}/withdraw"),
         ("POST", "/v1/members/{member_id}/erase"), ("POST", "/v1/identify/caller-id"),
@@ -219,7 +223,10 @@ def test_every_write_is_covered() -> None:
         ("POST", "/v1/offers/{offer_id}/revoke"),
         ("POST", "/v1/vouchers/reservations/{reservation_id}/release"),
         ("POST", "/v1/campaigns/{campaign_id}/pause"),
-        ("POST", "/v1/campaigns/{campaign_id}/resume")}
+        ("POST", "/v1/campaigns/{campaign_id}/resume"),
+        ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"),
+        ("POST", "/v1/webhook-deliveries/{delivery_id}/replay"),
+        ("POST", "/v1/deliveries/{delivery_id}/replay")}
 
 
 # --- the history imports: a CSV file as the body ------------------------------------------
@@ -264,33 +271,56 @@ def test_a_file_over_the_import_limit_is_refused(client: TestClient, world: Worl
     assert changed_tables(before, snapshot(database)) == []
 
 
-# --- the telephony webhook: form-encoded, authenticated by signature -----------------------
+# --- the signed webhooks: form-encoded, authenticated by signature --------------------------
 
-def _sign(body: bytes) -> str:
-    return hmac.new(get_settings().telephony_secret.encode(), body, hashlib.sha256).hexdigest()
+def _sign(body: bytes, secret: str | None = None) -> str:
+    key = (secret or get_settings().telephony_secret).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-# A well-formed call that would identify the member at the waiting register is refused too.
+# A well-formed call that would identify the member at the waiting register is refused too;
+# so is a STOP reply from the member's phone.
 GOOD_CALL = b"From=%2B81%2090-1234-5678&To=%2B81356781234&CallSid=CA1"
+GOOD_STOP = b"From=%2B81%2090-1234-5678&Body=STOP"
 TELEPHONY_KINDS = {kind: (401, "bad_signature") for kind in [*JSON_KINDS, "good_call"]}
 TELEPHONY_KINDS["over_1mb"] = TELEPHONY_KINDS["over_1mb_chunked"] = (413, "payload_too_large")
+WEBHOOKS = {"telephony": (TELEPHONY_OP, GOOD_CALL), "sms": (SMS_INBOUND_OP, GOOD_STOP)}
 
 
 @pytest.mark.parametrize(("kind", "status", "code"),
                          [pytest.param(kind, status, code, id=kind)
                           for kind, (status, code) in TELEPHONY_KINDS.items()])
 @pytest.mark.parametrize("signature", ["missing", "wrong"])
-def test_telephony_bad_input_without_a_valid_signature_is_refused(
+@pytest.mark.parametrize("webhook", list(WEBHOOKS))
+def test_webhook_bad_input_without_a_valid_signature_is_refused(
         client: TestClient, database: Database, objects: Objects, kind: str, status: int,
-        code: str, signature: str) -> None:
-    request = (BadRequest(GOOD_CALL, FORM_MEDIA_TYPE) if kind == "good_call"
-               else bad_request(kind, TELEPHONY_OP, objects))
+        code: str, signature: str, webhook: str) -> None:
+    op, good = WEBHOOKS[webhook]
+    request = (BadRequest(good, FORM_MEDIA_TYPE) if kind == "good_call"
+               else bad_request(kind, op, objects))
     headers = {"Content-Type": request.content_type} if request.content_type else {}
     if signature == "wrong":
         headers["X-Patron-Signature"] = _sign(b"some other body")
     before = snapshot(database)
-    response = client.post("/v1/telephony/inbound", headers=headers, content=request.content)
+    response = client.post(op.path, headers=headers, content=request.content)
     assert_problem(response, status, code)
+    assert changed_tables(before, snapshot(database)) == []
+
+
+@pytest.mark.parametrize("body", [b"", b"From=&Body=", b"garbage\xff\x00", b'{"From": 1}',
+                                  b"From=not-a-number&Body=STOP",
+                                  b"From=%2B15550000000&Body=STOP",
+                                  b"From=%2B81%2090-1234-5678&Body=hello"],
+                         ids=["empty", "blank", "binary", "json", "bad_from", "unknown_from",
+                              "not_stop"])
+def test_signed_sms_garbage_changes_nothing(client: TestClient, database: Database,
+                                            objects: Objects, body: bytes) -> None:
+    before = snapshot(database)
+    response = client.post("/v1/sms/inbound", content=body, headers={
+        "Content-Type": FORM_MEDIA_TYPE,
+        "X-Patron-Signature": _sign(body, get_settings().sms_inbound_token)})
+    assert response.status_code == 200, response.text
+    assert response.json()["consents_withdrawn"] == 0
     assert changed_tables(before, snapshot(database)) == []
 
 

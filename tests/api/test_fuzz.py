@@ -48,7 +48,8 @@ EXCLUDED_CHECKS = [positive_data_acceptance, negative_data_rejection]
 # Real ids for path parameters, refreshed for every test by the `real_ids` fixture, so that
 # most generated requests reach an existing object instead of a random UUID.
 REAL_IDS: dict[str, list[str]] = {}
-TELEPHONY_TOKEN = get_settings().telephony_secret
+WEBHOOK_TOKENS = {"/v1/telephony/inbound": get_settings().telephony_secret,
+                  "/v1/sms/inbound": get_settings().sms_inbound_token}
 
 
 @schema.hook("flatmap_path_parameters")
@@ -62,10 +63,10 @@ def _real_path_ids(_context: Any, path_parameters: dict[str, Any]) -> Any:
 
 @schema.hook("flatmap_query")
 def _sometimes_signed(context: Any, query: dict[str, Any]) -> Any:
-    # The telephony webhook authenticates with its secret; let the fuzzer past it at times.
-    if context.operation is None or context.operation.path != "/v1/telephony/inbound":
+    # The signed webhooks authenticate with their secret; let the fuzzer past it at times.
+    if context.operation is None or context.operation.path not in WEBHOOK_TOKENS:
         return st.just(query)
-    signed = {**(query or {}), "token": TELEPHONY_TOKEN}
+    signed = {**(query or {}), "token": WEBHOOK_TOKENS[context.operation.path]}
     return st.sampled_from([query, signed])
 
 

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from patron.db import Database
 from tests.api.operations import (
-    TELEPHONY,
+    SIGNED_WEBHOOKS,
     Objects,
     Operation,
     all_operations,
@@ -30,10 +30,11 @@ from tests.conftest import World, auth
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 PATH_ID_NAMES = {"merchant_id", "store_id", "terminal_id", "key_id", "member_id", "card_id",
                  "wait_id", "transaction_id", "offer_id", "code", "reservation_id",
-                 "exception_id", "rule_id", "batch_id", "campaign_id"}
+                 "exception_id", "rule_id", "batch_id", "campaign_id", "endpoint_id",
+                 "delivery_id"}
 
 V1 = [op for op in all_operations() if op.path.startswith("/v1/")]
-KEYED = [op for op in V1 if op.key != TELEPHONY]  # the webhook is signed, not keyed
+KEYED = [op for op in V1 if op.key not in SIGNED_WEBHOOKS]  # webhooks are signed, not keyed
 WITH_PATH_ID = [op for op in V1 if op.path_params]
 
 # A terminal key may never revoke keys, whoever's: it is refused for its role before the

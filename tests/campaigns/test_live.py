@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from patron.campaigns import live
 from patron.campaigns.models import Campaign, CampaignStatus, Trigger
 from patron.db import Database
-from patron.members.models import Member
+from patron.members import consent
+from patron.members.models import Channel, Member, Purpose
 from patron.scores.models import (
     MemberCategoryCount,
     MemberScore,
@@ -129,9 +130,10 @@ def _from_scores_of(database: Database, *, member_id: uuid.UUID, merchant_id: uu
         assert member is not None
         scores = scores_of(session, member_id=member_id, merchant_id=merchant_id,
                            currency="JPY", tier="Gold", now=NOW)
-        consents = {channel for channel, given in (("sms", member.consent_sms),
-                                                   ("email", member.consent_email),
-                                                   ("push", member.consent_push)) if given}
+        # Marketing consent for the merchant, member by member (the delivery's question).
+        consents = {channel.value for channel in Channel if consent.allows(
+            session, member_id=member_id, merchant_id=merchant_id, channel=channel,
+            purpose=Purpose.marketing).allowed}
         return {
             "member.age_band": live.age_band(member.birth_year, NOW),
             "member.birth_month": member.birth_month, "member.gender": member.gender,
@@ -171,6 +173,11 @@ def test_member_values_are_those_of_scores_of(
         session.add(MemberStoreVisit(member_id=regular, merchant_id=merchant_id,
                                      store_id=store_id, visit_count=7,
                                      last_visit_at=NOW - timedelta(days=30)))
+        # The coalition's e-mail and SMS grants; the merchant's own SMS withdrawal wins.
+        for scope, channel, granted in ((None, "email", True), (None, "sms", True),
+                                        (merchant_id, "sms", False)):
+            consent.record(session, member_id=regular, merchant_id=scope, channel=channel,
+                           purpose="marketing", granted=granted, source="test")
 
     def compare() -> list[dict[str, Any]]:
         seen = []
@@ -188,6 +195,7 @@ def test_member_values_are_those_of_scores_of(
     assert before[1]["member.purchases"] == 12 and before[1]["member.segment"] is None
     assert before[1]["member.affinity"] == {"coffee": 0.75, "bakery": 0.1667}
     assert before[1]["member.store_visits"] == 7
+    assert before[1]["member.consents"] == frozenset({"email"})
     assert before[0]["member.purchases"] == 0 and before[0]["member.affinity"] == {}
     with database.session_scope() as session:
         session.add(ScoreModel(

@@ -65,6 +65,12 @@ def one_of_everything(client: TestClient, world: World, database: Database) -> d
                    card_uid=CARD_UID, birth_year=1980, gender="female", postcode="150-0001",
                    language="ja", consents={"sms": True},
                    referral_code=referral_code(client, world, referrer["id"]))
+    # The coalition's own e-mail consent, given in the wallet, with its proof.
+    coalition_consent = client.post(
+        f"/v1/members/{member['id']}/consents", headers=auth(world.operator_key),
+        json={"channel": "email", "purpose": "marketing", "granted": True, "source": "wallet",
+              "policy_version": "2026-01", "evidence": "203.0.113.7"})
+    assert coalition_consent.status_code == 200, coalition_consent.text
     own_code = referral_code(client, world, member["id"])
     yen_off = make_offer(client, world.a.merchant_key, name="100 yen off", value=100)
     [code] = make_codes(client, world.a.merchant_key, yen_off["id"], member_id=member["id"])
@@ -173,9 +179,22 @@ def test_an_export_holds_every_section_with_exact_values(
     assert data["referral_code"] == {"code": made["own_code"], "created_at": at[0]}
     assert data["coalition_miles"] == {"balance": 18 - 11}
     assert data["consents"] == {
-        "current": {"sms": True, "email": False, "push": False},
-        "history": [{"channel": "sms", "granted": True, "source": "api",
-                     "merchant_number": "12345", "occurred_at": at[0]}]}
+        # The operator's export: what the coalition's own scope allows.
+        "current": {"sms": False, "email": True, "push": False},
+        "states": [
+            {"scope": "merchant", "merchant_number": "12345", "channel": "sms",
+             "purpose": "marketing", "granted": True, "source": "api",
+             "policy_version": None, "since": at[0]},
+            {"scope": "coalition", "merchant_number": None, "channel": "email",
+             "purpose": "marketing", "granted": True, "source": "wallet",
+             "policy_version": "2026-01", "since": at[0]}],
+        "history": [
+            {"scope": "merchant", "merchant_number": "12345", "channel": "sms",
+             "purpose": "marketing", "granted": True, "source": "api",
+             "policy_version": None, "evidence": None, "occurred_at": at[0]},
+            {"scope": "coalition", "merchant_number": None, "channel": "email",
+             "purpose": "marketing", "granted": True, "source": "wallet",
+             "policy_version": "2026-01", "evidence": "203.0.113.7", "occurred_at": at[0]}]}
     assert data["memberships"] == [{"merchant_number": "12345",
                                     "merchant_name": "Merchant 12345", "joined_at": at[0],
                                     "source": "api"}]
@@ -339,6 +358,14 @@ def test_a_merchant_export_holds_the_profile_and_its_own_rows(
                           if row.get("merchant_number") in ("12345", None)]
             assert rows == whole_rows, name
     assert ours["member"] == whole["member"] and ours["member"]["phone"] == PHONE
+    # A's consent rows only; the coalition's grant still counts in what A may send.
+    assert ours["consents"] == {
+        "current": {"sms": True, "email": True, "push": False},
+        "states": [state for state in whole["consents"]["states"]
+                   if state["merchant_number"] == "12345"],
+        "history": [event for event in whole["consents"]["history"]
+                    if event["merchant_number"] == "12345"]}
+    assert len(ours["consents"]["states"]) == len(ours["consents"]["history"]) == 1
     assert ours["coalition_miles"] == whole["coalition_miles"]
 
 
@@ -354,7 +381,8 @@ def test_an_erased_member_export_holds_no_personal_data(
     text = response.text.lower()
     # (The birth year and the card's last four are checked by field below: four digits or
     # hex letters can occur by chance in an id.)
-    for personal in (PHONE, "9011112222", EMAIL, "hana", "female", "150-0001", CARD_UID):
+    for personal in (PHONE, "9011112222", EMAIL, "hana", "female", "150-0001", CARD_UID,
+                     "203.0.113.7"):
         assert personal.lower() not in text, personal
     data = response.json()
     profile = data["member"]
@@ -365,6 +393,11 @@ def test_an_erased_member_export_holds_no_personal_data(
                                        "gender", "postcode", "region", "language"))
     assert profile["has_pin"] is False
     assert data["consents"]["current"] == {"sms": False, "email": False, "push": False}
+    # Erasure withdrew every marketing consent, and the ledger keeps no evidence.
+    assert sorted((state["scope"], state["channel"], state["granted"], state["source"])
+                  for state in data["consents"]["states"]) == [
+        ("coalition", "email", False, "erasure"), ("merchant", "sms", False, "erasure")]
+    assert [event["evidence"] for event in data["consents"]["history"]] == [None] * 4
     assert [(card["uid_last4"], card["status"]) for card in data["cards"]] == [
         (None, "blocked")]
     # The history stays, anonymously: the books still balance.

@@ -43,8 +43,7 @@ def make_shop(database: Database, *, number: int, members: int,
             {"id": member_id, "merchant_id": merchant.id, "enrolled_store_id": store.id,
              "customer_no": customer_no,
              "member_number": format_member_number(number, customer_no),
-             "status": "active", "consent_sms": False, "consent_email": False,
-             "consent_push": False, "pin_failures": 0, "created_at": now, "updated_at": now}
+             "status": "active", "pin_failures": 0, "created_at": now, "updated_at": now}
             for customer_no, member_id in enumerate(people, start=1)])
         session.execute(insert(Membership), [
             {"id": uuid.uuid4(), "member_id": member_id, "merchant_id": merchant.id,

@@ -46,12 +46,12 @@ from patron.campaigns.environment import environment_fields, inventory_fields
 from patron.campaigns.live import ActiveCampaign
 from patron.campaigns.models import Campaign, CampaignOutcome, StoreWeather, Trigger
 from patron.members.models import Member
-from patron.notify.outbox import emit
+from patron.notify.outbox import EventType, emit
 from patron.vouchers import service as vouchers
 from patron.vouchers.models import Offer
 
 BP_ONE = 10_000
-OUTCOME_EVENT = "campaign.outcome"
+OUTCOME_EVENT = EventType.campaign_outcome
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session
 
 from patron.campaigns.conditions import Condition, compile_condition
 from patron.campaigns.models import Campaign, CampaignStatus, Trigger
-from patron.members.models import Member
+from patron.members.consent import ALLOWING, consent_reason
+from patron.members.models import Channel, Member, Purpose
 from patron.scores import rfm
 from patron.scores.models import (
     MemberCategoryCount,
@@ -181,7 +182,11 @@ def active(session: Session, *, merchant_id: uuid.UUID, store_id: uuid.UUID | No
 
 _MEMBER = (
     select(Member.birth_year, Member.birth_month, Member.gender, Member.region, Member.language,
-           Member.consent_sms, Member.consent_email, Member.consent_push, Member.created_at,
+           # Marketing consent for the campaign's merchant, by the delivery's own rule.
+           *(consent_reason(merchant_id=bindparam("merchant_id"), channel=channel,
+                            purpose=Purpose.marketing).label(f"consent_{channel.value}")
+             for channel in Channel),
+           Member.created_at,
            MemberStats.purchase_count, MemberStats.spend_minor,
            MemberStats.first_purchase_at, MemberStats.last_purchase_at,
            ScoreModel.rfm_boundaries, MemberScore.p_alive, MemberScore.clv_90d_minor,
@@ -232,9 +237,8 @@ def member_fields(session: Session, *, member_id: uuid.UUID, merchant_id: uuid.U
                            / SECONDS_PER_DAY)
     affinity = {category: round(count / purchases, 4) if purchases else 0.0
                 for category, count in session.execute(_CATEGORIES, params)}
-    consents = frozenset(channel for channel, given in (
-        ("sms", row.consent_sms), ("email", row.consent_email), ("push", row.consent_push))
-        if given)
+    consents = frozenset(channel.value for channel in Channel
+                         if getattr(row, f"consent_{channel.value}") in ALLOWING)
     return {
         "member.age_band": age_band(row.birth_year, now),
         "member.birth_month": row.birth_month, "member.gender": row.gender,

@@ -238,6 +238,44 @@ def demo(
 
 
 @app.command()
+def worker(
+    once: Annotated[bool, typer.Option(
+        "--once", help="Dispatch and send what is due now, print the counts and stop")] = False,
+) -> None:
+    """Run the delivery worker in the foreground: outbox events become webhooks and member
+    messages (docs/notify.md). `patron serve` runs one too unless
+    PATRON_DELIVERIES_IN_SERVE=false; with both, the lease lets one of them work."""
+    import signal
+
+    from patron.jobs.deliveries import DeliveryWorker
+    from patron.notify.worker import Deliverer
+
+    settings = get_settings()
+    database = Database(settings.database_url)
+    try:
+        if once:
+            deliverer = Deliverer(database, settings)
+            try:
+                done = deliverer.run_once()
+            finally:
+                deliverer.close()
+            sent = done.sent
+            console.print(f"events dispatched: {done.dispatched}; deliveries delivered: "
+                          f"{sent.delivered}, to retry: {sent.retried}, failed: "
+                          f"{sent.failed}, suppressed: {sent.suppressed}")
+            return
+        runner = DeliveryWorker(database, settings)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop(timeout=0))
+        console.print("delivery worker running (Ctrl-C stops it)")
+        try:
+            runner.run_forever()
+        except KeyboardInterrupt:
+            runner.stop(timeout=0)
+    finally:
+        database.dispose()
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,

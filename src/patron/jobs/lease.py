@@ -33,6 +33,8 @@ from patron.db import Database
 
 # "patronjb" as a signed 64-bit key; any fixed number works, as long as it never changes.
 JOBS_LOCK_KEY = int.from_bytes(b"patronjb", "big")
+# One lease per purpose: the scheduled jobs, and the delivery worker ("patrondl").
+LOCK_KEYS = {"jobs": JOBS_LOCK_KEY, "deliveries": int.from_bytes(b"patrondl", "big")}
 
 
 class Lease(Protocol):
@@ -134,13 +136,14 @@ class SoleLease:
         return None
 
 
-def lease_for(database: Database) -> Lease:
+def lease_for(database: Database, purpose: str = "jobs") -> Lease:
+    """The lease of one purpose (``jobs`` or ``deliveries``) on this database."""
     url = database.engine.url
     if url.get_backend_name() == "postgresql":
-        return PostgresLease(database.engine)
+        return PostgresLease(database.engine, LOCK_KEYS[purpose])
     if url.get_backend_name() == "sqlite":
         path = url.database
         if not path or path == ":memory:":
             return SoleLease()
-        return FileLease(os.path.abspath(path) + ".jobs.lock")
+        return FileLease(os.path.abspath(path) + f".{purpose}.lock")
     raise ValueError(f"no job lease for {url.get_backend_name()} databases")

@@ -23,6 +23,7 @@ from patron.campaigns.weather_feed import feed_for, pull
 from patron.config import Settings, get_settings
 from patron.db import Database
 from patron.idempotency.service import purge as purge_idempotency_keys
+from patron.jobs.background import Background
 from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
@@ -149,32 +150,20 @@ def run_all(database: Database, now: datetime | None = None, *,
     return reports
 
 
-class Scheduler:
+class Scheduler(Background):
+    thread_name = "patron-jobs"
+    what = "the job scheduler"
+
     def __init__(self, database: Database, *, interval: float,
                  jobs: Sequence[Job] = JOBS, lease: Lease | None = None) -> None:
+        super().__init__()
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.database = database
         self.interval = interval
         self.jobs = tuple(jobs)
         self.lease = lease if lease is not None else lease_for(database)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_run: dict[str, float] = {}
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the scheduler is already running")
-        self._thread = threading.Thread(target=self._loop, name="patron-jobs", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the thread to stop after the batch in hand and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("the job scheduler did not stop within %.0f s", timeout)
 
     def _loop(self) -> None:
         try:

@@ -29,6 +29,19 @@ def decrypt(key: bytes, blob: bytes, *, context: str) -> str:
     return AESGCM(key).decrypt(nonce, ciphertext, context.encode()).decode()
 
 
+def webhook_authentic(secret: str, body: bytes, *, signature: str | None,
+                      token: str | None) -> bool:
+    """An inbound webhook's proof, either way (providers differ in what they can send): a
+    signature (hex HMAC-SHA256 of the raw body with the secret), or, for providers that
+    only let you set a URL, the secret itself as a token."""
+    key = secret.encode()
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    if signature:
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+        return hmac.compare_digest(signature.strip().lower().encode(), expected)
+    return bool(token) and hmac.compare_digest((token or "").encode(), key)
+
+
 def token_hash(token: str) -> str:
     """SHA-256 of a high-entropy secret (API keys): no salt or stretching needed."""
     return hashlib.sha256(token.encode()).hexdigest()

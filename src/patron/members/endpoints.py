@@ -40,7 +40,8 @@ def enrol(data: MemberCreate, db: Db, caller: Caller) -> MemberRead:
     A merchant or terminal key enrols at its merchant; an operator key names `merchant_id`.
     """
     with db.session_scope() as session:
-        return service.to_read(service.enrol(session, actor=caller, data=data))
+        return service.to_read(session, service.enrol(session, actor=caller, data=data),
+                               actor=caller)
 
 
 @router.get("", response_model=Page[MemberRead], responses=problems(*AUTHED))
@@ -53,9 +54,11 @@ def find_members(db: Db, caller: Caller, paging: PageQuery,
     controller: the operator naming `merchant_id`, or the merchant's own merchant key):
     one member, or none."""
     with db.read_scope() as session:
-        return paging.page([service.to_read(member) for member in service.find_by_external_ref(
-            session, actor=caller, merchant_id=merchant_id, external_ref=external_ref)],
-            key=by_creation)
+        return paging.page([service.to_read(session, member, actor=caller)
+                            for member in service.find_by_external_ref(
+                                session, actor=caller, merchant_id=merchant_id,
+                                external_ref=external_ref)],
+                           key=by_creation)
 
 
 @router.get("/{member_id}", response_model=MemberRead, responses=problems(*AUTHED))
@@ -73,13 +76,17 @@ def update_member(member_id: uuid.UUID, data: MemberUpdate, db: Db,
     merchant key and the operator; a terminal with the member's `proof`."""
     with db.session_scope() as session:
         return service.to_read(
-            service.update_member(session, actor=caller, member_id=member_id, data=data))
+            session, service.update_member(session, actor=caller, member_id=member_id,
+                                           data=data), actor=caller)
 
 
 @router.get("/{member_id}/consents", response_model=ConsentHistory,
             responses=problems(*AUTHED))
 def consents(member_id: uuid.UUID, db: Db, caller: Caller) -> ConsentHistory:
-    """Current marketing consents and every change with its time and source."""
+    """The member's consent: whether the key's merchant (an operator key: the coalition) may
+    send marketing per channel, the current consent per scope, channel and purpose, and
+    every change with its time, source, policy version and evidence (docs/privacy.md,
+    "Consent"). A merchant's keys see the coalition's scope and their own merchant's."""
     with db.session_scope() as session:
         return service.consent_history(session, actor=caller, member_id=member_id)
 
@@ -88,7 +95,11 @@ def consents(member_id: uuid.UUID, db: Db, caller: Caller) -> ConsentHistory:
              responses=problems(*AUTHED, 409))
 def change_consents(member_id: uuid.UUID, data: ConsentChange, db: Db,
                     caller: Caller) -> ConsentHistory:
-    """Grant or withdraw consent per channel; each change is recorded."""
+    """Grant or withdraw consent: the per-channel flags (marketing, in the key's merchant's
+    scope; an operator key: the coalition's), or one change of a channel and purpose in a
+    scope. Each change is a row of the consent ledger. A merchant's keys record in their
+    own merchant's scope only (403 `consent_scope_not_allowed`); tills need the member's
+    `proof`."""
     with db.session_scope() as session:
         service.change_consents(session, actor=caller, member_id=member_id, data=data)
         return service.consent_history(session, actor=caller, member_id=member_id)
@@ -100,8 +111,8 @@ def set_pin(member_id: uuid.UUID, data: PinSet, db: Db,
     """Set, change or remove (null) the member's PIN for step-up verification."""
     with db.session_scope() as session:
         return service.to_read(
-            service.set_pin(session, actor=caller, member_id=member_id, pin=data.pin,
-                            proof=data.proof))
+            session, service.set_pin(session, actor=caller, member_id=member_id, pin=data.pin,
+                                     proof=data.proof), actor=caller)
 
 
 @router.post("/{member_id}/pin/unlock", response_model=MemberRead,
@@ -111,7 +122,8 @@ def unlock_pin(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
     enrolling merchant's merchant key, or the operator)."""
     with db.session_scope() as session:
         return service.to_read(
-            service.unlock_pin(session, actor=caller, member_id=member_id))
+            session, service.unlock_pin(session, actor=caller, member_id=member_id),
+            actor=caller)
 
 
 @router.post("/{member_id}/withdraw", response_model=MemberRead, responses=problems(*AUTHED),
@@ -119,7 +131,8 @@ def unlock_pin(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
 def withdraw(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
     """The member leaves the coalition: identifiers stop working, history is kept."""
     with db.session_scope() as session:
-        return service.to_read(service.withdraw(session, actor=caller, member_id=member_id))
+        return service.to_read(
+            session, service.withdraw(session, actor=caller, member_id=member_id), actor=caller)
 
 
 @router.post("/{member_id}/erase", response_model=MemberRead, responses=problems(*AUTHED),
@@ -132,7 +145,7 @@ def erase(member_id: uuid.UUID, db: Db, caller: Caller) -> MemberRead:
         member = service.erase(session, actor=caller, member_id=member_id)
         forfeit_all(session, member_id=member.id, source="erasure",
                     reason="points forfeited: member erased")
-        return service.to_read(member)
+        return service.to_read(session, member, actor=caller)
 
 
 @router.post("/{member_id}/verification-codes", status_code=201,

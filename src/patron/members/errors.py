@@ -93,3 +93,8 @@ class TooManyVerificationCodes(PatronError):
     status: ClassVar[int] = 429
     code = "too_many_verification_codes"
     title = "Too many one-time codes for this member; try again later"
+
+
+class ConsentScopeNotAllowed(Forbidden):
+    code = "consent_scope_not_allowed"
+    title = "This key may not record consent in this scope"

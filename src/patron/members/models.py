@@ -1,4 +1,4 @@
-"""Members (one person across the coalition), their memberships and consent history.
+"""Members (one person across the coalition), their memberships and their consent ledger.
 
 Phone and e-mail are held only as AES-GCM ciphertext plus a keyed HMAC for lookups.
 """
@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.db import Base, UTCDateTime
+from patron.db import Base, UTCDateTime, sql_in
 from patron.kit.clock import utcnow
 
 
@@ -36,6 +36,23 @@ class Channel(StrEnum):
     sms = "sms"
     email = "email"
     push = "push"
+
+
+class Purpose(StrEnum):
+    # Offers, campaigns, newsletters: sent only with the member's consent.
+    marketing = "marketing"
+    # What the member's own business needs (a receipt, a one-time code, a balance notice).
+    transactional = "transactional"
+
+
+# The scope key of consent recorded for the whole coalition (the operator's); a merchant's
+# scope key is its id as text (``consent_scope``).
+COALITION_SCOPE = "coalition"
+
+
+def consent_scope(merchant_id: uuid.UUID | None) -> str:
+    """The scope key of consent recorded for ``merchant_id`` (None: the coalition)."""
+    return COALITION_SCOPE if merchant_id is None else str(merchant_id)
 
 
 class Member(Base):
@@ -75,9 +92,6 @@ class Member(Base):
     postcode: Mapped[str | None] = mapped_column(String(16))
     region: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(16))
-    consent_sms: Mapped[bool] = mapped_column(Boolean, default=False)
-    consent_email: Mapped[bool] = mapped_column(Boolean, default=False)
-    consent_push: Mapped[bool] = mapped_column(Boolean, default=False)
     pin_hash: Mapped[str | None] = mapped_column(String(200))
     pin_failures: Mapped[int] = mapped_column(Integer, default=0)
     pin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -102,17 +116,62 @@ class Membership(Base):
 
 
 class ConsentEvent(Base):
-    """Append-only record of every marketing-consent change."""
+    """The consent ledger, append-only: every grant and withdrawal of a member's consent for
+    a scope (a merchant; NULL: the coalition) x channel x purpose, in ``id`` order. Erasure
+    clears ``evidence`` (it may quote an address), nothing else changes a row."""
 
     __tablename__ = "consent_events"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        CheckConstraint(f"purpose IN ({sql_in(Purpose)})", name="purpose"),
+    )
 
+    # Autoincrement: the order of the ledger, which the current state follows.
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
-    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"), index=True)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"),
+                                                          index=True)
     channel: Mapped[str] = mapped_column(String(8))
+    purpose: Mapped[str] = mapped_column(String(16))
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(32))
+    # The version of the privacy policy the member agreed to or withdrew from.
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    # What proves the change: the client's address, the message an unsubscribe came from.
+    evidence: Mapped[str | None] = mapped_column(String(500))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CurrentConsent(Base):
+    """The current state of each member x scope x channel x purpose: the latest row of the
+    consent ledger for it (``event_id``), written in the transaction of that row
+    (``patron.members.consent.record``); it always equals the replay of the ledger.
+
+    The scope is a key column that is never NULL (``COALITION_SCOPE`` or the merchant's id
+    as text), because unique keys treat NULLs as distinct; it is the tenant key in the
+    primary key (DESIGN.md, "Scale path"), and ``merchant_id`` carries the merchant."""
+
+    __tablename__ = "consent_states"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        CheckConstraint(f"purpose IN ({sql_in(Purpose)})", name="purpose"),
+        CheckConstraint(f"(merchant_id IS NULL AND scope = '{COALITION_SCOPE}') OR "
+                        f"(merchant_id IS NOT NULL AND scope <> '{COALITION_SCOPE}')",
+                        name="scope_of_merchant"),
+    )
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(36), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"),
+                                                          index=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(32))
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    # When the deciding ledger row happened.
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_id: Mapped[int] = mapped_column(ForeignKey("consent_events.id"))
 
 
 class IdentifierKind(StrEnum):

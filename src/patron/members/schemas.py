@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from patron.kit.validation import NO_CONTROL_CHARACTERS, Flag, Int32, language_tag
+from patron.members.models import Channel, Purpose
 from patron.tenancy.schemas import Read, Strict
 
 # The member's id in the merchant's previous system (history import): unique per merchant.
@@ -107,6 +108,8 @@ class MemberUpdate(Strict):
 
 
 class ConsentState(BaseModel):
+    """Whether a merchant (or the coalition) may send the member marketing, per channel."""
+
     sms: bool
     email: bool
     push: bool
@@ -128,32 +131,126 @@ class MemberRead(BaseModel):
     postcode: str | None
     region: str | None
     language: str | None
-    consents: ConsentState
+    consents: ConsentState = Field(description=(
+        "Whether the key's merchant (an operator key: the coalition) may send the member "
+        "marketing, per channel (`GET …/consents` has every scope and the history)"))
     has_pin: bool
     created_at: datetime
     withdrawn_at: datetime | None
     erased_at: datetime | None
 
 
+PolicyVersion = Annotated[str, Field(min_length=1, max_length=32,
+                                     pattern=r"^[\x21-\x7e]+$", examples=["2026-01"])]
+Evidence = Annotated[str, Field(min_length=1, max_length=500, pattern=NO_CONTROL_CHARACTERS,
+                                examples=["203.0.113.7"])]
+# The coalition's own scope, or a merchant's by its id.
+Scope = Literal["coalition"] | uuid.UUID
+
+# The two forms of a consent change, by their fields (``proof`` and ``source`` go with
+# either).
+FLAG_FIELDS = ("sms", "email", "push")
+LEDGER_FIELDS = ("channel", "purpose", "granted", "scope", "policy_version", "evidence")
+
+
 class ConsentChange(Strict):
+    """A consent change, in one of two forms:
+
+    - the per-channel flags `sms`, `email`, `push` (true, false, or null for no change):
+      *marketing* consent in the scope of the key's merchant (an operator key: the
+      coalition's). A flag equal to that scope's current state records nothing;
+    - one change: `channel`, `purpose` and `granted`, with an optional `scope` (the
+      coalition's, `"coalition"`, or a merchant's id; by default the key's merchant, for an
+      operator key the coalition), `policy_version` and `evidence`. Always recorded.
+
+    A merchant's keys record in their own merchant's scope only; the operator in any."""
+
     sms: Flag | None = None
     email: Flag | None = None
     push: Flag | None = None
-    source: Source = "api"
+    channel: Channel | None = None
+    purpose: Purpose | None = None
+    granted: Flag | None = None
+    scope: Scope | None = Field(default=None, description=(
+        "`coalition`, or a merchant's id; by default the key's merchant (an operator key: "
+        "the coalition)"))
+    source: Source = Field(default="api", description=(
+        "Where the change came from: `register`, `wallet`, `import`, `api`, "
+        "`unsubscribe_link`, `stop_reply`, …"))
+    policy_version: PolicyVersion | None = Field(default=None, description=(
+        "The version of the privacy policy agreed to or withdrawn from"))
+    evidence: Evidence | None = Field(default=None, description=(
+        "What proves the change: the client's address, the message an unsubscribe came "
+        "from; kept until the member is erased"))
     proof: MemberProof | None = proof_field()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ConsentChange:
+        flags = [name for name in FLAG_FIELDS if name in self.model_fields_set]
+        change = [name for name in LEDGER_FIELDS if name in self.model_fields_set]
+        if flags and change:
+            raise ValueError(
+                f"give either the flags `sms`, `email`, `push` or one change as `channel`, "
+                f"`purpose` and `granted`, not both: this body has {_listed(flags)} and "
+                f"{_listed(change)}")
+        if change:
+            missing = [name for name in ("channel", "purpose", "granted")
+                       if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"a change needs `channel`, `purpose` and `granted`: give "
+                                 f"{_listed(missing)}")
+        elif all(getattr(self, name) is None for name in FLAG_FIELDS):
+            raise ValueError("nothing to record: give `channel`, `purpose` and `granted`, or "
+                             "at least one of the flags `sms`, `email`, `push` as true or "
+                             "false")
+        return self
+
+    def is_flags(self) -> bool:
+        return self.channel is None
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
+class ConsentStateRead(BaseModel):
+    """A member's current consent in one scope x channel x purpose: the last change."""
+
+    scope: Literal["coalition", "merchant"]
+    merchant_id: uuid.UUID | None = Field(description="The merchant of a merchant's scope")
+    channel: str
+    purpose: str
+    granted: bool
+    source: str
+    policy_version: str | None
+    since: datetime
 
 
 class ConsentEventRead(Read):
+    """One change in the member's consent ledger."""
+
+    id: int
+    scope: Literal["coalition", "merchant"]
+    merchant_id: uuid.UUID | None = Field(description="The merchant of a merchant's scope")
     channel: str
+    purpose: str
     granted: bool
     source: str
-    merchant_id: uuid.UUID
+    policy_version: str | None
+    evidence: str | None = Field(description=(
+        "Shown to the operator, and to a merchant's keys for their own scope"))
     occurred_at: datetime
 
 
 class ConsentHistory(BaseModel):
-    current: ConsentState
-    history: list[ConsentEventRead]
+    current: ConsentState = Field(description=(
+        "Whether the key's merchant (an operator key: the coalition) may send the member "
+        "marketing, per channel"))
+    states: list[ConsentStateRead] = Field(description=(
+        "The current consent per scope, channel and purpose: the coalition's and the "
+        "key's merchant's (an operator key: every merchant's)"))
+    history: list[ConsentEventRead] = Field(description=(
+        "Every change in those scopes, oldest first"))
 
 
 class PinSet(Strict):

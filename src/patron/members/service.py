@@ -22,9 +22,10 @@ from patron.identity.numbers import MAX_CUSTOMER_NO, format_member_number
 from patron.identity.phone import PhoneFormatError, normalise_card_uid, normalise_phone
 from patron.kit.clock import utcnow
 from patron.kit.crypto import encrypt, lookup_hash
-from patron.members import access
+from patron.members import access, consent
 from patron.members.errors import (
     CardTaken,
+    ConsentScopeNotAllowed,
     CustomerNumbersExhausted,
     DuplicateExternalRef,
     EmailTaken,
@@ -36,14 +37,16 @@ from patron.members.errors import (
     PhoneTaken,
 )
 from patron.members.models import (
+    COALITION_SCOPE,
     Channel,
-    ConsentEvent,
     IdentifierKind,
     Member,
     MemberIdentifier,
     Membership,
     MemberStatus,
     MemberVerification,
+    Purpose,
+    consent_scope,
 )
 from patron.members.pii import EMAIL, PHONE, decrypt_email, decrypt_phone, mask_email, mask_phone
 from patron.members.pins import hash_pin
@@ -53,6 +56,7 @@ from patron.members.schemas import (
     ConsentHistory,
     Consents,
     ConsentState,
+    ConsentStateRead,
     MemberCreate,
     MemberProof,
     MemberRead,
@@ -61,7 +65,14 @@ from patron.members.schemas import (
 from patron.notify.outbox import EventType, emit
 from patron.referrals import service as referrals
 from patron.tenancy.models import Merchant, Role
-from patron.tenancy.rules import MemberAction, sees_personal_attributes
+from patron.tenancy.rules import (
+    MemberAction,
+    may_record_consent_in,
+    own_consent_scope,
+    sees_consent_evidence,
+    sees_consent_of,
+    sees_personal_attributes,
+)
 from patron.tenancy.service import Principal, get_merchant
 
 CARD = "card.uid"
@@ -186,7 +197,7 @@ def read_member(session: Session, *, actor: Principal, member_id: uuid.UUID) -> 
     phone and e-mail nor the profile's attributes."""
     member, relation = access.member_and_relation(session, actor=actor, member_id=member_id,
                                                   action=MemberAction.read)
-    return to_read(member, personal=sees_personal_attributes(relation))
+    return to_read(session, member, actor=actor, personal=sees_personal_attributes(relation))
 
 
 def _require_active(member: Member) -> None:
@@ -234,23 +245,27 @@ def _new_member(*, merchant: Merchant, customer_no: int | None, store_id: uuid.U
             "postcode": postcode, "region": region, "language": language,
             "created_at": enrolled_at, "updated_at": now, "pin_failures": 0,
             "pin_hash": None, "pin_locked_until": None, "withdrawn_at": None,
-            "erased_at": None, "consent_sms": False, "consent_email": False,
-            "consent_push": False, **_phone_columns(phone), **_email_columns(email)}
+            "erased_at": None, **_phone_columns(phone), **_email_columns(email)}
 
 
-def _record_consents(session: Session, member: Member, consents: Consents | ConsentChange,
-                     *, merchant_id: uuid.UUID, source: str, only_changes: bool) -> None:
+def _record_marketing_flags(session: Session, *, member_id: uuid.UUID,
+                            merchant_id: uuid.UUID | None, flags: Consents | ConsentChange,
+                            source: str, only_changes: bool, now: datetime) -> None:
+    """The per-channel flags (true, false, None: no change) as marketing consent in one
+    scope; ``only_changes``: a flag equal to the scope's current state records nothing."""
+    standing: dict[str, bool] = {}
+    if only_changes:
+        scope = consent_scope(merchant_id)
+        standing = {row.channel: row.granted
+                    for row in consent.current(session, member_id=member_id)
+                    if row.scope == scope and row.purpose == Purpose.marketing.value}
     for channel in Channel:
-        granted = getattr(consents, channel.value)
-        if granted is None:
+        granted = getattr(flags, channel.value)
+        if granted is None or standing.get(channel.value) == granted:
             continue
-        attribute = f"consent_{channel.value}"
-        if only_changes and getattr(member, attribute) == granted:
-            continue
-        setattr(member, attribute, granted)
-        session.add(ConsentEvent(member_id=member.id, merchant_id=merchant_id,
-                                 channel=channel.value, granted=granted, source=source,
-                                 occurred_at=utcnow()))
+        consent.record(session, member_id=member_id, merchant_id=merchant_id,
+                       channel=channel, purpose=Purpose.marketing, granted=granted,
+                       source=source, now=now)
 
 
 def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
@@ -304,8 +319,10 @@ def enrol(session: Session, *, actor: Principal, data: MemberCreate) -> Member:
                          uid_last4=card_uid[-4:], status=CardStatus.active.value))
         flush_or_raise(session, CardTaken(field="card_uid"))
     if data.consents:
-        _record_consents(session, member, data.consents, merchant_id=merchant.id,
-                         source=data.source, only_changes=False)
+        # Given at a merchant's enrolment: marketing consent for that merchant.
+        _record_marketing_flags(session, member_id=member.id, merchant_id=merchant.id,
+                                flags=data.consents, source=data.source, only_changes=False,
+                                now=now)
     remember_identifiers(session, member, device_hash=device_hash)
     if referral is not None:
         referrals.attach(session, referral, referee_id=member.id, now=now)
@@ -474,7 +491,11 @@ def _taken(session: Session, *, phones: set[str], emails: set[str],
             Card.uid_hash.in_(cards)))) if cards else set()}
 
 
-def to_read(member: Member, *, personal: bool = True) -> MemberRead:
+def to_read(session: Session, member: Member, *, actor: Principal,
+            personal: bool = True) -> MemberRead:
+    """The member as ``actor`` reads them (``personal``: with the masked phone and e-mail and
+    the profile's attributes); ``consents`` is the marketing consent for the key's merchant
+    (an operator key: the coalition)."""
     phone = decrypt_phone(member) if personal else None
     email = decrypt_email(member) if personal else None
     return MemberRead(
@@ -488,8 +509,7 @@ def to_read(member: Member, *, personal: bool = True) -> MemberRead:
         postcode=member.postcode if personal else None,
         region=member.region if personal else None,
         language=member.language,
-        consents=ConsentState(sms=member.consent_sms, email=member.consent_email,
-                              push=member.consent_push),
+        consents=_marketing_state(session, member_id=member.id, actor=actor),
         has_pin=member.pin_hash is not None, created_at=member.created_at,
         withdrawn_at=member.withdrawn_at, erased_at=member.erased_at)
 
@@ -518,26 +538,91 @@ def update_member(session: Session, *, actor: Principal, member_id: uuid.UUID,
     return member
 
 
+def _marketing_state(session: Session, *, member_id: uuid.UUID,
+                     actor: Principal) -> ConsentState:
+    allowed = consent.marketing_channels(
+        session, member_id=member_id,
+        merchant_id=own_consent_scope(role=actor.role, key_merchant_id=actor.merchant_id))
+    return ConsentState(**{channel.value: given for channel, given in allowed.items()})
+
+
+def _consent_scope_asked(actor: Principal, data: ConsentChange) -> uuid.UUID | None:
+    """The scope a change is for (None: the coalition's): the one it names, else the key's."""
+    if data.is_flags() or data.scope is None:
+        return own_consent_scope(role=actor.role, key_merchant_id=actor.merchant_id)
+    return data.scope if isinstance(data.scope, uuid.UUID) else None  # "coalition"
+
+
 def change_consents(session: Session, *, actor: Principal, member_id: uuid.UUID,
                     data: ConsentChange) -> Member:
-    member = _member_to_change(session, actor, member_id, data.proof)
-    merchant_id = actor.merchant_id or member.merchant_id
-    _record_consents(session, member, data, merchant_id=merchant_id, source=data.source,
-                     only_changes=True)
-    member.updated_at = utcnow()
+    """Record the member's consent change (``ConsentChange``'s two forms) in the ledger.
+    Who may: the ``change`` rule of the member (a till with the member's proof), and then
+    only in the key's own merchant's scope; the operator in any, the coalition's included."""
+    scope = _consent_scope_asked(actor, data)
+
+    def may_record(member: Member) -> None:
+        # Before the member's proof is spent: a refused scope uses up no code.
+        _require_active(member)
+        if not may_record_consent_in(role=actor.role, key_merchant_id=actor.merchant_id,
+                                     scope_merchant_id=scope):
+            raise ConsentScopeNotAllowed(
+                "only the operator records the coalition's consent"
+                if scope is None else "a merchant's keys record consent for that merchant "
+                "only: leave `scope` out, or give the key's own merchant",
+                field="scope")
+        if scope is not None and actor.role == Role.operator:
+            get_merchant(session, actor=actor, merchant_id=scope)  # 404 for none
+
+    member = access.member_for(session, actor=actor, member_id=member_id,
+                               action=MemberAction.change, proof=data.proof,
+                               require=may_record)
+    now = utcnow()
+    if data.is_flags():
+        _record_marketing_flags(session, member_id=member.id, merchant_id=scope, flags=data,
+                                source=data.source, only_changes=True, now=now)
+    else:
+        assert data.channel is not None and data.purpose is not None \
+            and data.granted is not None  # the schema's rule for this form
+        consent.record(session, member_id=member.id, merchant_id=scope, channel=data.channel,
+                       purpose=data.purpose, granted=data.granted, source=data.source,
+                       policy_version=data.policy_version, evidence=data.evidence, now=now)
+    member.updated_at = now
     session.flush()
     return member
 
 
 def consent_history(session: Session, *, actor: Principal, member_id: uuid.UUID
                     ) -> ConsentHistory:
+    """The member's consent as ``actor`` may see it (``sees_consent_of``,
+    ``sees_consent_evidence``): what the key's merchant may send, the current state and the
+    ledger."""
     member = get_member(session, actor=actor, member_id=member_id)
-    events = session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member.id)
-                             .order_by(ConsentEvent.id))
-    return ConsentHistory(
-        current=ConsentState(sms=member.consent_sms, email=member.consent_email,
-                             push=member.consent_push),
-        history=[ConsentEventRead.model_validate(event) for event in events])
+
+    def seen(merchant_id: uuid.UUID | None) -> bool:
+        return sees_consent_of(role=actor.role, key_merchant_id=actor.merchant_id,
+                               scope_merchant_id=merchant_id)
+
+    def evidence_seen(merchant_id: uuid.UUID | None) -> bool:
+        return sees_consent_evidence(role=actor.role, key_merchant_id=actor.merchant_id,
+                                     scope_merchant_id=merchant_id)
+
+    def scope_name(merchant_id: uuid.UUID | None) -> str:
+        return COALITION_SCOPE if merchant_id is None else "merchant"
+
+    states = [ConsentStateRead(scope=scope_name(row.merchant_id), merchant_id=row.merchant_id,
+                               channel=row.channel, purpose=row.purpose, granted=row.granted,
+                               source=row.source, policy_version=row.policy_version,
+                               since=row.since)
+              for row in consent.current(session, member_id=member.id) if seen(row.merchant_id)]
+    history = [ConsentEventRead(
+        id=event.id, scope=scope_name(event.merchant_id), merchant_id=event.merchant_id,
+        channel=event.channel, purpose=event.purpose, granted=event.granted,
+        source=event.source, policy_version=event.policy_version,
+        evidence=event.evidence if evidence_seen(event.merchant_id) else None,
+        occurred_at=event.occurred_at)
+        for event in consent.history(session, member_id=member.id) if seen(event.merchant_id)]
+    return ConsentHistory(current=_marketing_state(session, member_id=member.id, actor=actor),
+                          states=states, history=history)
 
 
 def set_pin(session: Session, *, actor: Principal, member_id: uuid.UUID,
@@ -573,6 +658,8 @@ def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Mem
         member.status = MemberStatus.withdrawn.value
         member.withdrawn_at = utcnow()
         member.updated_at = member.withdrawn_at
+        consent.revoke_marketing(session, member_id=member.id, source="withdrawal",
+                                 now=member.withdrawn_at)
         session.flush()
     return member
 
@@ -593,7 +680,8 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
     member.region = None
     member.language = member.pin_hash = None
     member.pin_locked_until = None
-    member.consent_sms = member.consent_email = member.consent_push = False
+    consent.revoke_marketing(session, member_id=member.id, source="erasure", now=now)
+    consent.forget_evidence(session, member_id=member.id)
     for card in session.scalars(select(Card).where(Card.member_id == member.id)):
         # The UID hash would let a reader re-identify the card; replace it with a tombstone.
         card.uid_hash = f"erased-{card.id.hex}"

@@ -10,7 +10,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Uuid
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.db import Base, UTCDateTime
@@ -22,6 +31,8 @@ class OutboxEvent(Base):
     __table_args__ = (
         # The delivery worker's scan: undelivered events in creation order.
         Index("ix_outbox_events_delivered_created", "delivered_at", "created_at"),
+        # The event stream's relay: events not yet streamed, in creation order.
+        Index("ix_outbox_events_streamed_created", "streamed_at", "created_at"),
     )
 
     # The event id consumers de-duplicate on.
@@ -32,4 +43,134 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When its deliveries were made (the worker's dispatch).
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the event stream's broker acknowledged it (None: not yet, or no stream).
+    streamed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """A merchant's (or the operator's: merchant None, every merchant's events) receiver of
+    Standard Webhooks. The signing secret is stored encrypted; during a rotation the
+    previous one signs too until ``previous_secret_expires_at``."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"),
+                                                          index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # Event types, or ["*"] for every type.
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(200))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Failing without a success since then; five days of it disables the endpoint.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class Delivery(Base):
+    """One event to one destination: a webhook endpoint, or a member's e-mail, phone or
+    push subscription. Its id is derived from the event and the destination, so making
+    the deliveries of an event twice makes them once; it is the ``webhook-id`` a receiver
+    de-duplicates on, the same at every attempt."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # The sender's scan: what is due, oldest first.
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_endpoint_created", "endpoint_id", "created_at"),
+        Index("ix_deliveries_member_created", "member_id", "created_at"),
+        Index("ix_deliveries_merchant_created", "merchant_id", "created_at"),
+    )
+
+    # The event's merchant first: the tenant key (DESIGN.md, "Scale path").
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("outbox_events.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"))
+    # marketing or transactional (member messages); None for webhooks.
+    purpose: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    # Why it was suppressed, failed or is held; the last error while it is retried.
+    reason: Mapped[str | None] = mapped_column(String(300))
+    # Attempts in all (numbering the attempt rows) and in the current round (the retry
+    # schedule's position; a replay starts a new round).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    round_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """Every attempt of a delivery: when, how long, what came back."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (ForeignKeyConstraint(["merchant_id", "delivery_id"],
+                                           ["deliveries.merchant_id", "deliveries.id"]),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    # delivered, retry, failed (no more attempts) or gone (410: the endpoint is disabled)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+
+
+class MessageSettings(Base):
+    """A merchant's settings for its member messages: the e-mails' sender name and
+    reply-to, its default quiet hours (store-local) and a weekly cap per member."""
+
+    __tablename__ = "message_settings"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    sender_name: Mapped[str | None] = mapped_column(String(100))
+    reply_to: Mapped[str | None] = mapped_column(String(254))
+    # Minutes after local midnight; a window may wrap midnight (22:00-08:00).
+    quiet_start_minute: Mapped[int | None] = mapped_column(Integer)
+    quiet_end_minute: Mapped[int | None] = mapped_column(Integer)
+    weekly_cap: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MemberQuietHours(Base):
+    """A member's own quiet hours, in their time zone: they replace the merchants'."""
+
+    __tablename__ = "member_quiet_hours"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    start_minute: Mapped[int] = mapped_column(Integer)
+    end_minute: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageSend(Base):
+    """A marketing message sent (or being sent) to a member by a merchant: what the weekly
+    cap counts. One row per delivery, taken under the membership's row lock."""
+
+    __tablename__ = "message_sends"
+    __table_args__ = (Index("ix_message_sends_member_sent", "merchant_id", "member_id",
+                            "sent_at"),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

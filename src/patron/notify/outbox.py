@@ -37,6 +37,9 @@ class EventType(StrEnum):
     # A one-time code for a till to prove the member is present (payload: the code,
     # encrypted; docs/tenancy.md).
     verification_code = "member.verification_code"
+    campaign_outcome = "campaign.outcome"
+    referral_rewarded = "referral.rewarded"
+    referral_clawed_back = "referral.clawed_back"
 
 
 def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,

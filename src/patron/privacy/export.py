@@ -30,8 +30,8 @@ from patron.identity.models import Card
 from patron.kit.clock import utcnow
 from patron.ledger import service as ledger
 from patron.ledger.models import AccountKind, JournalEntry, LedgerAccount, PointLot, Posting
-from patron.members import access
-from patron.members.models import ConsentEvent, Member, Membership
+from patron.members import access, consent
+from patron.members.models import COALITION_SCOPE, ConsentEvent, CurrentConsent, Member, Membership
 from patron.members.pii import decrypt_email, decrypt_phone
 from patron.notify.models import OutboxEvent
 from patron.operations.models import Visit
@@ -160,16 +160,37 @@ def _card(row: Any) -> dict[str, Any]:
             "created_at": row.created_at, "merchant_number": _number(row.number)}
 
 
+def _consent_states(member_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
+    s = CurrentConsent
+    return (select(s.channel, s.purpose, s.granted, s.source, s.policy_version, s.since,
+                   Merchant.number)
+            .outerjoin(Merchant, Merchant.id == s.merchant_id)  # none: the coalition's scope
+            .where(s.member_id == member_id))
+
+
+def _consent_state(row: Any) -> dict[str, Any]:
+    return {"scope": _consent_scope(row.number), "merchant_number": _number(row.number),
+            "channel": row.channel, "purpose": row.purpose, "granted": row.granted,
+            "source": row.source, "policy_version": row.policy_version, "since": row.since}
+
+
 def _consent_events(member_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
-    return (select(ConsentEvent.channel, ConsentEvent.granted, ConsentEvent.source,
-                   ConsentEvent.occurred_at, Merchant.number)
-            .join(Merchant, Merchant.id == ConsentEvent.merchant_id)
-            .where(ConsentEvent.member_id == member_id))
+    e = ConsentEvent
+    return (select(e.channel, e.purpose, e.granted, e.source, e.policy_version, e.evidence,
+                   e.occurred_at, Merchant.number)
+            .outerjoin(Merchant, Merchant.id == e.merchant_id)  # none: the coalition's scope
+            .where(e.member_id == member_id))
 
 
 def _consent_event(row: Any) -> dict[str, Any]:
-    return {"channel": row.channel, "granted": row.granted, "source": row.source,
-            "merchant_number": _number(row.number), "occurred_at": row.occurred_at}
+    return {"scope": _consent_scope(row.number), "merchant_number": _number(row.number),
+            "channel": row.channel, "purpose": row.purpose, "granted": row.granted,
+            "source": row.source, "policy_version": row.policy_version,
+            "evidence": row.evidence, "occurred_at": row.occurred_at}
+
+
+def _consent_scope(merchant_number: int | None) -> str:
+    return COALITION_SCOPE if merchant_number is None else "merchant"
 
 
 def _points_accounts(member_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
@@ -507,8 +528,15 @@ def _event(row: Any) -> dict[str, Any]:
             "occurred_at": row.occurred_at, "delivered_at": row.delivered_at}
 
 
-CONSENT_HISTORY = Section("history", _consent_events, (ConsentEvent.id,),
-                          ConsentEvent.merchant_id, _each(_consent_event))
+# The consent object's lists: a merchant's export holds its own scope's rows, the operator's
+# every scope's, the coalition's included.
+CONSENT_SECTIONS = (
+    # By the ledger row that set each state (one state per row): the order they were set.
+    Section("states", _consent_states, (CurrentConsent.event_id,), CurrentConsent.merchant_id,
+            _each(_consent_state)),
+    Section("history", _consent_events, (ConsentEvent.id,), ConsentEvent.merchant_id,
+            _each(_consent_event)),
+)
 
 # The document's lists, in the order written.
 SECTIONS = (
@@ -627,8 +655,9 @@ def _profile(session: Session, export: Export) -> dict[str, Any]:
         "referral_code": None if referral is None else {
             "code": referral_codes.display(referral.code), "created_at": referral.created_at},
         "coalition_miles": {"balance": ledger.miles_balance(session, member_id=member.id)},
-        "consents": {"sms": member.consent_sms, "email": member.consent_email,
-                     "push": member.consent_push},
+        # Whether the merchant (the operator's export: the coalition) may send marketing.
+        "consents": {channel.value: given for channel, given in consent.marketing_channels(
+            session, member_id=member.id, merchant_id=export.merchant_id).items()},
     }
 
 
@@ -640,8 +669,10 @@ def stream(database: Database, export: Export, *, page_size: int = PAGE_SIZE
         head = _profile(session, export)
     consents = head.pop("consents")
     yield _json(head)[:-1]  # the object stays open for the sections
-    yield b',"consents":{"current":' + _json(consents) + b',"history":'
-    yield from _array(database, CONSENT_HISTORY, export, page_size)
+    yield b',"consents":{"current":' + _json(consents)
+    for section in CONSENT_SECTIONS:
+        yield b',"' + section.name.encode() + b'":'
+        yield from _array(database, section, export, page_size)
     yield b"}"
     for section in SECTIONS:
         yield b',"' + section.name.encode() + b'":'

@@ -35,7 +35,7 @@ from patron.identity.models import Card
 from patron.kit.clock import utcnow
 from patron.ledger import service as ledger
 from patron.members.models import IdentifierKind, Member, MemberIdentifier, MemberStatus
-from patron.notify.outbox import emit
+from patron.notify.outbox import EventType, emit
 from patron.referrals import codes
 from patron.referrals.errors import (
     InvalidReferralProgram,
@@ -59,8 +59,8 @@ from patron.tenancy.service import Principal, get_merchant
 from patron.vouchers import service as vouchers
 from patron.vouchers.models import Offer, Voucher
 
-REWARDED_EVENT = "referral.rewarded"
-CLAWED_BACK_EVENT = "referral.clawed_back"
+REWARDED_EVENT = EventType.referral_rewarded
+CLAWED_BACK_EVENT = EventType.referral_clawed_back
 SECURITY_KIND = SecurityEventKind.referral
 CODE_ATTEMPTS = 5
 

@@ -8,6 +8,7 @@ role x relation matrix test all read it.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from patron.tenancy.models import Role
@@ -94,3 +95,36 @@ def sees_personal_attributes(relation: Relation) -> bool:
     operator. Another merchant sees the member number, status, language and consents."""
     return relation in (Relation.operator, Relation.home_merchant, Relation.home_terminal)
 
+
+def own_consent_scope(*, role: Role, key_merchant_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The consent scope a key speaks for (docs/privacy.md, "Consent"): its merchant's; the
+    operator's is the coalition (None). A consent change that names no scope lands there,
+    and a key's reads show the member's marketing consent for it."""
+    return None if role == Role.operator else key_merchant_id
+
+
+def may_record_consent_in(*, role: Role, key_merchant_id: uuid.UUID | None,
+                          scope_merchant_id: uuid.UUID | None) -> bool:
+    """Whether a key may record a member's consent in a scope (a merchant's; None: the
+    coalition's): the operator in any; a merchant's keys in their own merchant's alone.
+    Whether the key may change the member at all is ``MEMBER_RULES``' ``change``."""
+    if role == Role.operator:
+        return True
+    return scope_merchant_id is not None and scope_merchant_id == key_merchant_id
+
+
+def sees_consent_of(*, role: Role, key_merchant_id: uuid.UUID | None,
+                    scope_merchant_id: uuid.UUID | None) -> bool:
+    """Whether a key that may read the member sees their consent in a scope: the operator
+    every scope; a merchant's keys the coalition's and their own merchant's (another
+    merchant's consent is that merchant's business)."""
+    return role == Role.operator or scope_merchant_id is None \
+        or scope_merchant_id == key_merchant_id
+
+
+def sees_consent_evidence(*, role: Role, key_merchant_id: uuid.UUID | None,
+                          scope_merchant_id: uuid.UUID | None) -> bool:
+    """Whether a key sees the evidence of a consent change (an address, a message id): the
+    operator; a merchant's keys of their own merchant's changes only."""
+    return role == Role.operator or (scope_merchant_id is not None
+                                     and scope_merchant_id == key_merchant_id)

@@ -1,0 +1,272 @@
+"""HTTP routes of webhook endpoints, deliveries and the outbox (operator and merchant
+keys; docs/notify.md)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from patron.config import get_settings
+from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
+from patron.identity.errors import BadSignature
+from patron.kit.crypto import webhook_authentic
+from patron.kit.pagination import Page, by_creation
+from patron.notify import preferences, service, webhooks
+from patron.notify.rules import DeliveryChannel, DeliveryStatus
+from patron.notify.schemas import (
+    DeliveryPage,
+    DeliveryRead,
+    EventPage,
+    EventTypeName,
+    EventTypes,
+    MemberQuietHoursRead,
+    MemberQuietHoursWrite,
+    MessageSettingsRead,
+    MessageSettingsWrite,
+    StopReply,
+    WebhookEndpointCreate,
+    WebhookEndpointRead,
+    WebhookEndpointSecret,
+    WebhookEndpointUpdate,
+)
+
+router = APIRouter(prefix="/v1", tags=["webhooks and deliveries"])
+
+Cursor = Annotated[str | None, Query(max_length=200,
+                                     description="`next_cursor` of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+MerchantFilter = Annotated[uuid.UUID | None, Query(
+    description="Operator keys: only this merchant's (merchant keys see their own only)")]
+
+
+@router.get("/event-types", response_model=EventTypes, responses=problems(401))
+def event_types(caller: Caller) -> EventTypes:
+    """The event types a webhook endpoint may subscribe to (any key)."""
+    return EventTypes(types=webhooks.event_catalogue())
+
+
+@router.post("/webhook-endpoints", status_code=201, response_model=WebhookEndpointSecret,
+             responses=problems(*AUTHED, 422))
+def create_endpoint(data: WebhookEndpointCreate, db: Db,
+                    caller: Caller) -> WebhookEndpointSecret:
+    """Register a receiver of Standard Webhooks (merchant or operator key). The answer
+    holds the signing `secret` once. The address must be public
+    (`webhook_target_not_allowed` for loopback, private, link-local or reserved ones)."""
+    with db.session_scope() as session:
+        return webhooks.create_endpoint(session, actor=caller, data=data)
+
+
+@router.get("/webhook-endpoints", response_model=Page[WebhookEndpointRead],
+            responses=problems(401, 403, 422))
+def list_endpoints(db: Db, caller: Caller, paging: PageQuery) -> Page[WebhookEndpointRead]:
+    """The merchant's endpoints (the operator: every endpoint), oldest first."""
+    with db.session_scope() as session:
+        return paging.page(webhooks.list_endpoints(session, actor=caller), key=by_creation)
+
+
+@router.get("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointRead,
+            responses=problems(*AUTHED))
+def get_endpoint(endpoint_id: uuid.UUID, db: Db, caller: Caller) -> WebhookEndpointRead:
+    with db.session_scope() as session:
+        return webhooks.get_endpoint(session, actor=caller, endpoint_id=endpoint_id)
+
+
+@router.patch("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointRead,
+              responses=problems(*AUTHED, 422))
+def update_endpoint(endpoint_id: uuid.UUID, data: WebhookEndpointUpdate, db: Db,
+                    caller: Caller) -> WebhookEndpointRead:
+    """Change the address, the event types or the description; `enabled` disables the
+    endpoint or enables a disabled one."""
+    with db.session_scope() as session:
+        return webhooks.update_endpoint(session, actor=caller, endpoint_id=endpoint_id,
+                                        data=data)
+
+
+@router.post("/webhook-endpoints/{endpoint_id}/rotate-secret",
+             response_model=WebhookEndpointSecret, responses=problems(*AUTHED),
+             dependencies=[NoBody])
+def rotate_secret(endpoint_id: uuid.UUID, db: Db, caller: Caller) -> WebhookEndpointSecret:
+    """A new signing secret, shown once; the previous one keeps signing beside it until
+    `previous_secret_expires_at` (`PATRON_WEBHOOK_ROTATION_HOURS`, 24 by default)."""
+    with db.session_scope() as session:
+        return webhooks.rotate_secret(session, actor=caller, endpoint_id=endpoint_id)
+
+
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries", response_model=DeliveryPage,
+            responses=problems(*AUTHED, 422))
+def endpoint_deliveries(endpoint_id: uuid.UUID, db: Db, caller: Caller,
+                        status: DeliveryStatus | None = None, cursor: Cursor = None,
+                        limit: Limit = 100) -> DeliveryPage:
+    """The endpoint's deliveries, newest first, each with every attempt (time, outcome,
+    status code, duration)."""
+    with db.session_scope() as session:
+        return service.list_deliveries(session, actor=caller, query=service.DeliveryQuery(
+            endpoint_id=endpoint_id, status=status, cursor=cursor, limit=limit))
+
+
+@router.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryRead,
+             responses=problems(*AUTHED, 409), dependencies=[NoBody])
+def replay_webhook(delivery_id: uuid.UUID, db: Db, caller: Caller) -> DeliveryRead:
+    """Send a failed (or delivered) webhook delivery again with the same `webhook-id`."""
+    with db.session_scope() as session:
+        return service.replay(session, actor=caller, delivery_id=delivery_id,
+                              webhook_only=True)
+
+
+@router.get("/deliveries", response_model=DeliveryPage, responses=problems(*AUTHED, 422))
+def list_deliveries(db: Db, caller: Caller,
+                    member_id: uuid.UUID | None = None, event_id: uuid.UUID | None = None,
+                    status: DeliveryStatus | None = None,
+                    channel: DeliveryChannel | None = None,
+                    merchant_id: MerchantFilter = None, cursor: Cursor = None,
+                    limit: Limit = 100) -> DeliveryPage:
+    """Every delivery of the merchant's events — webhooks and member messages — newest
+    first, with its attempts; `status=failed` lists the dead letters."""
+    with db.session_scope() as session:
+        return service.list_deliveries(session, actor=caller, query=service.DeliveryQuery(
+            member_id=member_id, event_id=event_id, status=status, channel=channel,
+            merchant_id=merchant_id, cursor=cursor, limit=limit))
+
+
+@router.post("/deliveries/{delivery_id}/replay", response_model=DeliveryRead,
+             responses=problems(*AUTHED, 409), dependencies=[NoBody])
+def replay_delivery(delivery_id: uuid.UUID, db: Db, caller: Caller) -> DeliveryRead:
+    """Send a failed (or delivered) delivery of any channel again, with the same id."""
+    with db.session_scope() as session:
+        return service.replay(session, actor=caller, delivery_id=delivery_id)
+
+
+@router.get("/events", response_model=EventPage, responses=problems(*AUTHED, 422))
+def list_events(db: Db, caller: Caller, member_id: uuid.UUID | None = None,
+                type: EventTypeName | None = None, merchant_id: MerchantFilter = None,
+                cursor: Cursor = None, limit: Limit = 100) -> EventPage:
+    """The outbox: the merchant's events, newest first, with when their deliveries were
+    made (`dispatched_at`)."""
+    with db.session_scope() as session:
+        return service.list_events(session, actor=caller, query=service.EventQuery(
+            member_id=member_id, type=type, merchant_id=merchant_id, cursor=cursor,
+            limit=limit))
+
+
+# --- inbound SMS (the provider's webhook) ----------------------------------------------
+
+_SMS_FORM = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["From", "Body"], "properties": {
+            "From": {"type": "string", "description": "The sender's number"},
+            "Body": {"type": "string", "description": "The text of the reply"},
+            "To": {"type": "string", "description": "The number it was sent to"}}}}}}}
+
+
+@router.post("/sms/inbound", response_model=StopReply, openapi_extra=_SMS_FORM,
+             tags=["webhooks and deliveries"], responses=problems(401))
+async def inbound_sms(
+    request: Request, db: Db,
+    x_patron_signature: Annotated[str | None, Header()] = None,
+    token: Annotated[str | None, Query(max_length=200)] = None,
+) -> StopReply:
+    """A member's reply to an SMS, posted by the SMS provider (form-encoded `From`,
+    `Body`), authenticated like the telephony webhook: `X-Patron-Signature` (hex
+    HMAC-SHA256 of the body with `PATRON_SMS_INBOUND_SECRET`) or `?token=` (the secret).
+    STOP, UNSUBSCRIBE, 停止, 配信停止, 退订, 수신거부 … withdraw the sender's SMS marketing
+    consent (source `stop_reply`); any other text changes nothing."""
+    body = await request.body()
+    settings = get_settings()
+    if not webhook_authentic(settings.sms_inbound_token, body, signature=x_patron_signature,
+                             token=token):
+        raise BadSignature("sign the body with X-Patron-Signature or pass ?token=")
+    form = parse_qs(body.decode("utf-8", errors="replace"))
+    sender = (form.get("From") or [""])[0]
+    text = (form.get("Body") or [""])[0]
+
+    def stop() -> int:
+        with db.session_scope() as session:
+            return service.stop_reply(session, sender=sender, text=text,
+                                      region=settings.default_region)
+
+    revoked = await run_in_threadpool(stop) if sender and text else 0
+    return StopReply(stop=service.is_stop(text), consents_withdrawn=revoked)
+
+
+# --- the unsubscribe link's page (no key: the signed token is the authority) ----------
+
+pages = APIRouter(include_in_schema=False)
+
+# The page has no script and posts only to itself.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def _unsubscribe_answer(request: Request, db: Db, token: str, *, confirm: bool
+                        ) -> HTMLResponse:
+    with db.session_scope() as session:
+        page = service.unsubscribe(session, token=token, confirm=confirm)
+    if page is None:
+        return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>This link is not "
+                            "valid.</p>", status_code=404, headers=PAGE_HEADERS)
+    return HTMLResponse(service.unsubscribe_html(page, str(request.url.path)),
+                        headers=PAGE_HEADERS)
+
+
+@pages.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, request: Request, db: Db) -> HTMLResponse:
+    """The link in a marketing e-mail: a page with a button (opening it changes
+    nothing)."""
+    return _unsubscribe_answer(request, db, token, confirm=False)
+
+
+@pages.post("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_now(token: str, request: Request, db: Db) -> HTMLResponse:
+    """RFC 8058 one-click (`List-Unsubscribe=One-Click`) or the page's button."""
+    return _unsubscribe_answer(request, db, token, confirm=True)
+
+
+# --- message settings and quiet hours ---------------------------------------------------
+
+@router.get("/merchants/{merchant_id}/message-settings", response_model=MessageSettingsRead,
+            responses=problems(*AUTHED))
+def get_message_settings(merchant_id: uuid.UUID, db: Db,
+                         caller: Caller) -> MessageSettingsRead:
+    """The merchant's e-mail sender name and reply-to, quiet hours and weekly cap."""
+    with db.session_scope() as session:
+        return preferences.message_settings(session, actor=caller, merchant_id=merchant_id)
+
+
+@router.put("/merchants/{merchant_id}/message-settings", response_model=MessageSettingsRead,
+            responses=problems(*AUTHED, 422))
+def put_message_settings(merchant_id: uuid.UUID, data: MessageSettingsWrite, db: Db,
+                         caller: Caller) -> MessageSettingsRead:
+    """Set them (merchant or operator key): a field sent replaces the stored one, null
+    clears it, a field left out is kept. Quiet hours are in each store's local time;
+    marketing due in them waits until they end; transactional messages ignore both."""
+    with db.session_scope() as session:
+        return preferences.change_message_settings(session, actor=caller,
+                                                   merchant_id=merchant_id, data=data)
+
+
+@router.get("/members/{member_id}/quiet-hours", response_model=MemberQuietHoursRead,
+            responses=problems(*AUTHED))
+def get_member_quiet_hours(member_id: uuid.UUID, db: Db,
+                           caller: Caller) -> MemberQuietHoursRead:
+    """The member's own quiet hours (null: the merchants' apply)."""
+    with db.session_scope() as session:
+        return preferences.member_quiet_hours(session, actor=caller, member_id=member_id)
+
+
+@router.put("/members/{member_id}/quiet-hours", response_model=MemberQuietHoursRead,
+            responses=problems(*AUTHED, 422))
+def put_member_quiet_hours(member_id: uuid.UUID, data: MemberQuietHoursWrite, db: Db,
+                           caller: Caller) -> MemberQuietHoursRead:
+    """Set the member's own quiet hours, in their time zone: they replace every
+    merchant's. Who may: as for changing the member (a till with the member's proof)."""
+    with db.session_scope() as session:
+        return preferences.set_member_quiet_hours(session, actor=caller, member_id=member_id,
+                                                  data=data)

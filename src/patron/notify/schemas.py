@@ -1,0 +1,165 @@
+"""Request and response bodies of webhook endpoints, deliveries and the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from patron.kit.validation import NO_CONTROL_CHARACTERS, Flag, Int32
+from patron.members.schemas import Email, MemberProof, proof_field
+from patron.tenancy.schemas import Read, Strict, TimeZone
+
+WebhookUrl = Annotated[str, Field(min_length=10, max_length=2048,
+                                  pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$",
+                                  description="An absolute http or https address")]
+EventTypeName = Annotated[str, Field(min_length=1, max_length=64,
+                                     pattern=r"^(\*|[a-z_]+(\.[a-z_]+)+)$",
+                                     description="An event type, or `*` for every type")]
+Description = Annotated[str, Field(min_length=1, max_length=200,
+                                   pattern=NO_CONTROL_CHARACTERS)]
+
+
+class WebhookEndpointCreate(Strict):
+    url: WebhookUrl
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=50, description=(
+        "The event types sent to this endpoint (`GET /v1/event-types`), or `[\"*\"]`"))]
+    description: Description | None = None
+    merchant_id: uuid.UUID | None = Field(default=None, description=(
+        "Operator keys only: the merchant whose events it receives; none: every "
+        "merchant's. Merchant keys: implied (their own)."))
+
+
+class WebhookEndpointUpdate(Strict):
+    url: WebhookUrl | None = None
+    events: Annotated[list[EventTypeName], Field(min_length=1, max_length=50)] | None = None
+    description: Description | None = None
+    enabled: Flag | None = Field(default=None, description=(
+        "false disables the endpoint; true enables a disabled one (its failure clock "
+        "starts again)"))
+
+
+class WebhookEndpointRead(Read):
+    id: uuid.UUID
+    merchant_id: uuid.UUID | None
+    url: str
+    events: list[str]
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    enabled: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None = Field(description=(
+        "`gone` (the receiver answered 410), `failing` (5 days of failures), `by_request`"))
+    failing_since: datetime | None
+    previous_secret_expires_at: datetime | None = Field(description=(
+        "Until then the previous secret signs too (after a rotation)"))
+
+
+class WebhookEndpointSecret(WebhookEndpointRead):
+    secret: str = Field(description="`whsec_` + base64 of 32 random bytes; shown only here")
+
+
+class AttemptRead(Read):
+    number: int
+    attempted_at: datetime
+    duration_ms: int
+    outcome: str
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryRead(BaseModel):
+    id: uuid.UUID = Field(description="The `webhook-id` of every attempt")
+    merchant_id: uuid.UUID = Field(description="The event's merchant")
+    event_id: uuid.UUID
+    event_type: str
+    channel: str
+    endpoint_id: uuid.UUID | None
+    member_id: uuid.UUID | None
+    purpose: str | None
+    status: str = Field(description="pending, delivered, failed (dead letter), suppressed")
+    reason: str | None
+    attempts: list[AttemptRead]
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[DeliveryRead]
+    next_cursor: str | None
+
+
+class EventRead(BaseModel):
+    id: uuid.UUID
+    type: str
+    merchant_id: uuid.UUID
+    member_id: uuid.UUID | None
+    occurred_at: datetime
+    created_at: datetime
+    dispatched_at: datetime | None = Field(description=(
+        "When its deliveries were made (null: not yet)"))
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[EventRead]
+    next_cursor: str | None
+
+
+class EventTypes(BaseModel):
+    types: list[str]
+
+
+class StopReply(BaseModel):
+    stop: bool = Field(description="Whether the text is a stop word")
+    consents_withdrawn: int = Field(description="SMS marketing consents it withdrew")
+
+
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                 examples=["22:00"], description="HH:MM, 24-hour clock")]
+
+
+class QuietWindow(Strict):
+    start: ClockTime
+    end: ClockTime = Field(description="May be earlier than start: the window wraps "
+                                       "midnight (22:00 to 08:00)")
+
+
+class MessageSettingsWrite(Strict):
+    """A field sent replaces the stored one (null clears it); a field left out is kept."""
+
+    sender_name: Annotated[str, Field(min_length=1, max_length=100,
+                                      pattern=NO_CONTROL_CHARACTERS)] | None = Field(
+        default=None, description="The e-mails' sender name (default: the merchant's name)")
+    reply_to: Email | None = Field(default=None,
+                                   description="Where members' replies to e-mails go")
+    quiet_hours: QuietWindow | None = Field(default=None, description=(
+        "Marketing due in this daily window (the store's local time) waits until it ends"))
+    weekly_cap: Int32 | None = Field(default=None, ge=1, le=100, description=(
+        "At most this many marketing messages to a member in any 7 days"))
+
+
+class MessageSettingsRead(BaseModel):
+    merchant_id: uuid.UUID
+    sender_name: str | None
+    reply_to: str | None
+    quiet_hours: QuietWindow | None
+    weekly_cap: int | None
+    updated_at: datetime | None
+
+
+class MemberQuietHoursWrite(Strict):
+    start: ClockTime
+    end: ClockTime
+    timezone: TimeZone
+    proof: MemberProof | None = proof_field()
+
+
+class MemberQuietHoursRead(BaseModel):
+    member_id: uuid.UUID
+    quiet_hours: QuietWindow | None
+    timezone: str | None

@@ -1,0 +1,106 @@
+"""Member messages rendered from templates: per event, channel and language.
+
+The built-in templates are ``templates/messages.<language>.toml`` (en, ja, zh-Hans, ko):
+per event an e-mail ``subject`` and ``body`` and an ``sms`` text, Jinja2, plus the
+e-mail's frame (``_frame``). The values a template sees are formatted for its language
+by the caller (Babel: numbers, dates). Pure: no session, no network.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+LANGUAGES = ("en", "ja", "zh-Hans", "ko")
+DEFAULT_LANGUAGE = "en"
+# A merchant's country's language, for a member who never chose one.
+COUNTRY_LANGUAGES = {"JP": "ja", "CN": "zh-Hans", "SG": "zh-Hans", "KR": "ko"}
+# Babel's names of the languages.
+BABEL_LOCALES = {"en": "en", "ja": "ja", "zh-Hans": "zh_Hans", "ko": "ko"}
+
+FOLDER = Path(__file__).resolve().parent / "templates"
+
+
+def language_for(member_language: str | None, merchant_country: str | None) -> str:
+    """The language of a member's messages: theirs when Patron speaks it (``ja-JP`` is
+    ``ja``, ``zh-CN`` and ``zh-Hans-*`` are ``zh-Hans``), else the merchant's country's,
+    else English."""
+    if member_language:
+        tag = member_language.replace("_", "-").lower()
+        if tag.startswith("zh"):
+            if tag in ("zh", "zh-hans") or tag.startswith(("zh-hans-", "zh-cn", "zh-sg")):
+                return "zh-Hans"
+        else:
+            primary = tag.split("-")[0]
+            if primary in LANGUAGES:
+                return primary
+    return COUNTRY_LANGUAGES.get((merchant_country or "").upper(), DEFAULT_LANGUAGE)
+
+
+@lru_cache
+def catalogue(language: str) -> dict[str, dict[str, str]]:
+    with (FOLDER / f"messages.{language}.toml").open("rb") as source:
+        return tomllib.load(source)
+
+
+# Template text is the project's (or, later, a merchant's): sandboxed all the same, and an
+# unknown variable is an error, not an empty string.
+_TEXT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                             keep_trailing_newline=False)
+_PAGES = Environment(loader=FileSystemLoader(FOLDER), undefined=StrictUndefined,
+                     autoescape=select_autoescape(["html"]))
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    return _TEXT.from_string(source)
+
+
+def render_text(source: str, values: dict[str, Any]) -> str:
+    return _compiled(source).render(values).strip()
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def email(event_type: str, language: str, values: dict[str, Any], *,
+          unsubscribe_url: str | None) -> Email:
+    """An e-mail of the event in the language: subject, plain text and HTML, with the
+    footer and, for marketing, the unsubscribe link."""
+    templates = catalogue(language)[event_type]
+    frame = catalogue(language)["_frame"]
+    subject = " ".join(render_text(templates["subject"], values).split())
+    body = render_text(templates["body"], values)
+    footer = render_text(frame["footer"], values)
+    unsubscribe = render_text(frame["unsubscribe"], values) if unsubscribe_url else None
+    paragraphs = [line for line in body.splitlines() if line.strip()]
+    text = "\n".join(paragraphs) + f"\n\n--\n{footer}\n"
+    if unsubscribe_url:
+        text += f"{unsubscribe}: {unsubscribe_url}\n"
+    html = _PAGES.get_template("email.html").render(
+        language=language, subject=subject, paragraphs=paragraphs, footer=footer,
+        code=values.get("code"), unsubscribe=unsubscribe, unsubscribe_url=unsubscribe_url)
+    return Email(subject=subject, text=text, html=html)
+
+
+def sms(event_type: str, language: str, values: dict[str, Any]) -> str:
+    return " ".join(render_text(catalogue(language)[event_type]["sms"], values).split())
+
+
+def phrase(language: str, name: str, values: dict[str, Any]) -> str:
+    """One of the frame's phrases (a benefit's threshold, the unsubscribe page's texts)."""
+    return render_text(catalogue(language)["_frame"][name], values)
+
+
+def page(name: str, **values: Any) -> str:
+    return _PAGES.get_template(name).render(**values)
