@@ -255,3 +255,39 @@ def test_serve_starts_on_a_free_port(monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"Patron on http://127.0.0.1:{port}" in result.output
     assert [call["port"] for call in calls] == [port]
+
+
+def test_worker_once_delivers_what_is_due_and_prints_the_counts(db_url, tmp_path):
+    from bench.sinks import webhook_receiver
+
+    patron(db_url, "demo", "--members", "3")
+    database = Database(db_url)
+    try:
+        with webhook_receiver() as receiver:
+            operator = patron(db_url, "keys", "create", "--role", "operator")
+            key = operator.stdout.strip().splitlines()[-1]
+            with TestClient(create_app(get_settings(), database)) as client:
+                merchant = client.get("/v1/merchants", headers={
+                    "Authorization": f"Bearer {key}"}).json()["items"][0]
+                created = client.post("/v1/webhook-endpoints", headers={
+                    "Authorization": f"Bearer {key}"}, json={
+                    "url": receiver.url, "events": ["member.enrolled"],
+                    "merchant_id": merchant["id"]})
+                assert created.status_code == 201, created.text
+                enrolled = client.post("/v1/members", headers={
+                    "Authorization": f"Bearer {key}"}, json={"merchant_id": merchant["id"]})
+                assert enrolled.status_code == 201, enrolled.text
+            env = {"PATRON_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
+            result = subprocess.run(
+                [sys.executable, "-m", "patron.cli.main", "worker", "--once"],
+                env={**os.environ, **env, "PATRON_DATABASE_URL": db_url},
+                capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr
+        assert [item.json["data"]["member_id"] for item in receiver.received] == [
+            enrolled.json()["id"]]
+        # Every event of the demo is dispatched (this one endpoint hears of one).
+        said = " ".join(result.stderr.split())
+        assert said.startswith("events dispatched: ")
+        assert "deliveries delivered: 1, to retry: 0, failed: 0, suppressed: 0" in said
+    finally:
+        database.dispose()
