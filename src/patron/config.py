@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     sms_body: str | None = None
     sms_body_type: str = "json"
     sms_file: str | None = None
+    # A merchant's SMS template must fit in this many parts (checked when it is saved).
+    sms_max_parts: int = Field(default=3, ge=1, le=10)
     # The inbound SMS webhook's secret (STOP replies); derived from the secret when unset.
     sms_inbound_secret: str | None = None
     # The event stream (docs/notify.md): nats://host:4222 relays every outbox event to

@@ -126,6 +126,7 @@ class Objects:
     campaign_id: str
     endpoint_id: str
     delivery_id: str
+    message_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
@@ -136,7 +137,8 @@ class Objects:
                "code": self.code, "reservation_id": self.reservation_id,
                "exception_id": self.exception_id, "rule_id": self.rule_id,
                "batch_id": self.batch_id, "campaign_id": self.campaign_id,
-               "endpoint_id": self.endpoint_id, "delivery_id": self.delivery_id}
+               "endpoint_id": self.endpoint_id, "delivery_id": self.delivery_id,
+               "message_id": self.message_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -223,6 +225,9 @@ def _make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: st
         "conditions": {"field": "purchase.categories", "op": "contains", "value": "coffee"},
         "actions": [{"type": "bonus_points", "points": 10}]})
     assert campaign.status_code == 201, campaign.text
+    message = client.post("/v1/messages", headers=auth(tenant.merchant_key), json={
+        "audience": {"conditions": {"all": []}}, "channel": "sms", "text": "Hello"})
+    assert message.status_code == 201, message.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
                    card_id=cards.json()["items"][0]["id"], key_id=key.json()["id"], wait_id=wait_id,
@@ -230,7 +235,7 @@ def _make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: st
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
                    rule_id=rule.json()["id"], campaign_id=campaign.json()["id"],
-                   endpoint_id=endpoint_id, delivery_id="")
+                   endpoint_id=endpoint_id, delivery_id="", message_id=message.json()["id"])
 
 
 # Each tenant's member's phone and card, and whether the objects include a caller-ID wait.
@@ -387,6 +392,15 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
         "quiet_hours": {"start": "22:00", "end": "08:00"}, "weekly_cap": 3},
     ("PUT", "/v1/members/{member_id}/quiet-hours"): lambda o: {
         "start": "23:00", "end": "07:00", "timezone": "Asia/Tokyo"},
+    ("PUT", "/v1/merchants/{merchant_id}/message-templates"): lambda o: {
+        "event_type": "tier.changed", "channel": "sms", "language": "ja",
+        "body": "{{ merchant }}: ランクが{{ tier }}になりました"},
+    ("POST", "/v1/messages/preview"): lambda o: {
+        "audience": {"conditions": {"field": "member.purchases", "op": "ge", "value": 1}},
+        "channel": "email"},
+    ("POST", "/v1/messages"): lambda o: {
+        "audience": {"conditions": {"field": "member.purchases", "op": "ge", "value": 1}},
+        "channel": "sms", "text": "Double points this weekend", "offer_id": o.offer_id},
 }
 
 

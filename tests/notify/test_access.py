@@ -37,15 +37,21 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "event types":         (200, 200, 200, 200, 200, 200, 200),
     "GET settings":        (200, 200, 404, 403, 403, 404, 404),
     "PUT settings":        (200, 200, 404, 403, 403, 404, 404),
+    "GET templates":       (200, 200, 404, 403, 403, 404, 404),
+    "PUT template":        (200, 200, 404, 403, 403, 404, 404),
 }
 WRITES = {"PATCH endpoint", "rotate secret", "replay webhook", "replay delivery",
-          "create endpoint", "PUT settings"}
+          "create endpoint", "PUT settings", "PUT template"}
 
 
 def _request(route: str, endpoint_id: str, delivery_id: str,
              merchant_id: str = "") -> tuple[str, str, Any]:
     return {
         "GET settings": ("GET", f"/v1/merchants/{merchant_id}/message-settings", None),
+        "GET templates": ("GET", f"/v1/merchants/{merchant_id}/message-templates", None),
+        "PUT template": ("PUT", f"/v1/merchants/{merchant_id}/message-templates",
+                         {"event_type": "tier.changed", "channel": "email", "language": "en",
+                          "body": "You are {{ tier }} now."}),
         "PUT settings": ("PUT", f"/v1/merchants/{merchant_id}/message-settings",
                          {"weekly_cap": 2, "quiet_hours": {"start": "22:00", "end": "07:00"}}),
         "GET endpoint": ("GET", f"/v1/webhook-endpoints/{endpoint_id}", None),

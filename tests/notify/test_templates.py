@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -13,14 +12,7 @@ from patron.notify import rules, templates
 from patron.notify.messages import MESSAGE_EVENTS
 from patron.notify.rules import AttemptOutcome
 
-SAMPLE: dict[str, Any] = {
-    "merchant": "Golden Gate Books", "member_number": "12345000000184",
-    "campaign": "Coffee lovers", "message": "Thank you!", "code": "ABCD-EFGH",
-    "barcode": "1234500012345678", "offer": "Free croissant", "valid_until": "Dec 31, 2026",
-    "link": "https://patron.example/wallet/vouchers/ABCD-EFGH", "points": "1,000",
-    "role": "referrer", "tier": "Gold", "last_day": "Dec 31, 2026", "minutes": 10,
-    "threshold": "1,000 points",
-}
+SAMPLE = templates.SAMPLE
 
 
 def test_every_event_has_every_template_in_every_language() -> None:

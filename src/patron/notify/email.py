@@ -9,6 +9,7 @@ start. Each sending thread keeps one connection open and reuses it.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import smtplib
 import ssl
 import threading
@@ -27,6 +28,8 @@ from patron.notify import templates
 from patron.notify.messages import MemberChannel, Outgoing, Unsubscribe, unsubscribe_url
 from patron.notify.rules import AttemptOutcome, DeliveryChannel
 from patron.notify.worker import Attempt, Send
+
+log = logging.getLogger("patron.notify")
 
 
 class SmtpSettingsError(ValueError):
@@ -133,8 +136,16 @@ class EmailChannel(MemberChannel):
         unsubscribe = unsubscribe_url(Unsubscribe(
             member_id=due.member_id, merchant_id=due.merchant_id,  # type: ignore[arg-type]
             channel=self.name, delivery_id=due.id)) if marketing else None
-        rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
-                                   unsubscribe_url=unsubscribe)
+        try:
+            rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
+                                       unsubscribe_url=unsubscribe, override=outgoing.override)
+        except Exception:  # a merchant's template that fails on real values: the built-in
+            if outgoing.override is None:
+                raise
+            log.exception("merchant %s's e-mail template of %s failed; the built-in one "
+                          "is sent", outgoing.merchant.id, due.event_type)
+            rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
+                                       unsubscribe_url=unsubscribe)
         # The classic MIME classes: their headers cost a fraction of EmailMessage's
         # (header parsing was most of the time a message took to make).
         message = MIMEMultipart("alternative")

@@ -16,9 +16,10 @@ from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
 from patron.identity.errors import BadSignature
 from patron.kit.crypto import webhook_authentic
 from patron.kit.pagination import Page, by_creation
-from patron.notify import preferences, service, webhooks
+from patron.notify import preferences, service, targeted, webhooks
 from patron.notify.rules import DeliveryChannel, DeliveryStatus
 from patron.notify.schemas import (
+    AudiencePreview,
     DeliveryPage,
     DeliveryRead,
     EventPage,
@@ -26,8 +27,14 @@ from patron.notify.schemas import (
     EventTypes,
     MemberQuietHoursRead,
     MemberQuietHoursWrite,
+    MessageAudience,
+    MessageRead,
     MessageSettingsRead,
     MessageSettingsWrite,
+    MessageTemplateRead,
+    MessageTemplates,
+    MessageTemplateWrite,
+    MessageWrite,
     StopReply,
     WebhookEndpointCreate,
     WebhookEndpointRead,
@@ -270,3 +277,57 @@ def put_member_quiet_hours(member_id: uuid.UUID, data: MemberQuietHoursWrite, db
     with db.session_scope() as session:
         return preferences.set_member_quiet_hours(session, actor=caller, member_id=member_id,
                                                   data=data)
+
+
+# --- targeted messages ------------------------------------------------------------------
+
+@router.post("/messages/preview", response_model=AudiencePreview,
+             responses=problems(*AUTHED, 422))
+def preview_message(data: MessageAudience, db: Db, caller: Caller) -> AudiencePreview:
+    """How many of the merchant's members an audience selects, and how many of them the
+    channel reaches (an address, and the merchant's marketing consent for the channel).
+    Merchant keys; sends nothing."""
+    with db.session_scope() as session:
+        return targeted.preview(session, actor=caller, data=data)
+
+
+@router.post("/messages", status_code=201, response_model=MessageRead,
+             responses=problems(*AUTHED, 422))
+def send_message(data: MessageWrite, db: Db, caller: Caller) -> MessageRead:
+    """Send a message to the members the audience selects, on one channel, each with a
+    personal code of `offer_id` if given (merchant keys). Each goes through the delivery
+    worker: consent again when it is sent, quiet hours, the weekly cap."""
+    with db.session_scope() as session:
+        return targeted.send(session, actor=caller, data=data)
+
+
+@router.get("/messages/{message_id}", response_model=MessageRead,
+            responses=problems(*AUTHED))
+def get_message(message_id: uuid.UUID, db: Db, caller: Caller) -> MessageRead:
+    """A targeted message and its results: selected, sent, delivered, failed, suppressed,
+    pending, and the redemptions of its codes."""
+    with db.session_scope() as session:
+        return targeted.get_message(session, actor=caller, message_id=message_id)
+
+
+@router.get("/merchants/{merchant_id}/message-templates", response_model=MessageTemplates,
+            responses=problems(*AUTHED))
+def get_message_templates(merchant_id: uuid.UUID, db: Db, caller: Caller) -> MessageTemplates:
+    """Every member message's template, per event, channel and language: the merchant's
+    own where it has one (`builtin: false`), else the built-in one; an SMS's parts with the
+    longest values."""
+    with db.session_scope() as session:
+        return preferences.message_templates(session, actor=caller, merchant_id=merchant_id)
+
+
+@router.put("/merchants/{merchant_id}/message-templates", response_model=MessageTemplateRead,
+            responses=problems(*AUTHED, 422))
+def put_message_template(merchant_id: uuid.UUID, data: MessageTemplateWrite, db: Db,
+                         caller: Caller) -> MessageTemplateRead:
+    """Set the merchant's own template of one event, channel and language (Jinja2 over the
+    event's variables, sandboxed), or remove it (`body: null`). It is tried with every
+    variable at its longest when saved: a syntax error, an unknown variable or an SMS of
+    more than `PATRON_SMS_MAX_PARTS` parts is 422 `invalid_template`."""
+    with db.session_scope() as session:
+        return preferences.put_message_template(session, actor=caller,
+                                                merchant_id=merchant_id, data=data)

@@ -35,6 +35,7 @@ from patron.notify.models import (
     MemberQuietHours,
     MessageSend,
     MessageSettings,
+    MessageTemplate,
     OutboxEvent,
 )
 from patron.notify.outbox import EventType
@@ -52,7 +53,10 @@ MESSAGE_EVENTS: dict[str, Purpose] = {
     EventType.points_expiring: Purpose.marketing,
     EventType.tier_changed: Purpose.marketing,
     EventType.verification_code: Purpose.transactional,
+    EventType.targeted_message: Purpose.marketing,
 }
+# Events that go on the one channel their payload names, not on every channel.
+ONE_CHANNEL = frozenset({EventType.verification_code.value, EventType.targeted_message.value})
 # A message that could not be made in time is not sent late: an offer a day old, or a
 # one-time code past its life, says the wrong thing.
 MAX_AGE = timedelta(hours=24)
@@ -92,7 +96,7 @@ class MemberMessages:
             has = {DeliveryChannel.email: member.email_hash is not None,
                    DeliveryChannel.sms: member.phone_hash is not None}
             channels = [channel for channel in self.channels if has[channel]]
-            if event.type == EventType.verification_code:
+            if event.type in ONE_CHANNEL:
                 channels = [channel for channel in channels
                             if channel == event.payload.get("channel")]
             age = now - event.occurred_at
@@ -140,6 +144,7 @@ def message_values(event: OutboxEvent, *, member: Member, merchant: Merchant,
         "role": payload.get("role"), "tier": payload.get("to"),
         "last_day": _date(payload.get("last_day"), language),
         "minutes": CODE_LIFETIME // timedelta(minutes=1), "threshold": None,
+        "subject": payload.get("subject"), "text": payload.get("text"),
     }
     if event.type == EventType.benefit_issued and payload.get("measure"):
         values["threshold"] = templates.phrase(
@@ -209,6 +214,8 @@ class Outgoing:
     merchant: Merchant
     values: dict[str, Any]
     settings: MessageSettings | None
+    # The merchant's own template of this event, channel and language, if it has one.
+    override: templates.Override | None = None
 
 
 def _quiet_hours(event: OutboxEvent, merchant: Merchant, settings: MessageSettings | None,
@@ -268,6 +275,12 @@ class MemberChannel:
             select(Merchant).where(Merchant.id.in_(merchant_ids)))}
         settings = {row.merchant_id: row for row in session.scalars(
             select(MessageSettings).where(MessageSettings.merchant_id.in_(merchant_ids)))}
+        overrides = {(row.merchant_id, row.event_type, row.language):
+                     templates.Override(row.subject, row.body)
+                     for row in session.scalars(select(MessageTemplate).where(
+                         MessageTemplate.merchant_id.in_(merchant_ids),
+                         MessageTemplate.channel == self.name,
+                         MessageTemplate.event_type.in_({item.event_type for item in due})))}
         own_hours = {row.member_id: row for row in session.scalars(
             select(MemberQuietHours).where(MemberQuietHours.member_id.in_(members)))}
         store_ids = {uuid.UUID(event.payload["store_id"]) for event in events.values()
@@ -312,7 +325,8 @@ class MemberChannel:
                                     language=language)
             prepared[item.id] = self.build(Outgoing(
                 due=item, address=address, language=language, merchant=merchant,
-                values=values, settings=settings.get(merchant.id)))
+                values=values, settings=settings.get(merchant.id),
+                override=overrides.get((merchant.id, item.event_type, language))))
         return prepared
 
     def _verdicts(self, session: Session, due: Sequence[Due]

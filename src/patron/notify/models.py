@@ -174,3 +174,54 @@ class MessageSend(Base):
     delivery_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TargetedMessage(Base):
+    """A message a merchant sent to the members an audience selected, on one channel,
+    with an offer's personal code each if it names one."""
+
+    __tablename__ = "targeted_messages"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    channel: Mapped[str] = mapped_column(String(16))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(String(1000))
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("offers.id"))
+    selected: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TargetedRecipient(Base):
+    """One member a targeted message went to: its event (and so its deliveries) and the
+    personal code it carried."""
+
+    __tablename__ = "targeted_recipients"
+    __table_args__ = (ForeignKeyConstraint(["merchant_id", "message_id"],
+                                           ["targeted_messages.merchant_id",
+                                            "targeted_messages.id"]),)
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("outbox_events.id"), index=True)
+    voucher_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class MessageTemplate(Base):
+    """A merchant's own template of one event, channel and language (Jinja2, sandboxed),
+    used instead of the built-in one."""
+
+    __tablename__ = "message_templates"
+
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    language: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(String(4000))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -40,6 +40,8 @@ class EventType(StrEnum):
     campaign_outcome = "campaign.outcome"
     referral_rewarded = "referral.rewarded"
     referral_clawed_back = "referral.clawed_back"
+    # One member's copy of a merchant's targeted message (notify.targeted).
+    targeted_message = "message.targeted"
 
 
 def emit(session: Session, *, type: EventType | str, merchant_id: uuid.UUID,

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import uuid
 
+from jinja2 import TemplateError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from patron.errors import Forbidden, NotFound
+from patron.config import get_settings
+from patron.errors import Forbidden, InvalidInput, NotFound
 from patron.kit.clock import utcnow
 from patron.members.access import member_for
-from patron.notify.models import MemberQuietHours, MessageSettings
+from patron.notify import templates
+from patron.notify.messages import MESSAGE_EVENTS
+from patron.notify.models import MemberQuietHours, MessageSettings, MessageTemplate
 from patron.notify.schemas import (
     MemberQuietHoursRead,
     MemberQuietHoursWrite,
     MessageSettingsRead,
     MessageSettingsWrite,
+    MessageTemplateRead,
+    MessageTemplates,
+    MessageTemplateWrite,
     QuietWindow,
 )
 from patron.tenancy.models import Role
@@ -115,3 +123,86 @@ def set_member_quiet_hours(session: Session, *, actor: Principal, member_id: uui
     row.timezone, row.updated_at = data.timezone, utcnow()
     session.flush()
     return _hours_read(member.id, row)
+
+
+# --- a merchant's own templates ---------------------------------------------------------
+
+class InvalidTemplate(InvalidInput):
+    code = "invalid_template"
+    title = "This template cannot be used"
+
+
+def _template_read(event_type: str, channel: str, language: str,
+                   row: MessageTemplate | None) -> MessageTemplateRead:
+    if row is not None:
+        subject, body, updated, builtin = row.subject, row.body, row.updated_at, False
+    else:
+        entry = templates.catalogue(language)[event_type]
+        subject = entry["subject"] if channel == "email" else None
+        body = entry["body"] if channel == "email" else entry["sms"]
+        updated, builtin = None, True
+    parts = (templates.sms_parts(templates.sms(
+        event_type, language, templates.SAMPLE, templates.Override(None, body)))
+        if channel == "sms" else None)
+    return MessageTemplateRead(event_type=event_type, channel=channel, language=language,
+                               subject=subject, body=body, updated_at=updated,
+                               builtin=builtin, sms_parts=parts)
+
+
+def message_templates(session: Session, *, actor: Principal,
+                      merchant_id: uuid.UUID) -> MessageTemplates:
+    """Every event's template on every channel and language: the merchant's own where it
+    has one, else the built-in one."""
+    merchant_id = _merchant(session, actor, merchant_id)
+    own = {(row.event_type, row.channel, row.language): row for row in session.scalars(
+        select(MessageTemplate).where(MessageTemplate.merchant_id == merchant_id))}
+    return MessageTemplates(items=[
+        _template_read(event_type, channel, language, own.get((event_type, channel, language)))
+        for event_type in sorted(MESSAGE_EVENTS) for channel in ("email", "sms")
+        for language in templates.LANGUAGES])
+
+
+def _check_template(data: MessageTemplateWrite, body: str, max_parts: int) -> None:
+    """Rendered with every variable a message may have: a syntax error, a variable the
+    event does not have, or an SMS longer than ``max_parts`` parts is refused."""
+    override = templates.Override(data.subject, body)
+    try:
+        if data.channel == "email":
+            templates.email(data.event_type, data.language, templates.SAMPLE,
+                            unsubscribe_url="https://patron.example/unsubscribe/x",
+                            override=override)
+            return
+        text = templates.sms(data.event_type, data.language, templates.SAMPLE, override)
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+            AttributeError) as exc:  # a merchant's template is input: any failure is theirs
+        raise InvalidTemplate(f"the template does not render: {exc}", field="body") from None
+    parts = templates.sms_parts(text)
+    if parts > max_parts:
+        raise InvalidTemplate(
+            f"the SMS takes {parts} parts with the longest values ({len(text)} characters); "
+            f"at most {max_parts} (PATRON_SMS_MAX_PARTS)", field="body", parts=parts)
+
+
+def put_message_template(session: Session, *, actor: Principal, merchant_id: uuid.UUID,
+                         data: MessageTemplateWrite) -> MessageTemplateRead:
+    merchant_id = _merchant(session, actor, merchant_id)
+    if data.event_type not in MESSAGE_EVENTS:
+        raise InvalidTemplate(f"no member message for {data.event_type!r}: one of "
+                              f"{', '.join(sorted(MESSAGE_EVENTS))}", field="event_type")
+    if data.subject is not None and data.channel != "email":
+        raise InvalidTemplate("only an e-mail has a subject", field="subject")
+    key = (merchant_id, data.event_type, data.channel, data.language)
+    row = session.get(MessageTemplate, key, with_for_update=True)
+    if data.body is None:
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        return _template_read(data.event_type, data.channel, data.language, None)
+    _check_template(data, data.body, get_settings().sms_max_parts)
+    if row is None:
+        row = MessageTemplate(merchant_id=merchant_id, event_type=data.event_type,
+                              channel=data.channel, language=data.language)
+        session.add(row)
+    row.subject, row.body, row.updated_at = data.subject, data.body, utcnow()
+    session.flush()
+    return _template_read(data.event_type, data.channel, data.language, row)

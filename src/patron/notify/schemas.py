@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -163,3 +163,76 @@ class MemberQuietHoursRead(BaseModel):
     member_id: uuid.UUID
     quiet_hours: QuietWindow | None
     timezone: str | None
+
+
+class Audience(Strict):
+    conditions: dict[str, Any] = Field(description=(
+        "A condition tree of the campaign condition language (docs/campaigns.md) over "
+        "`member.*` fields only: segment, tier, RFM scores, p_alive, CLV, region, age_band, "
+        "affinity, purchases, days since enrolment, …; `{\"all\": []}` selects every member"))
+
+
+class MessageAudience(Strict):
+    audience: Audience
+    channel: Literal["email", "sms"]
+
+
+class MessageWrite(MessageAudience):
+    subject: Annotated[str, Field(min_length=1, max_length=200,
+                                  pattern=NO_CONTROL_CHARACTERS)] | None = Field(
+        default=None, description="The e-mail's subject (default: the merchant's name)")
+    text: Annotated[str, Field(min_length=1, max_length=1000)] = Field(
+        description="The message; plain text, line breaks allowed")
+    offer_id: uuid.UUID | None = Field(default=None, description=(
+        "An offer of the merchant's: each recipient gets a personal code of it"))
+
+
+class AudiencePreview(BaseModel):
+    selected: int = Field(description="Members of the merchant the audience selects")
+    reachable: int = Field(description="Of them, those with an address on the channel and "
+                                       "the merchant's marketing consent for it")
+
+
+class MessageRead(BaseModel):
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    channel: str
+    audience: dict[str, Any]
+    subject: str | None
+    text: str
+    offer_id: uuid.UUID | None
+    created_at: datetime
+    selected: int = Field(description="Members the audience selected when it was sent")
+    sent: int = Field(description="Messages made (reachable members)")
+    delivered: int
+    failed: int
+    suppressed: int = Field(description="Not sent: consent withdrawn since, the cap, …")
+    pending: int
+    redemptions: int = Field(description="Uses of the personal codes it carried")
+
+
+class MessageTemplateWrite(Strict):
+    event_type: Annotated[str, Field(min_length=1, max_length=64, examples=["tier.changed"],
+                                     description="One of the events a member is sent")]
+    channel: Literal["email", "sms"]
+    language: Literal["en", "ja", "zh-Hans", "ko"]
+    subject: Annotated[str, Field(min_length=1, max_length=300)] | None = Field(
+        default=None, description="The e-mail's subject (e-mail only; default: built-in)")
+    body: Annotated[str, Field(min_length=1, max_length=4000)] | None = Field(
+        description="Jinja2 over the event's variables (docs/notify.md); null removes the "
+                    "merchant's template, and the built-in one applies again")
+
+
+class MessageTemplateRead(BaseModel):
+    event_type: str
+    channel: str
+    language: str
+    subject: str | None
+    body: str
+    updated_at: datetime | None
+    builtin: bool = Field(description="True: the built-in template (the merchant has none)")
+    sms_parts: int | None = Field(description="SMS: the parts the sample message takes")
+
+
+class MessageTemplates(BaseModel):
+    items: list[MessageTemplateRead]

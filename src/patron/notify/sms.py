@@ -157,7 +157,15 @@ class SmsChannel(MemberChannel):
         self.provider = provider
 
     def build(self, outgoing: Outgoing) -> Send:
-        text = templates.sms(outgoing.due.event_type, outgoing.language, outgoing.values)
+        try:
+            text = templates.sms(outgoing.due.event_type, outgoing.language,
+                                 outgoing.values, outgoing.override)
+        except Exception:  # a merchant's template that fails on real values: the built-in
+            if outgoing.override is None:
+                raise
+            log.exception("merchant %s's SMS template of %s failed; the built-in one is "
+                          "sent", outgoing.merchant.id, outgoing.due.event_type)
+            text = templates.sms(outgoing.due.event_type, outgoing.language, outgoing.values)
         to, message_id = outgoing.address, str(outgoing.due.id)
 
         def send() -> Attempt:

@@ -27,6 +27,19 @@ BABEL_LOCALES = {"en": "en", "ja": "ja", "zh-Hans": "zh_Hans", "ko": "ko"}
 FOLDER = Path(__file__).resolve().parent / "templates"
 
 
+# What a template is tried with when a merchant saves one: every variable a message may
+# have, at a realistic length (a long merchant name, a full code and link).
+SAMPLE: dict[str, Any] = {
+    "merchant": "Golden Gate Books & Coffee", "member_number": "12345000000184",
+    "campaign": "Coffee lovers", "message": "Thank you for your visit!",
+    "code": "7K3Q-DRX2-M9T4-WC", "barcode": "1234500012345678", "offer": "Free croissant",
+    "valid_until": "Dec 31, 2026",
+    "link": "https://patron.example/wallet/vouchers/7K3Q-DRX2-M9T4-WC", "points": "1,000",
+    "role": "referrer", "tier": "Gold", "last_day": "Dec 31, 2026", "minutes": 10,
+    "threshold": "1,000 points", "subject": "Autumn sale", "text": "20% off this weekend",
+}
+
+
 def language_for(member_language: str | None, merchant_country: str | None) -> str:
     """The language of a member's messages: theirs when Patron speaks it (``ja-JP`` is
     ``ja``, ``zh-CN`` and ``zh-Hans-*`` are ``zh-Hans``), else the merchant's country's,
@@ -52,7 +65,9 @@ def catalogue(language: str) -> dict[str, dict[str, str]]:
 # Template text is the project's (or, later, a merchant's): sandboxed all the same, and an
 # unknown variable is an error, not an empty string.
 _TEXT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                             keep_trailing_newline=False)
+                             keep_trailing_newline=False,
+                             # A value the event does not have prints as nothing.
+                             finalize=lambda value: "" if value is None else value)
 _PAGES = Environment(loader=FileSystemLoader(FOLDER), undefined=StrictUndefined,
                      autoescape=select_autoescape(["html"]))
 
@@ -73,14 +88,25 @@ class Email:
     html: str
 
 
+@dataclass(frozen=True)
+class Override:
+    """A merchant's own template of one event, channel and language."""
+
+    subject: str | None
+    body: str
+
+
 def email(event_type: str, language: str, values: dict[str, Any], *,
-          unsubscribe_url: str | None) -> Email:
-    """An e-mail of the event in the language: subject, plain text and HTML, with the
-    footer and, for marketing, the unsubscribe link."""
+          unsubscribe_url: str | None, override: Override | None = None) -> Email:
+    """An e-mail of the event in the language (the merchant's template if it has one):
+    subject, plain text and HTML, with the footer and, for marketing, the unsubscribe
+    link."""
     templates = catalogue(language)[event_type]
     frame = catalogue(language)["_frame"]
-    subject = " ".join(render_text(templates["subject"], values).split())
-    body = render_text(templates["body"], values)
+    subject_source = (override.subject if override is not None and override.subject
+                      else templates["subject"])
+    subject = " ".join(render_text(subject_source, values).split())
+    body = render_text(override.body if override is not None else templates["body"], values)
     footer = render_text(frame["footer"], values)
     unsubscribe = render_text(frame["unsubscribe"], values) if unsubscribe_url else None
     paragraphs = [line for line in body.splitlines() if line.strip()]
@@ -93,8 +119,28 @@ def email(event_type: str, language: str, values: dict[str, Any], *,
     return Email(subject=subject, text=text, html=html)
 
 
-def sms(event_type: str, language: str, values: dict[str, Any]) -> str:
-    return " ".join(render_text(catalogue(language)[event_type]["sms"], values).split())
+def sms(event_type: str, language: str, values: dict[str, Any],
+        override: Override | None = None) -> str:
+    source = override.body if override is not None else catalogue(language)[event_type]["sms"]
+    return " ".join(render_text(source, values).split())
+
+
+# GSM 03.38's basic alphabet (and its extension, two septets each): an SMS in it carries 160
+# characters, 153 a part when split; any other character makes it UCS-2: 70, and 67.
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM_EXTENDED = frozenset("^{}\\[~]|€")
+
+
+def sms_parts(text: str) -> int:
+    """How many SMS parts a text takes (GSM-7 if every character is in it, else UCS-2,
+    counted in UTF-16 code units)."""
+    if all(char in _GSM_BASIC or char in _GSM_EXTENDED for char in text):
+        septets = sum(2 if char in _GSM_EXTENDED else 1 for char in text)
+        return 1 if septets <= 160 else -(-septets // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else -(-units // 67)
 
 
 def phrase(language: str, name: str, values: dict[str, Any]) -> str:
