@@ -42,6 +42,9 @@ EXEMPT: dict[tuple[str, str], str] = {
         "statement as the use itself (docs/vouchers.md)",
     ("POST", "/v1/telephony/inbound"):
         "a signed webhook of the telephony provider, not called with an API key",
+    ("POST", "/v1/sms/inbound"):
+        "a signed webhook of the SMS provider, not called with an API key; a STOP sent "
+        "twice withdraws nothing more",
     ("POST", MEMBERS_PATH):
         "an import run again adds nothing: each member is found by its external_ref "
         "(docs/imports.md); its file is streamed, never held to be hashed",
