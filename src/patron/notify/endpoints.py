@@ -301,7 +301,7 @@ def send_message(data: MessageWrite, db: Db, caller: Caller) -> MessageRead:
         return targeted.send(session, actor=caller, data=data)
 
 
-@router.get("/messages/{message_id}", response_model=MessageRead,
+@router.get("/messages/{message_id:uuid}", response_model=MessageRead,
             responses=problems(*AUTHED))
 def get_message(message_id: uuid.UUID, db: Db, caller: Caller) -> MessageRead:
     """A targeted message and its results: selected, sent, delivered, failed, suppressed,
