@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from bench.sinks import Mailbox, smtp_server
+from bench.sinks import Mailbox
 from fastapi.testclient import TestClient
 
 from patron.config import get_settings
@@ -24,12 +24,6 @@ from tests.vouchers.conftest import make_offer
 
 COFFEE = {"sku": "CF-1", "name": "Coffee", "category": "coffee", "quantity": 1,
           "unit_price": 400}
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

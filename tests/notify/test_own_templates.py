@@ -5,11 +5,10 @@ parts at the longest values, the sandbox), used instead of the built-in ones, re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bench.sinks import Mailbox, smtp_server
+from bench.sinks import Mailbox
 from fastapi.testclient import TestClient
 
 from patron.config import get_settings
@@ -26,12 +25,6 @@ from tests.notify.test_email import text_of
 def _put(client: TestClient, world: World, **body: Any) -> Any:
     return client.put(f"/v1/merchants/{world.a.merchant_id}/message-templates",
                       headers=auth(world.a.merchant_key), json=body)
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as server:
-        yield server
 
 
 def test_the_merchants_template_is_used_and_null_brings_the_builtin_back(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from bench.sinks import Mailbox, smtp_server
+from bench.sinks import Mailbox
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -27,12 +27,6 @@ from tests.notify.helpers import enrol, member_deliveries
 TOKYO = "Asia/Tokyo"
 # 23:00 in Tokyo (merchant A's stores), a Monday.
 LATE = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as server:
-        yield server
 
 
 def _deliverer(database: Database, mailbox: Mailbox, **settings: object) -> Deliverer:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bench.sinks import Mailbox, smtp_server
+from bench.sinks import Mailbox
 from fastapi.testclient import TestClient
 
 from patron.config import get_settings
@@ -18,12 +18,6 @@ from tests.conftest import World, auth
 from tests.notify.helpers import enrol
 from tests.notify.test_email import text_of
 from tests.vouchers.conftest import make_offer
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture
