@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # `patron worker` does); an idle worker looks for new events this often; a batch
     # holds at most delivery_batch deliveries, sent delivery_concurrency at a time.
     deliveries_in_serve: bool = True
-    delivery_interval_seconds: float = Field(default=0.5, gt=0, le=3600)
+    delivery_interval_seconds: float = Field(default=0.1, gt=0, le=3600)
     delivery_batch: int = Field(default=200, ge=1, le=10_000)
     delivery_concurrency: int = Field(default=16, ge=1, le=256)
     # Webhooks may not reach loopback, private, link-local or reserved addresses (the
