@@ -4,7 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from patron.tenancy.models import Role
 from patron.tenancy.service import issue_key
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import World, auth
+from tests.template import restored
 
 PRINCIPALS = ("operator", "merchant", "other_merchant", "pos", "reader", "other_pos",
               "sales_rep")
@@ -72,7 +72,14 @@ def _request(route: str, endpoint_id: str, delivery_id: str,
 
 
 @pytest.fixture
-def setting(client: TestClient, database: Database, world: World) -> Iterator[dict[str, Any]]:
+def setting(client: TestClient, database: Database, world: World) -> dict[str, Any]:
+    """Built once per process, restored from its rows for later tests
+    (``tests.template``)."""
+    return restored(database, f"notify access {world.a.merchant_id}",
+                    lambda: _build(client, database, world))
+
+
+def _build(client: TestClient, database: Database, world: World) -> dict[str, Any]:
     with webhook_receiver() as receiver:
         endpoint = client.post("/v1/webhook-endpoints", headers=auth(world.a.merchant_key),
                                json={"url": receiver.url, "events": ["*"]}).json()
@@ -91,8 +98,8 @@ def setting(client: TestClient, database: Database, world: World) -> Iterator[di
                 "other_merchant": world.b.merchant_key, "pos": world.a.pos_key,
                 "reader": world.a.reader_key, "other_pos": world.b.pos_key,
                 "sales_rep": rep_key}
-        yield {"endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
-               "merchant_id": world.a.merchant_id, "keys": keys}
+    return {"endpoint_id": endpoint["id"], "delivery_id": deliveries[0]["id"],
+            "merchant_id": world.a.merchant_id, "keys": keys}
 
 
 CASES = [pytest.param(route, principal, status, id=f"{route} as {principal}")
