@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
 log = logging.getLogger("patron.jobs")
 
 
-class Background:
+class Background(ABC):
     """``_loop`` runs on the thread until ``_stop`` is set; ``stop`` sets it and waits."""
 
     thread_name = "patron-background"
@@ -19,8 +20,9 @@ class Background:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def _loop(self) -> None:
-        raise NotImplementedError
+        """The thread's work, until ``self._stop`` is set."""
 
     def start(self) -> None:
         if self._thread is not None:

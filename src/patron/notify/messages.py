@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -257,7 +258,7 @@ def take_cap_slot(session: Session, item: Due, cap: int, now: datetime) -> bool:
     return True
 
 
-class MemberChannel:
+class MemberChannel(ABC):
     """Reads, consent and rendering shared by e-mail and SMS; a channel adds ``build``
     (the message) and its sender."""
 
@@ -348,5 +349,6 @@ class MemberChannel:
                     found[item.id] = by_member[item.member_id]
         return found
 
+    @abstractmethod
     def build(self, outgoing: Outgoing) -> Send:
-        raise NotImplementedError
+        """The message for its channel, and the call that sends it."""
