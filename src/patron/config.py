@@ -92,13 +92,13 @@ class Settings(BaseSettings):
     delivery_interval_seconds: float = Field(default=0.1, gt=0, le=3600)
     delivery_batch: int = Field(default=200, ge=1, le=10_000)
     delivery_concurrency: int = Field(default=16, ge=1, le=256)
-    # Webhooks may not reach loopback, private, link-local or reserved addresses (the
-    # database, a cloud's metadata service) unless this is true (tests, a private network).
     # Member e-mail (docs/notify.md): smtp://user:pass@host:587 (STARTTLS) or
     # smtps://user:pass@host:465; none: no e-mail is sent. The sender's address; the
     # display name is the merchant's.
     smtp_url: str | None = None
     mail_from: str = "patron@localhost"
+    # Targeted e-mails count their opens (an image) and clicks (links through Patron).
+    email_tracking: bool = True
     # Member SMS (docs/notify.md, "SMS"): http, console or file; none: no SMS is sent.
     sms_provider: str | None = None
     sms_from: str = "Patron"
@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     event_stream_url: str | None = None
     event_stream_subject: str = "patron.events"
     event_stream_name: str = "PATRON_EVENTS"
+    # Web push to members' browsers (docs/notify.md, "Web push"): the VAPID private key
+    # (base64url of 32 bytes, or a PEM; `patron push-keys` makes one) and the contact the
+    # push services see (default mailto: the sender's address). None: no push is sent.
+    vapid_private_key: str | None = None
+    vapid_subject: str | None = None
+    # How long a push service keeps a message for a browser that is offline.
+    push_ttl_seconds: int = Field(default=24 * 3600, ge=0, le=28 * 24 * 3600)
+    # Webhooks and push may not reach loopback, private, link-local or reserved addresses
+    # (the database, a cloud's metadata service) unless this is true (tests, a private
+    # network).
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = Field(default=15, gt=0, le=120)
     # A rotated webhook secret still signs (beside the new one) this long.

@@ -127,6 +127,7 @@ class Objects:
     endpoint_id: str
     delivery_id: str
     message_id: str
+    subscription_id: str
 
     def path_ids(self) -> dict[str, str]:
         ids = {"merchant_id": self.tenant.merchant_id, "store_id": self.tenant.store_id,
@@ -138,7 +139,7 @@ class Objects:
                "exception_id": self.exception_id, "rule_id": self.rule_id,
                "batch_id": self.batch_id, "campaign_id": self.campaign_id,
                "endpoint_id": self.endpoint_id, "delivery_id": self.delivery_id,
-               "message_id": self.message_id}
+               "message_id": self.message_id, "subscription_id": self.subscription_id}
         if self.wait_id is not None:
             ids["wait_id"] = self.wait_id
         return ids
@@ -230,6 +231,9 @@ def _make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: st
     message = client.post("/v1/messages", headers=auth(tenant.merchant_key), json={
         "audience": {"conditions": {"all": []}}, "channel": "sms", "text": "Hello"})
     assert message.status_code == 201, message.text
+    subscription = client.post(f"/v1/members/{member_id}/push-subscriptions",
+                               headers=auth(tenant.merchant_key), json=PUSH_SUBSCRIPTION)
+    assert subscription.status_code == 201, subscription.text
     return Objects(tenant=tenant, member_id=member_id,
                    member_number=member.json()["member_number"],
                    card_id=cards.json()["items"][0]["id"], key_id=key.json()["id"], wait_id=wait_id,
@@ -237,7 +241,15 @@ def _make_objects(client: TestClient, world: World, tenant: Tenant, *, phone: st
                    code=code, reservation_id=hold.json()["id"],
                    batch_id=code_batch.json()["batch_id"], exception_id=exception_id,
                    rule_id=rule.json()["id"], campaign_id=campaign.json()["id"],
-                   endpoint_id=endpoint_id, delivery_id="", message_id=message.json()["id"])
+                   endpoint_id=endpoint_id, delivery_id="", message_id=message.json()["id"],
+                   subscription_id=subscription.json()["id"])
+
+
+# A browser's push subscription (RFC 8291's example key and auth secret).
+PUSH_SUBSCRIPTION: dict[str, Any] = {
+    "endpoint": "https://push.example.net/send/objects", "expirationTime": None,
+    "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZ"
+                       "GH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}
 
 
 # Each tenant's member's phone and card, and whether the objects include a caller-ID wait.
@@ -400,6 +412,10 @@ VALID_BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/v1/messages/preview"): lambda o: {
         "audience": {"conditions": {"field": "member.purchases", "op": "ge", "value": 1}},
         "channel": "email"},
+    ("POST", "/v1/members/{member_id}/push-subscriptions"): lambda o: {
+        **PUSH_SUBSCRIPTION, "endpoint": "https://push.example.net/send/another"},
+    ("POST", "/v1/members/{member_id}/push-subscriptions/{subscription_id}/revoke"):
+        lambda o: {},
     ("POST", "/v1/messages"): lambda o: {
         "audience": {"conditions": {"field": "member.purchases", "op": "ge", "value": 1}},
         "channel": "sms", "text": "Double points this weekend", "offer_id": o.offer_id},

@@ -20,7 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from patron.db import Database
-from tests.api.operations import all_operations
+from tests.api.operations import PUSH_SUBSCRIPTION, all_operations
 from tests.api.snapshot import changed_tables, snapshot
 from tests.conftest import Tenant, World, auth, make_tenant
 
@@ -71,8 +71,9 @@ class Fixture:
                 "stranger_pos": c.pos_key, "stranger_reader": c.reader_key,
                 "sales_rep": self.sales_rep_key}[principal]
 
-    def member(self) -> dict[str, Any]:
-        """A new member of A with a phone, an e-mail, a card and a PIN, who bought at B."""
+    def member(self, endpoint: Endpoint | None = None) -> dict[str, Any]:
+        """A new member of A with a phone, an e-mail, a card and a PIN, who bought at B (and
+        a browser's push subscription, if the endpoint names one)."""
         n = next(_numbers)
         enrolled = self.client.post("/v1/members", headers=auth(self.world.a.merchant_key),
                                     json={"phone": f"+81 90-{1000 + n}-5678",
@@ -92,6 +93,12 @@ class Fixture:
         cards = self.client.get(f"/v1/members/{member['id']}/cards",
                                 headers=auth(self.world.a.merchant_key))
         member["card_id"] = cards.json()["items"][0]["id"]
+        if "{subscription_id}" in (endpoint.path if endpoint else ""):
+            subscription = self.client.post(f"/v1/members/{member['id']}/push-subscriptions",
+                                            headers=auth(self.world.a.merchant_key),
+                                            json=PUSH_SUBSCRIPTION)
+            assert subscription.status_code == 201, subscription.text
+            member["subscription_id"] = subscription.json()["id"]
         return member
 
 
@@ -154,6 +161,12 @@ ENDPOINTS = [
              lambda member: {"reason": "lost"}),
     Endpoint("POST", "/v1/members/{member_id}/cards/{card_id}/replace", CHANGE, 201,
              lambda member: {"uid": _uid(), "reason": "stolen"}),
+    Endpoint("GET", "/v1/members/{member_id}/push-subscriptions", READ),
+    Endpoint("POST", "/v1/members/{member_id}/push-subscriptions", CHANGE, 201,
+             lambda member: {**PUSH_SUBSCRIPTION,
+                             "endpoint": f"https://push.example.net/send/{next(_numbers)}"}),
+    Endpoint("POST", "/v1/members/{member_id}/push-subscriptions/{subscription_id}/revoke",
+             CHANGE, 200, lambda member: {}),
     Endpoint("POST", "/v1/members/{member_id}/pin/unlock", UNLOCK),
     Endpoint("POST", "/v1/members/{member_id}/withdraw", END),
     Endpoint("POST", "/v1/members/{member_id}/erase", END),
@@ -167,7 +180,8 @@ def test_every_member_endpoint_has_its_rule_here() -> None:
 
 def _call(fx: Fixture, endpoint: Endpoint, principal: str, member: dict[str, Any],
           proof: dict[str, Any] | None = None) -> Any:
-    url = endpoint.path.format(member_id=member["id"], card_id=member["card_id"])
+    url = endpoint.path.format(member_id=member["id"], card_id=member["card_id"],
+                               subscription_id=member.get("subscription_id"))
     body = endpoint.body(member)
     if proof is not None:
         body = {**(body or {}), "proof": proof}
@@ -178,7 +192,7 @@ def _call(fx: Fixture, endpoint: Endpoint, principal: str, member: dict[str, Any
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
 def test_who_may_use_each_member_endpoint(fx: Fixture, endpoint: Endpoint) -> None:
     for principal, expected in EXPECTED.items():
-        member = fx.member()
+        member = fx.member(endpoint)
         before = snapshot(fx.database)
         response = _call(fx, endpoint, principal, member)
         want = endpoint.success if expected[endpoint.action] == "ok" \
@@ -198,7 +212,7 @@ def test_a_till_changes_the_member_only_with_the_member_proving_it(
         fx: Fixture, endpoint: Endpoint) -> None:
     for principal in ("home_pos", "home_reader", "member_pos", "member_reader",
                       "member_merchant", "stranger_pos"):
-        member = fx.member()
+        member = fx.member(endpoint)
         before = snapshot(fx.database)
         response = _call(fx, endpoint, principal, member, proof={"pin": PIN})
         if principal in WITH_PROOF:

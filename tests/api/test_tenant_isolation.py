@@ -31,7 +31,7 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 PATH_ID_NAMES = {"merchant_id", "store_id", "terminal_id", "key_id", "member_id", "card_id",
                  "wait_id", "transaction_id", "offer_id", "code", "reservation_id",
                  "exception_id", "rule_id", "batch_id", "campaign_id", "endpoint_id",
-                 "delivery_id", "message_id"}
+                 "delivery_id", "message_id", "subscription_id"}
 
 V1 = [op for op in all_operations() if op.path.startswith("/v1/")]
 KEYED = [op for op in V1 if op.key not in SIGNED_WEBHOOKS]  # webhooks are signed, not keyed

@@ -53,7 +53,7 @@ def test_the_merchants_template_is_used_and_null_brings_the_builtin_back(
     assert removed.status_code == 200 and removed.json()["builtin"] is True
     listed = client.get(f"/v1/merchants/{world.a.merchant_id}/message-templates",
                         headers=auth(world.a.merchant_key)).json()["items"]
-    assert len(listed) == len(MESSAGE_EVENTS) * 2 * 4
+    assert len(listed) == len(MESSAGE_EVENTS) * 3 * 4  # e-mail, SMS, push; 4 languages
     assert all(item["builtin"] for item in listed)
     assert all(item["sms_parts"] >= 1 for item in listed if item["channel"] == "sms")
 

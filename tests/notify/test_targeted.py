@@ -3,6 +3,7 @@ channel with a personal code each; results from the deliveries and the codes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,3 +130,71 @@ def test_who_may_send_and_read_messages(client: TestClient, world: World,
     assert client.get(path, headers=auth(world.operator_key)).status_code == 200
     assert client.get(path, headers=auth(world.b.merchant_key)).status_code == 404
     assert client.get(path, headers=auth(world.a.pos_key)).status_code == 403
+
+
+def _links(html: str) -> list[str]:
+    return re.findall(r'href="([^"]+)"', html)
+
+
+def test_opens_and_clicks_of_a_targeted_email_are_counted_once_per_recipient(
+        client: TestClient, world: World, members: dict[str, dict[str, Any]],
+        mailbox: Mailbox, deliverer: Deliverer, database: Database) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.notify.test_email import html_of
+
+    sent = client.post("/v1/messages", headers=auth(world.a.merchant_key), json={
+        "audience": {"conditions": {"field": "member.region", "op": "in",
+                                    "value": ["Kanto", "Kansai"]}},
+        "channel": "email", "subject": "New menu",
+        "text": "See the menu at https://shop.example/menu?from=mail and enjoy."})
+    assert sent.status_code == 201, sent.text
+    message_id = sent.json()["id"]
+    deliverer.run_once()
+
+    def results() -> dict[str, Any]:
+        answer: dict[str, Any] = client.get(f"/v1/messages/{message_id}",
+                                            headers=auth(world.a.merchant_key)).json()
+        return answer
+
+    assert (results()["opened"], results()["clicked"]) == (0, 0)
+    [kanto] = [m for m in mailbox.to("kanto@example.jp") if m["Subject"] == "New menu"]
+    [kansai] = [m for m in mailbox.to("kansai@example.jp") if m["Subject"] == "New menu"]
+    html = html_of(kanto)
+    # The HTML shows the address and links through Patron; the text part carries the
+    # tracked link; the image is the open.
+    assert ">https://shop.example/menu?from=mail</a>" in html
+    [click] = [link for link in _links(html) if "/track/click/" in link]
+    assert click in text_of(kanto)
+    [image] = re.findall(r'<img src="([^"]+)"', html)
+    assert "/track/open/" in image
+
+    opened = client.get(urlsplit(image).path)
+    assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
+    assert (results()["opened"], results()["clicked"]) == (1, 0)
+    for _ in range(2):  # a second click (or a scanner) counts once
+        followed = client.get(urlsplit(click).path, follow_redirects=False)
+        assert followed.status_code == 302
+        assert followed.headers["location"] == "https://shop.example/menu?from=mail"
+    assert (results()["opened"], results()["clicked"]) == (1, 1)
+    # The other recipient's click is theirs; a click without the image loaded is an open.
+    [other] = [link for link in _links(html_of(kansai)) if "/track/click/" in link]
+    assert other != click
+    client.get(urlsplit(other).path, follow_redirects=False)
+    assert (results()["opened"], results()["clicked"]) == (2, 2)
+    # A link Patron did not sign leads nowhere and records nothing.
+    before = snapshot(database)
+    path = urlsplit(click).path
+    for forged in (path[:-2] + ("AA" if not path.endswith("AA") else "BB"),
+                   "/track/click/aHR0cHM6Ly9ldmlsLmV4YW1wbGU.x", "/track/open/x.gif"):
+        refused = client.get(forged, follow_redirects=False)
+        assert refused.status_code == 404, forged
+    assert changed_tables(before, snapshot(database)) == []
+
+
+def test_an_sms_message_has_no_open_or_click_counts(
+        client: TestClient, world: World, members: dict[str, dict[str, Any]]) -> None:
+    sent = client.post("/v1/messages", headers=auth(world.a.merchant_key), json={
+        "audience": {"conditions": {"all": []}}, "channel": "sms", "text": "Hi"})
+    assert sent.status_code == 201, sent.text
+    assert (sent.json()["opened"], sent.json()["clicked"]) == (None, None)

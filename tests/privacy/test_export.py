@@ -23,6 +23,7 @@ from patron.security.models import SecurityEvent
 from patron.tenancy.service import SYSTEM
 from patron.vouchers import codes
 from patron.vouchers.models import Voucher
+from tests.api.operations import PUSH_SUBSCRIPTION
 from tests.coalition.test_coalition import put_rates
 from tests.conftest import World, auth
 from tests.pos.conftest import JPY_PROGRAM, enrol, put_program
@@ -99,6 +100,9 @@ def one_of_everything(client: TestClient, world: World, database: Database) -> d
     tapped = client.post("/v1/pos/taps", headers=auth(world.a.reader_key),
                          json={"card_uid": CARD_UID})
     assert tapped.status_code == 201, tapped.text
+    browser = client.post(f"/v1/members/{member['id']}/push-subscriptions",
+                          headers=auth(world.a.merchant_key), json=PUSH_SUBSCRIPTION)
+    assert browser.status_code == 201, browser.text
     with database.session_scope() as session:
         session.add(MemberScore(member_id=uuid.UUID(member["id"]),
                                 merchant_id=uuid.UUID(world.a.merchant_id), computed_at=T3,
@@ -165,7 +169,7 @@ def test_an_export_holds_every_section_with_exact_values(
         "purchases", "returns", "ledger_entries", "point_lots", "vouchers", "voucher_uses",
         "benefits", "benefit_progress", "visits", "statistics", "statistics_by_category",
         "store_visits", "scores", "referrals", "campaign_outcomes", "security_events",
-        "events"]
+        "events", "push_subscriptions"]
     assert (data["format"], data["exported_at"], data["rows_of_merchant"]) == (
         "patron.member-export/1", at[4], None)
     assert data["member"] == {
@@ -310,6 +314,11 @@ def test_an_export_holds_every_section_with_exact_values(
         ("campaign.outcome", at[1]), ("transaction.returned", at[2]),
         ("points.returned", at[2]), ("referral.clawed_back", at[2]),
         ("tap.recorded", at[3]), ("points.earned", at[3])])
+    # The browser's push service, never its endpoint (the browser's secret).
+    assert data["push_subscriptions"] == [{
+        "push_service": "push.example.net", "created_at": at[3], "expires_at": None,
+        "last_delivered_at": None, "gone_at": None}]
+    assert PUSH_SUBSCRIPTION["endpoint"] not in response.text
     # Nothing of the referrer (another person) is in the member's export.
     assert "5555" not in response.text
 

@@ -275,6 +275,18 @@ def worker(
         database.dispose()
 
 
+@app.command("push-keys")
+def push_keys() -> None:
+    """Make a VAPID key pair for web push and print the settings that use it (the private
+    key is a secret: keep it with PATRON_SECRET_KEY; a new one invalidates every browser's
+    subscription)."""
+    from patron.notify.webpush import VapidKey
+
+    key = VapidKey.generate()
+    print(f"PATRON_VAPID_PRIVATE_KEY={key.private_text}")
+    print(f"# public key (GET /v1/push/vapid-key answers it): {key.public_text}")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option()] = None,

@@ -62,6 +62,7 @@ from patron.members.schemas import (
     MemberRead,
     MemberUpdate,
 )
+from patron.notify.models import PushSubscription
 from patron.notify.outbox import EventType, emit
 from patron.referrals import service as referrals
 from patron.tenancy.models import Merchant, Role
@@ -691,5 +692,7 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
         card.blocked_at = card.blocked_at or now
     session.execute(delete(MemberIdentifier).where(MemberIdentifier.member_id == member.id))
     session.execute(delete(MemberVerification).where(MemberVerification.member_id == member.id))
+    # A browser's subscription would let a push reach the person: forgotten.
+    session.execute(delete(PushSubscription).where(PushSubscription.member_id == member.id))
     session.flush()
     return member

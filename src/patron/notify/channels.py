@@ -10,6 +10,7 @@ from patron.notify.worker import Channel
 
 def member_channels(settings: Settings, client: httpx.Client) -> list[Channel]:
     from patron.notify.email import EmailChannel, SmtpServer
+    from patron.notify.push import PushChannel
     from patron.notify.sms import SmsChannel, provider_for
 
     channels: list[Channel] = []
@@ -19,4 +20,6 @@ def member_channels(settings: Settings, client: httpx.Client) -> list[Channel]:
     provider = provider_for(settings, client)
     if provider is not None:
         channels.append(SmsChannel(provider))
+    if settings.vapid_private_key:
+        channels.append(PushChannel(client, settings))
     return channels

@@ -22,10 +22,12 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from urllib.parse import unquote, urlsplit
 
+from patron.config import get_settings
 from patron.kit.clock import utcnow
 from patron.members.models import Purpose
-from patron.notify import templates
+from patron.notify import templates, tracking
 from patron.notify.messages import MemberChannel, Outgoing, Unsubscribe, unsubscribe_url
+from patron.notify.outbox import EventType
 from patron.notify.rules import AttemptOutcome, DeliveryChannel
 from patron.notify.worker import Attempt, Send
 
@@ -136,16 +138,23 @@ class EmailChannel(MemberChannel):
         unsubscribe = unsubscribe_url(Unsubscribe(
             member_id=due.member_id, merchant_id=due.merchant_id,  # type: ignore[arg-type]
             channel=self.name, delivery_id=due.id)) if marketing else None
+        # A targeted message's opens and clicks are counted (docs/notify.md).
+        tracked = (due.event_type == EventType.targeted_message
+                   and get_settings().email_tracking)
+        track = tracking.tracker(due.merchant_id, due.event_id) if tracked else None
+        open_image = tracking.open_url(due.merchant_id, due.event_id) if tracked else None
         try:
             rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
-                                       unsubscribe_url=unsubscribe, override=outgoing.override)
+                                       unsubscribe_url=unsubscribe, override=outgoing.override,
+                                       track=track, open_image=open_image)
         except Exception:  # a merchant's template that fails on real values: the built-in
             if outgoing.override is None:
                 raise
             log.exception("merchant %s's e-mail template of %s failed; the built-in one "
                           "is sent", outgoing.merchant.id, due.event_type)
             rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
-                                       unsubscribe_url=unsubscribe)
+                                       unsubscribe_url=unsubscribe, track=track,
+                                       open_image=open_image)
         # The classic MIME classes: their headers cost a fraction of EmailMessage's
         # (header parsing was most of the time a message took to make).
         message = MIMEMultipart("alternative")

@@ -7,16 +7,17 @@ import uuid
 from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from patron.config import get_settings
 from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
 from patron.identity.errors import BadSignature
+from patron.kit.clock import utcnow
 from patron.kit.crypto import webhook_authentic
 from patron.kit.pagination import Page, by_creation
-from patron.notify import preferences, service, targeted, webhooks
+from patron.notify import preferences, push, service, targeted, tracking, webhooks
 from patron.notify.rules import DeliveryChannel, DeliveryStatus
 from patron.notify.schemas import (
     AudiencePreview,
@@ -35,7 +36,12 @@ from patron.notify.schemas import (
     MessageTemplates,
     MessageTemplateWrite,
     MessageWrite,
+    PushSubscriptionRead,
+    PushSubscriptionRevoke,
+    PushSubscriptions,
+    PushSubscriptionWrite,
     StopReply,
+    VapidKeyRead,
     WebhookEndpointCreate,
     WebhookEndpointRead,
     WebhookEndpointSecret,
@@ -217,8 +223,7 @@ def _unsubscribe_answer(request: Request, db: Db, token: str, *, confirm: bool
     with db.session_scope() as session:
         page = service.unsubscribe(session, token=token, confirm=confirm)
     if page is None:
-        return HTMLResponse("<!DOCTYPE html><title>Not found</title><p>This link is not "
-                            "valid.</p>", status_code=404, headers=PAGE_HEADERS)
+        return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=PAGE_HEADERS)
     return HTMLResponse(service.unsubscribe_html(page, str(request.url.path)),
                         headers=PAGE_HEADERS)
 
@@ -234,6 +239,34 @@ def unsubscribe_page(token: str, request: Request, db: Db) -> HTMLResponse:
 def unsubscribe_now(token: str, request: Request, db: Db) -> HTMLResponse:
     """RFC 8058 one-click (`List-Unsubscribe=One-Click`) or the page's button."""
     return _unsubscribe_answer(request, db, token, confirm=True)
+
+
+# --- opens and clicks of targeted e-mails (no key: the signed link is the authority) ---
+
+NOT_FOUND_PAGE = ("<!DOCTYPE html><title>Not found</title><p>This link is not valid.</p>")
+
+
+@pages.get("/track/click/{token}")
+def tracked_click(token: str, db: Db) -> Response:
+    """A link in a targeted e-mail: the recipient's click counted, then on to where it
+    leads (only to addresses Patron signed: no open redirect)."""
+    with db.session_scope() as session:
+        link = tracking.follow(session, token, utcnow())
+    if link is None or link.target is None:
+        return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=PAGE_HEADERS)
+    return RedirectResponse(link.target, status_code=302,
+                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+@pages.get("/track/open/{token}.gif")
+def tracked_open(token: str, db: Db) -> Response:
+    """The image of a targeted e-mail: the recipient's open counted."""
+    with db.session_scope() as session:
+        link = tracking.follow(session, token, utcnow())
+    if link is None or link.target is not None:
+        return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=PAGE_HEADERS)
+    return Response(tracking.PIXEL, media_type="image/gif",
+                    headers={"Cache-Control": "no-store"})
 
 
 # --- message settings and quiet hours ---------------------------------------------------
@@ -277,6 +310,51 @@ def put_member_quiet_hours(member_id: uuid.UUID, data: MemberQuietHoursWrite, db
     with db.session_scope() as session:
         return preferences.set_member_quiet_hours(session, actor=caller, member_id=member_id,
                                                   data=data)
+
+
+# --- web push ---------------------------------------------------------------------------
+
+@router.get("/push/vapid-key", response_model=VapidKeyRead, responses=problems(401, 404))
+def get_vapid_key(caller: Caller) -> VapidKeyRead:
+    """The deployment's VAPID public key, which a browser subscribes with (any key; 404
+    `push_not_configured` when this deployment sends no push)."""
+    return push.public_key()
+
+
+@router.post("/members/{member_id}/push-subscriptions", status_code=201,
+             response_model=PushSubscriptionRead, responses=problems(*AUTHED, 422))
+def register_push_subscription(member_id: uuid.UUID, data: PushSubscriptionWrite,
+                               response: Response, db: Db,
+                               caller: Caller) -> PushSubscriptionRead:
+    """Register the subscription a browser gave (`PushSubscription.toJSON()`): 201, or 200
+    when the same endpoint is registered again (its keys renewed). Who may: as for changing
+    the member (a till with the member's proof). Messages go to it on the `push` channel
+    with the member's push consent."""
+    with db.session_scope() as session:
+        read, new = push.register(session, actor=caller, member_id=member_id, data=data)
+    if not new:
+        response.status_code = 200
+    return read
+
+
+@router.get("/members/{member_id}/push-subscriptions", response_model=PushSubscriptions,
+            responses=problems(*AUTHED))
+def list_push_subscriptions(member_id: uuid.UUID, db: Db, caller: Caller) -> PushSubscriptions:
+    """The member's push subscriptions, live and gone (as for reading the member)."""
+    with db.session_scope() as session:
+        return push.subscriptions(session, actor=caller, member_id=member_id)
+
+
+@router.post("/members/{member_id}/push-subscriptions/{subscription_id}/revoke",
+             response_model=PushSubscriptionRead, responses=problems(*AUTHED))
+def revoke_push_subscription(member_id: uuid.UUID, subscription_id: uuid.UUID,
+                             data: PushSubscriptionRevoke, db: Db,
+                             caller: Caller) -> PushSubscriptionRead:
+    """Stop pushing to that browser (kept as gone); the body is `{}`, or the member's proof
+    when a till revokes. Who may: as for changing the member."""
+    with db.session_scope() as session:
+        return push.revoke(session, actor=caller, member_id=member_id,
+                           subscription_id=subscription_id, proof=data.proof)
 
 
 # --- targeted messages ------------------------------------------------------------------

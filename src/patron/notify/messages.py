@@ -15,14 +15,14 @@ import hashlib
 import hmac
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
@@ -38,6 +38,7 @@ from patron.notify.models import (
     MessageSettings,
     MessageTemplate,
     OutboxEvent,
+    PushSubscription,
 )
 from patron.notify.outbox import EventType
 from patron.notify.rules import DeliveryChannel, DeliveryStatus
@@ -62,7 +63,27 @@ ONE_CHANNEL = frozenset({EventType.verification_code.value, EventType.targeted_m
 # one-time code past its life, says the wrong thing.
 MAX_AGE = timedelta(hours=24)
 MAX_AGE_OF = {EventType.verification_code.value: CODE_LIFETIME}
-MEMBER_CHANNELS = (DeliveryChannel.email, DeliveryChannel.sms)
+MEMBER_CHANNELS = (DeliveryChannel.email, DeliveryChannel.sms, DeliveryChannel.push)
+
+
+def members_with_address(session: Session, channel: str, member_ids: Collection[uuid.UUID],
+                         now: datetime) -> set[uuid.UUID]:
+    """Those of ``member_ids`` a message can reach on ``channel``: an e-mail address, a
+    phone number, or a live push subscription (consent is decided apart)."""
+    if not member_ids:
+        return set()
+    if channel == DeliveryChannel.push:
+        return set(session.scalars(select(PushSubscription.member_id).distinct().where(
+            PushSubscription.member_id.in_(member_ids), push_live(now))))
+    address = Member.email_hash if channel == DeliveryChannel.email else Member.phone_hash
+    return set(session.scalars(select(Member.id).where(Member.id.in_(member_ids),
+                                                       address.is_not(None))))
+
+
+def push_live(now: datetime) -> Any:
+    """The condition of a push subscription that can be pushed to."""
+    return (PushSubscription.gone_at.is_(None)
+            & or_(PushSubscription.expires_at.is_(None), PushSubscription.expires_at > now))
 
 
 def _says_something(event: OutboxEvent) -> bool:
@@ -86,17 +107,13 @@ class MemberMessages:
                   and event.member_id is not None and _says_something(event)]
         if not wanted:
             return []
-        addresses = {row.id: row for row in session.execute(
-            select(Member.id, Member.email_hash, Member.phone_hash)
-            .where(Member.id.in_({event.member_id for event in wanted})))}
+        member_ids = {event.member_id for event in wanted if event.member_id is not None}
+        reachable = {channel: members_with_address(session, channel, member_ids, now)
+                     for channel in self.channels}
         rows = []
         for event in wanted:
-            member = addresses.get(event.member_id)
-            if member is None:
-                continue
-            has = {DeliveryChannel.email: member.email_hash is not None,
-                   DeliveryChannel.sms: member.phone_hash is not None}
-            channels = [channel for channel in self.channels if has[channel]]
+            channels = [channel for channel in self.channels
+                        if event.member_id in reachable[channel]]
             if event.type in ONE_CHANNEL:
                 channels = [channel for channel in channels
                             if channel == event.payload.get("channel")]
@@ -210,7 +227,8 @@ class Outgoing:
     """One member message, ready for its channel."""
 
     due: Due
-    address: str
+    # The channel's address: an e-mail address, a phone number, push subscriptions.
+    address: Any
     language: str
     merchant: Merchant
     values: dict[str, Any]
@@ -259,8 +277,8 @@ def take_cap_slot(session: Session, item: Due, cap: int, now: datetime) -> bool:
 
 
 class MemberChannel(ABC):
-    """Reads, consent and rendering shared by e-mail and SMS; a channel adds ``build``
-    (the message) and its sender."""
+    """Reads, consent and rendering shared by e-mail, SMS and push; a channel adds
+    ``build`` (the message) and its sender, and may say where its addresses are."""
 
     name: str
 
@@ -290,6 +308,7 @@ class MemberChannel(ABC):
             store_id: zone for store_id, zone in session.execute(
                 select(Store.id, Store.timezone).where(Store.id.in_(store_ids)))}
         verdicts = self._verdicts(session, due)
+        addresses = self.addresses(session, members.values())
         prepared: dict[uuid.UUID, Send | Skip | Hold] = {}
         for item in due:
             member = members.get(item.member_id) if item.member_id else None
@@ -300,9 +319,8 @@ class MemberChannel(ABC):
             if not verdict.allowed:
                 prepared[item.id] = Skip(DeliveryStatus.suppressed, verdict.reason)
                 continue
-            address = (decrypt_email(member) if self.name == DeliveryChannel.email
-                       else decrypt_phone(member))
-            if address is None:
+            address = addresses.get(member.id)
+            if not address:
                 prepared[item.id] = Skip(DeliveryStatus.suppressed, "no_address")
                 continue
             merchant = merchants[item.merchant_id]
@@ -348,6 +366,13 @@ class MemberChannel(ABC):
                 if item.member_id in by_member:
                     found[item.id] = by_member[item.member_id]
         return found
+
+    def addresses(self, session: Session, members: Collection[Member]
+                  ) -> dict[uuid.UUID, Any]:
+        """Each member's address on this channel (left out: none)."""
+        decrypted = decrypt_email if self.name == DeliveryChannel.email else decrypt_phone
+        return {member.id: address for member in members
+                if (address := decrypted(member)) is not None}
 
     @abstractmethod
     def build(self, outgoing: Outgoing) -> Send:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -209,6 +210,9 @@ class TargetedRecipient(Base):
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("outbox_events.id"), index=True)
     voucher_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The e-mail's first open (its image loaded) and first click of a tracked link.
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class MessageTemplate(Base):
@@ -225,3 +229,26 @@ class MessageTemplate(Base):
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(String(4000))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription of a member (the wallet registers it): where to
+    push (the push service's ``endpoint``) and the keys a payload is encrypted to. A
+    subscription the push service says is gone (404, 410) is kept as gone, not used."""
+
+    __tablename__ = "push_subscriptions"
+    __table_args__ = (UniqueConstraint("member_id", "endpoint"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(2048))
+    # The browser's P-256 public key (65 bytes) and auth secret (16 bytes), RFC 8291.
+    p256dh: Mapped[bytes] = mapped_column(LargeBinary(65))
+    auth: Mapped[bytes] = mapped_column(LargeBinary(16))
+    # The merchant whose key registered it (None: the operator's).
+    registered_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the browser says the subscription ends (its ``expirationTime``), if it does.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -138,7 +138,9 @@ def _template_read(event_type: str, channel: str, language: str,
         subject, body, updated, builtin = row.subject, row.body, row.updated_at, False
     else:
         entry = templates.catalogue(language)[event_type]
-        subject = entry["subject"] if channel == "email" else None
+        # A push notification's built-in title and text are the e-mail's subject and the
+        # SMS's text.
+        subject = entry["subject"] if channel in ("email", "push") else None
         body = entry["body"] if channel == "email" else entry["sms"]
         updated, builtin = None, True
     parts = (templates.sms_parts(templates.sms(
@@ -158,7 +160,7 @@ def message_templates(session: Session, *, actor: Principal,
         select(MessageTemplate).where(MessageTemplate.merchant_id == merchant_id))}
     return MessageTemplates(items=[
         _template_read(event_type, channel, language, own.get((event_type, channel, language)))
-        for event_type in sorted(MESSAGE_EVENTS) for channel in ("email", "sms")
+        for event_type in sorted(MESSAGE_EVENTS) for channel in ("email", "sms", "push")
         for language in templates.LANGUAGES])
 
 
@@ -172,6 +174,10 @@ def _check_template(data: MessageTemplateWrite, body: str, max_parts: int) -> No
                             unsubscribe_url="https://patron.example/unsubscribe/x",
                             override=override)
             return
+        if data.channel == "push":
+            _check_push(templates.push_texts(data.event_type, data.language,
+                                             templates.SAMPLE, override))
+            return
         text = templates.sms(data.event_type, data.language, templates.SAMPLE, override)
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
             AttributeError) as exc:  # a merchant's template is input: any failure is theirs
@@ -183,14 +189,27 @@ def _check_template(data: MessageTemplateWrite, body: str, max_parts: int) -> No
             f"at most {max_parts} (PATRON_SMS_MAX_PARTS)", field="body", parts=parts)
 
 
+def _check_push(notification: templates.Push) -> None:
+    """A push notification is cut to what a phone shows: a template that would be cut
+    with the longest values is refused, so that what the merchant wrote is what is seen."""
+    if len(notification.title) > templates.PUSH_TITLE_MAX:
+        raise InvalidTemplate(f"the title takes {len(notification.title)} characters with "
+                              f"the longest values; at most {templates.PUSH_TITLE_MAX}",
+                              field="subject")
+    if len(notification.body) > templates.PUSH_BODY_MAX:
+        raise InvalidTemplate(f"the text takes {len(notification.body)} characters with "
+                              f"the longest values; at most {templates.PUSH_BODY_MAX}",
+                              field="body")
+
+
 def put_message_template(session: Session, *, actor: Principal, merchant_id: uuid.UUID,
                          data: MessageTemplateWrite) -> MessageTemplateRead:
     merchant_id = _merchant(session, actor, merchant_id)
     if data.event_type not in MESSAGE_EVENTS:
         raise InvalidTemplate(f"no member message for {data.event_type!r}: one of "
                               f"{', '.join(sorted(MESSAGE_EVENTS))}", field="event_type")
-    if data.subject is not None and data.channel != "email":
-        raise InvalidTemplate("only an e-mail has a subject", field="subject")
+    if data.subject is not None and data.channel == "sms":
+        raise InvalidTemplate("an SMS has no subject", field="subject")
     key = (merchant_id, data.event_type, data.channel, data.language)
     row = session.get(MessageTemplate, key, with_for_update=True)
     if data.body is None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from patron.kit.validation import NO_CONTROL_CHARACTERS, Flag, Int32
+from patron.kit.validation import NO_CONTROL_CHARACTERS, Flag, Int32, Int64
 from patron.members.schemas import Email, MemberProof, proof_field
 from patron.tenancy.schemas import Read, Strict, TimeZone
 
@@ -174,7 +174,7 @@ class Audience(Strict):
 
 class MessageAudience(Strict):
     audience: Audience
-    channel: Literal["email", "sms"]
+    channel: Literal["email", "sms", "push"]
 
 
 class MessageWrite(MessageAudience):
@@ -208,16 +208,21 @@ class MessageRead(BaseModel):
     failed: int
     suppressed: int = Field(description="Not sent: consent withdrawn since, the cap, …")
     pending: int
+    opened: int | None = Field(description=(
+        "E-mail: recipients who opened it (its image loaded, or a link clicked); "
+        "null on other channels"))
+    clicked: int | None = Field(description="E-mail: recipients who clicked one of its links")
     redemptions: int = Field(description="Uses of the personal codes it carried")
 
 
 class MessageTemplateWrite(Strict):
     event_type: Annotated[str, Field(min_length=1, max_length=64, examples=["tier.changed"],
                                      description="One of the events a member is sent")]
-    channel: Literal["email", "sms"]
+    channel: Literal["email", "sms", "push"]
     language: Literal["en", "ja", "zh-Hans", "ko"]
     subject: Annotated[str, Field(min_length=1, max_length=300)] | None = Field(
-        default=None, description="The e-mail's subject (e-mail only; default: built-in)")
+        default=None, description="The e-mail's subject, or the push notification's title "
+                                  "(e-mail and push only; default: built-in)")
     body: Annotated[str, Field(min_length=1, max_length=4000)] | None = Field(
         description="Jinja2 over the event's variables (docs/notify.md); null removes the "
                     "merchant's template, and the built-in one applies again")
@@ -236,3 +241,51 @@ class MessageTemplateRead(BaseModel):
 
 class MessageTemplates(BaseModel):
     items: list[MessageTemplateRead]
+
+
+Base64Url = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+=*$",
+                                 description="base64url, as the browser gives it")]
+
+
+class PushKeys(Strict):
+    p256dh: Base64Url = Field(description="The browser's P-256 public key (65 bytes)")
+    auth: Base64Url = Field(description="The browser's auth secret (16 bytes)")
+
+
+class PushSubscriptionWrite(Strict):
+    """What a browser's ``PushSubscription.toJSON()`` gives, and the member's proof when a
+    terminal key registers it."""
+
+    endpoint: Annotated[str, Field(min_length=12, max_length=2048,
+                                   pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$",
+                                   description="The push service's address for this browser")]
+    expiration_time: Annotated[Int64, Field(ge=0, le=253_402_300_799_999)] | None = Field(
+        default=None, alias="expirationTime",
+        description="When the subscription ends, in milliseconds since 1970 (null: never)")
+    keys: PushKeys
+    proof: MemberProof | None = proof_field()
+
+
+class PushSubscriptionRevoke(Strict):
+    proof: MemberProof | None = proof_field()
+
+
+class PushSubscriptionRead(BaseModel):
+    id: uuid.UUID
+    member_id: uuid.UUID
+    push_service: str = Field(description="The push service's host (the endpoint itself is "
+                                          "the browser's and is not shown)")
+    created_at: datetime
+    expires_at: datetime | None
+    last_delivered_at: datetime | None
+    gone_at: datetime | None = Field(description="When the push service said it is gone "
+                                                 "(or a newer one retired it)")
+
+
+class PushSubscriptions(BaseModel):
+    items: list[PushSubscriptionRead]
+
+
+class VapidKeyRead(BaseModel):
+    public_key: str = Field(description="The VAPID application server key (base64url): "
+                                        "`applicationServerKey` of `pushManager.subscribe`")

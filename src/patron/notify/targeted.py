@@ -26,6 +26,7 @@ from patron.errors import NotFound
 from patron.kit.clock import utcnow
 from patron.members import consent
 from patron.members.models import Member, Membership, MemberStatus, Purpose
+from patron.notify.messages import members_with_address
 from patron.notify.models import Delivery, TargetedMessage, TargetedRecipient
 from patron.notify.outbox import EventType, emit
 from patron.notify.rules import DeliveryStatus
@@ -93,9 +94,7 @@ def select_audience(session: Session, *, merchant: Merchant, audience: dict[str,
 def _reachable(session: Session, *, merchant_id: uuid.UUID, channel: str,
                member_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Those with an address on the channel whom the merchant may send marketing on it."""
-    address = Member.email_hash if channel == "email" else Member.phone_hash
-    with_address = set(session.scalars(select(Member.id).where(
-        Member.id.in_(member_ids), address.is_not(None))))
+    with_address = members_with_address(session, channel, member_ids, utcnow())
     verdicts = consent.verdicts(session, member_ids=with_address, merchant_id=merchant_id,
                                 channel=channel, purpose=Purpose.marketing)
     return [member_id for member_id in member_ids
@@ -163,7 +162,11 @@ def _read(session: Session, message: TargetedMessage) -> MessageRead:
             Delivery.merchant_id == message.merchant_id,
             Delivery.event_id.in_(recipients))
         .group_by(Delivery.status))}
-    sent = session.scalar(select(func.count()).select_from(recipients.subquery())) or 0
+    sent, opened, clicked = session.execute(
+        select(func.count(), func.count(TargetedRecipient.opened_at),
+               func.count(TargetedRecipient.clicked_at))
+        .where(TargetedRecipient.merchant_id == message.merchant_id,
+               TargetedRecipient.message_id == message.id)).one()
     redemptions = session.scalar(
         select(func.coalesce(func.sum(Voucher.redemptions_count), 0)).where(
             Voucher.id.in_(select(TargetedRecipient.voucher_id).where(
@@ -177,4 +180,6 @@ def _read(session: Session, message: TargetedMessage) -> MessageRead:
         failed=by_status.get(DeliveryStatus.failed.value, 0),
         suppressed=by_status.get(DeliveryStatus.suppressed.value, 0),
         pending=by_status.get(DeliveryStatus.pending.value, 0),
+        opened=opened if message.channel == "email" else None,
+        clicked=clicked if message.channel == "email" else None,
         redemptions=int(redemptions))

@@ -2,13 +2,16 @@
 
 The built-in templates are ``templates/messages.<language>.toml`` (en, ja, zh-Hans, ko):
 per event an e-mail ``subject`` and ``body`` and an ``sms`` text, Jinja2, plus the
-e-mail's frame (``_frame``). The values a template sees are formatted for its language
-by the caller (Babel: numbers, dates). Pure: no session, no network.
+e-mail's frame (``_frame``); a push notification says the subject and the SMS's text.
+The values a template sees are formatted for its language by the caller (Babel:
+numbers, dates). Pure: no session, no network.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "ja", "zh-Hans", "ko")
 DEFAULT_LANGUAGE = "en"
@@ -96,11 +100,31 @@ class Override:
     body: str
 
 
+# An address in a message's text: a link in the HTML (and, tracked, in both parts).
+URL = re.compile("https?://[^\\s<>\"'\uff09\u300d\u3001\u3002]+")
+
+
+def _linked(paragraph: str, track: Callable[[str], str] | None) -> Markup:
+    """A paragraph for the HTML part: its text escaped, its addresses links."""
+    parts: list[Markup | str] = []
+    last = 0
+    for found in URL.finditer(paragraph):
+        address = found.group(0)
+        parts.append(escape(paragraph[last:found.start()]))
+        parts.append(Markup('<a href="{}" style="color:#1d4ed8">{}</a>').format(
+            track(address) if track else address, address))
+        last = found.end()
+    parts.append(escape(paragraph[last:]))
+    return Markup("").join(parts)
+
+
 def email(event_type: str, language: str, values: dict[str, Any], *,
-          unsubscribe_url: str | None, override: Override | None = None) -> Email:
+          unsubscribe_url: str | None, override: Override | None = None,
+          track: Callable[[str], str] | None = None, open_image: str | None = None) -> Email:
     """An e-mail of the event in the language (the merchant's template if it has one):
     subject, plain text and HTML, with the footer and, for marketing, the unsubscribe
-    link."""
+    link. ``track`` turns each address of the body into a tracked one (in both parts);
+    ``open_image`` is the address of the image that records an open."""
     templates = catalogue(language)[event_type]
     frame = catalogue(language)["_frame"]
     subject_source = (override.subject if override is not None and override.subject
@@ -110,12 +134,16 @@ def email(event_type: str, language: str, values: dict[str, Any], *,
     footer = render_text(frame["footer"], values)
     unsubscribe = render_text(frame["unsubscribe"], values) if unsubscribe_url else None
     paragraphs = [line for line in body.splitlines() if line.strip()]
-    text = "\n".join(paragraphs) + f"\n\n--\n{footer}\n"
+    shown = ([URL.sub(lambda found: track(found.group(0)), line) for line in paragraphs]
+             if track else paragraphs)
+    text = "\n".join(shown) + f"\n\n--\n{footer}\n"
     if unsubscribe_url:
         text += f"{unsubscribe}: {unsubscribe_url}\n"
     html = _PAGES.get_template("email.html").render(
-        language=language, subject=subject, paragraphs=paragraphs, footer=footer,
-        code=values.get("code"), unsubscribe=unsubscribe, unsubscribe_url=unsubscribe_url)
+        language=language, subject=subject,
+        paragraphs=[_linked(line, track) for line in paragraphs], footer=footer,
+        code=values.get("code"), unsubscribe=unsubscribe, unsubscribe_url=unsubscribe_url,
+        open_image=open_image)
     return Email(subject=subject, text=text, html=html)
 
 
@@ -123,6 +151,41 @@ def sms(event_type: str, language: str, values: dict[str, Any],
         override: Override | None = None) -> str:
     source = override.body if override is not None else catalogue(language)[event_type]["sms"]
     return " ".join(render_text(source, values).split())
+
+
+@dataclass(frozen=True)
+class Push:
+    title: str
+    body: str
+
+
+# A notification's title and text are cut to what a phone shows.
+PUSH_TITLE_MAX = 100
+PUSH_BODY_MAX = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def push_texts(event_type: str, language: str, values: dict[str, Any],
+               override: Override | None = None) -> Push:
+    """A push notification's title and text as rendered, before they are cut: by default
+    the e-mail's subject and the SMS's text (the merchant's push template if it has
+    one)."""
+    built_in = catalogue(language)[event_type]
+    title = (override.subject if override is not None and override.subject
+             else built_in["subject"])
+    body = override.body if override is not None else built_in["sms"]
+    return Push(title=" ".join(render_text(title, values).split()),
+                body=" ".join(render_text(body, values).split()))
+
+
+def push(event_type: str, language: str, values: dict[str, Any],
+         override: Override | None = None) -> Push:
+    """A push notification of the event, cut to what a phone shows."""
+    texts = push_texts(event_type, language, values, override)
+    return Push(title=_clip(texts.title, PUSH_TITLE_MAX), body=_clip(texts.body, PUSH_BODY_MAX))
 
 
 # GSM 03.38's basic alphabet (and its extension, two septets each): an SMS in it carries 160

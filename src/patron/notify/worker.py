@@ -40,7 +40,13 @@ from patron.db import Database, UTCDateTime, insert_for, table_of
 from patron.kit.clock import utcnow
 from patron.notify import rules, signing, webhooks
 from patron.notify.errors import TargetNotAllowed
-from patron.notify.models import Delivery, DeliveryAttempt, OutboxEvent, WebhookEndpoint
+from patron.notify.models import (
+    Delivery,
+    DeliveryAttempt,
+    OutboxEvent,
+    PushSubscription,
+    WebhookEndpoint,
+)
 from patron.notify.rules import AttemptOutcome, DeliveryChannel, DeliveryStatus
 from patron.notify.stream import NatsPublisher, Publisher, relay
 
@@ -63,6 +69,9 @@ class Attempt:
     status_code: int | None = None
     error: str | None = None
     retry_after: timedelta | None = None
+    # Web push: the subscriptions a push service took it for, and those it said are gone.
+    pushed: tuple[uuid.UUID, ...] = ()
+    gone_subscriptions: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,6 +287,8 @@ def record(database: Database, due: Sequence[Due],
                 endpoint = endpoints.get(item.endpoint_id) if item.endpoint_id else None
                 if endpoint is not None:
                     _endpoint_after(endpoint, result, now)
+        _subscriptions_after(session, [result for result in results.values()
+                                       if isinstance(result, Attempt)], now)
         if changes:
             session.execute(_RECORD, changes, execution_options={"synchronize_session": False})
         if attempt_rows:
@@ -348,6 +359,20 @@ def _endpoint_after(endpoint: WebhookEndpoint, result: Attempt, now: datetime) -
         endpoint.failing_since = now
     elif now - endpoint.failing_since >= rules.DISABLE_AFTER_FAILING:
         endpoint.disabled_at, endpoint.disabled_reason = now, "failing"
+
+
+def _subscriptions_after(session: Session, results: Sequence[Attempt], now: datetime) -> None:
+    """What push services said of members' subscriptions: gone ones are kept as gone (no
+    longer pushed to), the others note their last success."""
+    gone = {found for result in results for found in result.gone_subscriptions}
+    pushed = {found for result in results for found in result.pushed}
+    if gone:
+        session.execute(update(PushSubscription).where(PushSubscription.id.in_(gone),
+                                                       PushSubscription.gone_at.is_(None))
+                        .values(gone_at=now))
+    if pushed:
+        session.execute(update(PushSubscription).where(PushSubscription.id.in_(pushed))
+                        .values(last_delivered_at=now))
 
 
 # --- the webhook channel ----------------------------------------------------------------

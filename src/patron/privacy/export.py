@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Select, case, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
@@ -33,7 +34,7 @@ from patron.ledger.models import AccountKind, JournalEntry, LedgerAccount, Point
 from patron.members import access, consent
 from patron.members.models import COALITION_SCOPE, ConsentEvent, CurrentConsent, Member, Membership
 from patron.members.pii import decrypt_email, decrypt_phone
-from patron.notify.models import OutboxEvent
+from patron.notify.models import OutboxEvent, PushSubscription
 from patron.operations.models import Visit
 from patron.pos.models import PosReturn, PosReturnLine, PosTransaction, PosTransactionLine
 from patron.referrals import codes as referral_codes
@@ -528,6 +529,19 @@ def _event(row: Any) -> dict[str, Any]:
             "occurred_at": row.occurred_at, "delivered_at": row.delivered_at}
 
 
+def _push_subscriptions(member_id: uuid.UUID) -> Select[*tuple[Any, ...]]:
+    p = PushSubscription
+    return select(p.endpoint, p.created_at, p.expires_at, p.last_delivered_at,
+                  p.gone_at).where(p.member_id == member_id)
+
+
+def _push_subscription(row: Any) -> dict[str, Any]:
+    # The push service, not the endpoint: the endpoint is a capability of the browser.
+    return {"push_service": urlsplit(row.endpoint).hostname, "created_at": row.created_at,
+            "expires_at": row.expires_at, "last_delivered_at": row.last_delivered_at,
+            "gone_at": row.gone_at}
+
+
 # The consent object's lists: a merchant's export holds its own scope's rows, the operator's
 # every scope's, the coalition's included.
 CONSENT_SECTIONS = (
@@ -580,6 +594,10 @@ SECTIONS = (
             SecurityEvent.merchant_id, _each(_security_event)),
     Section("events", _events, (OutboxEvent.created_at, OutboxEvent.id),
             OutboxEvent.merchant_id, _each(_event)),
+    # The member's browsers, whoever registered them.
+    Section("push_subscriptions", _push_subscriptions,
+            (PushSubscription.created_at, PushSubscription.id), None,
+            _each(_push_subscription)),
 )
 
 
