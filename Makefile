@@ -7,9 +7,20 @@ STAMP := $(VENV)/.installed-stamp
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 RUN_DB := sqlite:///./var/patron.db
 
-.PHONY: setup run test test-sqlite test-postgres lint bench clean
+.PHONY: setup system run test test-sqlite test-postgres lint bench clean
 
-setup: $(STAMP)
+setup: system $(STAMP)
+
+# What the project needs from Debian, installed in CI (elsewhere the browser tests skip
+# without it): Chromium for the tests of pages, and CJK fonts to draw ja, zh and ko.
+SYSTEM_PACKAGES := chromium fonts-noto-cjk
+system:
+ifeq ($(CI),true)
+	@command -v chromium >/dev/null && test -d /usr/share/fonts/opentype/noto || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) \
+		|| { apt-get update -q && apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }; }
+endif
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -9,7 +9,6 @@ start. Each sending thread keeps one connection open and reuses it.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import smtplib
 import ssl
 import threading
@@ -30,8 +29,6 @@ from patron.notify.messages import MemberChannel, Outgoing, Unsubscribe, unsubsc
 from patron.notify.outbox import EventType
 from patron.notify.rules import AttemptOutcome, DeliveryChannel
 from patron.notify.worker import Attempt, Send
-
-log = logging.getLogger("patron.notify")
 
 
 class SmtpSettingsError(ValueError):
@@ -143,18 +140,9 @@ class EmailChannel(MemberChannel):
                    and get_settings().email_tracking)
         track = tracking.tracker(due.merchant_id, due.event_id) if tracked else None
         open_image = tracking.open_url(due.merchant_id, due.event_id) if tracked else None
-        try:
-            rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
-                                       unsubscribe_url=unsubscribe, override=outgoing.override,
-                                       track=track, open_image=open_image)
-        except Exception:  # a merchant's template that fails on real values: the built-in
-            if outgoing.override is None:
-                raise
-            log.exception("merchant %s's e-mail template of %s failed; the built-in one "
-                          "is sent", outgoing.merchant.id, due.event_type)
-            rendered = templates.email(due.event_type, outgoing.language, outgoing.values,
-                                       unsubscribe_url=unsubscribe, track=track,
-                                       open_image=open_image)
+        rendered = self.render(outgoing, lambda override: templates.email(
+            due.event_type, outgoing.language, outgoing.values, unsubscribe_url=unsubscribe,
+            override=override, track=track, open_image=open_image))
         # The classic MIME classes: their headers cost a fraction of EmailMessage's
         # (header parsing was most of the time a message took to make).
         message = MIMEMultipart("alternative")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -44,6 +45,9 @@ from patron.notify.outbox import EventType
 from patron.notify.rules import DeliveryChannel, DeliveryStatus
 from patron.notify.worker import Due, Hold, Send, Skip, new_delivery
 from patron.tenancy.models import Merchant, Store
+
+log = logging.getLogger("patron.notify")
+T = TypeVar("T")
 
 # The events a member is sent, and their purpose: a one-time code is the member's own
 # business (no marketing consent needed); everything else promotes and needs opt-in.
@@ -373,6 +377,18 @@ class MemberChannel(ABC):
         decrypted = decrypt_email if self.name == DeliveryChannel.email else decrypt_phone
         return {member.id: address for member in members
                 if (address := decrypted(member)) is not None}
+
+    def render(self, outgoing: Outgoing, make: Callable[[templates.Override | None], T]) -> T:
+        """``make`` with the merchant's own template; one that fails on real values is
+        logged and the built-in one is used (the member still gets the message)."""
+        try:
+            return make(outgoing.override)
+        except Exception:
+            if outgoing.override is None:
+                raise
+            log.exception("merchant %s's %s template of %s failed; the built-in one is sent",
+                          outgoing.merchant.id, self.name, outgoing.due.event_type)
+            return make(None)
 
     @abstractmethod
     def build(self, outgoing: Outgoing) -> Send:

@@ -18,14 +18,13 @@ browser that gets it again (a retry) replaces it rather than showing two.
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select
@@ -49,11 +48,9 @@ from patron.notify.schemas import (
     VapidKeyRead,
 )
 from patron.notify.webpush import PushKeyError, VapidKey, encrypt, from_b64url, public_key_of
-from patron.notify.worker import Attempt, Send
+from patron.notify.worker import Attempt, Send, post_pinned
 from patron.tenancy.rules import MemberAction
 from patron.tenancy.service import Principal
-
-log = logging.getLogger("patron.notify")
 
 # A member's live subscriptions are at most this many (a new one retires the oldest).
 MAX_SUBSCRIPTIONS = 10
@@ -239,16 +236,8 @@ class PushChannel(MemberChannel):
         return found
 
     def build(self, outgoing: Outgoing) -> Send:
-        try:
-            notification = templates.push(outgoing.due.event_type, outgoing.language,
-                                          outgoing.values, outgoing.override)
-        except Exception:  # a merchant's template that fails on real values: the built-in
-            if outgoing.override is None:
-                raise
-            log.exception("merchant %s's push template of %s failed; the built-in one is "
-                          "sent", outgoing.merchant.id, outgoing.due.event_type)
-            notification = templates.push(outgoing.due.event_type, outgoing.language,
-                                          outgoing.values)
+        notification = self.render(outgoing, lambda override: templates.push(
+            outgoing.due.event_type, outgoing.language, outgoing.values, override))
         body = payload(outgoing, notification)
         targets: Sequence[Target] = outgoing.address
         urgent = outgoing.due.purpose == "transactional"
@@ -268,36 +257,22 @@ class PushChannel(MemberChannel):
 
     def push(self, target: Target, body: bytes, *, urgent: bool) -> Attempt:
         started = time.monotonic()
-
-        def took() -> int:
-            return int((time.monotonic() - started) * 1000)
-
-        try:
-            address = webhooks.resolve_target(target.endpoint, allow_private=self.allow_private)
-        except TargetNotAllowed as exc:
-            return Attempt(AttemptOutcome.failed, took(), error=exc.detail)
-        except OSError as exc:
-            return Attempt(AttemptOutcome.retry, took(),
-                           error=f"could not resolve the push service: {exc}")
-        parts = urlsplit(target.endpoint)
-        host = f"[{address}]" if ":" in address else address
-        pinned = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host,
-                             parts.path or "/", parts.query, ""))
         headers = {
-            "host": parts.netloc, "content-type": "application/octet-stream",
-            "content-encoding": "aes128gcm", "ttl": str(self.ttl),
-            "urgency": "high" if urgent else "normal",
+            "content-type": "application/octet-stream", "content-encoding": "aes128gcm",
+            "ttl": str(self.ttl), "urgency": "high" if urgent else "normal",
             "authorization": self.key.authorization(target.endpoint, subject=self.subject,
                                                     now=int(time.time())),
             "user-agent": "Patron-Push/1"}
         content = encrypt(body, p256dh=target.p256dh, auth=target.auth)
-        try:
-            response = self.client.post(pinned, content=content, headers=headers,
-                                        extensions={"sni_hostname": parts.hostname or ""})
-        except httpx.TimeoutException:
-            return Attempt(AttemptOutcome.retry, took(), error="timed out")
-        except httpx.HTTPError as exc:
-            return Attempt(AttemptOutcome.retry, took(), error=f"{type(exc).__name__}: {exc}")
+        response = post_pinned(self.client, target.endpoint, content=content,
+                               headers=headers, allow_private=self.allow_private,
+                               started=started)
+        if isinstance(response, Attempt):
+            return response
+
+        def took() -> int:
+            return int((time.monotonic() - started) * 1000)
+
         outcome = push_outcome(response.status_code)
         return Attempt(outcome, took(), status_code=response.status_code,
                        error=None if outcome == AttemptOutcome.delivered

@@ -157,15 +157,8 @@ class SmsChannel(MemberChannel):
         self.provider = provider
 
     def build(self, outgoing: Outgoing) -> Send:
-        try:
-            text = templates.sms(outgoing.due.event_type, outgoing.language,
-                                 outgoing.values, outgoing.override)
-        except Exception:  # a merchant's template that fails on real values: the built-in
-            if outgoing.override is None:
-                raise
-            log.exception("merchant %s's SMS template of %s failed; the built-in one is "
-                          "sent", outgoing.merchant.id, outgoing.due.event_type)
-            text = templates.sms(outgoing.due.event_type, outgoing.language, outgoing.values)
+        text = self.render(outgoing, lambda override: templates.sms(
+            outgoing.due.event_type, outgoing.language, outgoing.values, override))
         to, message_id = outgoing.address, str(outgoing.due.id)
 
         def send() -> Attempt:

@@ -375,6 +375,35 @@ def _subscriptions_after(session: Session, results: Sequence[Attempt], now: date
                         .values(last_delivered_at=now))
 
 
+def post_pinned(client: httpx.Client, url: str, *, content: bytes, headers: dict[str, str],
+                allow_private: bool, started: float) -> httpx.Response | Attempt:
+    """POST to an address a client gave (a webhook endpoint, a browser's push service):
+    its name resolved and checked now, and the checked address the one connected to (DNS
+    cannot move it to a private one between the two). The answer, or the attempt it came
+    to when there was none."""
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        address = webhooks.resolve_target(url, allow_private=allow_private)
+    except TargetNotAllowed as exc:
+        return Attempt(AttemptOutcome.retry, took(), error=exc.detail)
+    except OSError as exc:
+        return Attempt(AttemptOutcome.retry, took(), error=f"could not resolve the host: {exc}")
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host,
+                         parts.path or "/", parts.query, ""))
+    try:
+        return client.post(pinned, content=content, headers={**headers, "host": parts.netloc},
+                           extensions={"sni_hostname": parts.hostname or ""})
+    except httpx.TimeoutException:
+        return Attempt(AttemptOutcome.retry, took(), error="timed out")
+    except httpx.HTTPError as exc:
+        return Attempt(AttemptOutcome.retry, took(), error=f"{type(exc).__name__}: {exc}")
+
+
 # --- the webhook channel ----------------------------------------------------------------
 
 def webhook_body(event: OutboxEvent) -> bytes:
@@ -418,34 +447,18 @@ class WebhookChannel:
 
     def post(self, *, url: str, secrets: list[str], message_id: str, body: bytes) -> Attempt:
         started = time.monotonic()
+        # The timestamp is the wall clock's: receivers compare it with theirs.
+        headers = signing.headers(secrets, message_id=message_id,
+                                  timestamp=int(time.time()), body=body)
+        headers.update({"content-type": "application/json", "user-agent": "Patron-Webhooks/1"})
+        response = post_pinned(self.client, url, content=body, headers=headers,
+                               allow_private=self.allow_private, started=started)
+        if isinstance(response, Attempt):
+            return response
 
         def took() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        try:
-            address = webhooks.resolve_target(url, allow_private=self.allow_private)
-        except TargetNotAllowed as exc:
-            return Attempt(AttemptOutcome.retry, took(), error=exc.detail)
-        except OSError as exc:
-            return Attempt(AttemptOutcome.retry, took(),
-                           error=f"could not resolve the host: {exc}")
-        parts = urlsplit(url)
-        host = f"[{address}]" if ":" in address else address
-        pinned = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host,
-                             parts.path or "/", parts.query, ""))
-        # The timestamp is the wall clock's: receivers compare it with theirs.
-        headers = signing.headers(secrets, message_id=message_id,
-                                  timestamp=int(time.time()), body=body)
-        headers.update({"content-type": "application/json", "host": parts.netloc,
-                        "user-agent": "Patron-Webhooks/1"})
-        try:
-            response = self.client.post(pinned, content=body, headers=headers,
-                                        extensions={"sni_hostname": parts.hostname or ""})
-        except httpx.TimeoutException:
-            return Attempt(AttemptOutcome.retry, took(), error="timed out")
-        except httpx.HTTPError as exc:
-            return Attempt(AttemptOutcome.retry, took(),
-                           error=f"{type(exc).__name__}: {exc}")
         outcome = rules.webhook_outcome(response.status_code)
         return Attempt(outcome, took(), status_code=response.status_code,
                        error=None if outcome == AttemptOutcome.delivered
