@@ -66,6 +66,9 @@ from patron.config import get_settings  # noqa: E402
 from patron.db import Database  # noqa: E402
 from patron.kit.clock import clock  # noqa: E402
 from patron.models import metadata  # noqa: E402
+
+# The browser tests' Chromium (tests/browser.py), one per test process.
+from tests.browser import browser  # noqa: E402, F401
 from tests.connection_guard import GUARD  # noqa: E402
 from tests.template import restored  # noqa: E402
 

@@ -168,6 +168,12 @@ def test_opens_and_clicks_of_a_targeted_email_are_counted_once_per_recipient(
     assert click in text_of(kanto)
     [image] = re.findall(r'<img src="([^"]+)"', html)
     assert "/track/open/" in image
+    # The image's token is no click (nor a click's an image): 404, nothing counted.
+    image_token = urlsplit(image).path.rsplit("/", 1)[1].removesuffix(".gif")
+    click_token = urlsplit(click).path.rsplit("/", 1)[1]
+    assert client.get(f"/track/click/{image_token}", follow_redirects=False).status_code == 404
+    assert client.get(f"/track/open/{click_token}.gif").status_code == 404
+    assert (results()["opened"], results()["clicked"]) == (0, 0)
 
     opened = client.get(urlsplit(image).path)
     assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"

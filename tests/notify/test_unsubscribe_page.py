@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from patron.db import Database
 from patron.notify.messages import Unsubscribe, unsubscribe_token
 from tests.api.snapshot import changed_tables, snapshot
-from tests.browser import browser, screenshot  # noqa: F401 - the fixture
+from tests.browser import screenshot
 from tests.conftest import World, auth
 from tests.live_server import live_server
 from tests.notify.helpers import enrol

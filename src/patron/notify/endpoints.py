@@ -251,7 +251,7 @@ def tracked_click(token: str, db: Db) -> Response:
     """A link in a targeted e-mail: the recipient's click counted, then on to where it
     leads (only to addresses Patron signed: no open redirect)."""
     with db.session_scope() as session:
-        link = tracking.follow(session, token, utcnow())
+        link = tracking.follow(session, token, click=True, now=utcnow())
     if link is None or link.target is None:
         return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=PAGE_HEADERS)
     return RedirectResponse(link.target, status_code=302,
@@ -262,8 +262,8 @@ def tracked_click(token: str, db: Db) -> Response:
 def tracked_open(token: str, db: Db) -> Response:
     """The image of a targeted e-mail: the recipient's open counted."""
     with db.session_scope() as session:
-        link = tracking.follow(session, token, utcnow())
-    if link is None or link.target is not None:
+        link = tracking.follow(session, token, click=False, now=utcnow())
+    if link is None:
         return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=PAGE_HEADERS)
     return Response(tracking.PIXEL, media_type="image/gif",
                     headers={"Cache-Control": "no-store"})

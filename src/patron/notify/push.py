@@ -115,8 +115,7 @@ def register(session: Session, *, actor: Principal, member_id: uuid.UUID,
     """Register (or renew: the same endpoint again) a browser's subscription for the
     member; whether it is new. Who may: as for changing the member (a till with the
     member's proof)."""
-    member = member_for(session, actor=actor, member_id=member_id,
-                        action=MemberAction.change, proof=data.proof)
+    # The subscription is checked first: a refusal must not spend the member's proof.
     endpoint = str(data.endpoint)
     if urlsplit(endpoint).scheme != "https" and not get_settings().webhook_allow_private_targets:
         raise InvalidSubscription("a push endpoint is an https:// address", field="endpoint")
@@ -132,6 +131,8 @@ def register(session: Session, *, actor: Principal, member_id: uuid.UUID,
     if expires is not None and expires <= now:
         raise InvalidSubscription("the subscription has already expired",
                                   field="expirationTime")
+    member = member_for(session, actor=actor, member_id=member_id,
+                        action=MemberAction.change, proof=data.proof)
     # Serialised per member (its row), so the cap on live subscriptions holds.
     session.execute(select(Member.id).where(Member.id == member.id).with_for_update())
     row = session.scalar(select(PushSubscription).where(
@@ -269,12 +270,9 @@ class PushChannel(MemberChannel):
                                started=started)
         if isinstance(response, Attempt):
             return response
-
-        def took() -> int:
-            return int((time.monotonic() - started) * 1000)
-
         outcome = push_outcome(response.status_code)
-        return Attempt(outcome, took(), status_code=response.status_code,
+        return Attempt(outcome, int((time.monotonic() - started) * 1000),
+                       status_code=response.status_code,
                        error=None if outcome == AttemptOutcome.delivered
                        else f"the push service answered {response.status_code}",
                        retry_after=rules.parse_retry_after(
@@ -289,7 +287,9 @@ def combine(attempts: Sequence[Attempt], took: int, *, gone: tuple[uuid.UUID, ..
     if not attempts:
         return Attempt(AttemptOutcome.failed, took, error="no live push subscription")
     if delivered:
-        return Attempt(AttemptOutcome.delivered, took, status_code=201,
+        taken = next(attempt for attempt in attempts
+                     if attempt.outcome == AttemptOutcome.delivered)
+        return Attempt(AttemptOutcome.delivered, took, status_code=taken.status_code,
                        pushed=delivered, gone_subscriptions=gone)
     retry = [attempt for attempt in attempts if attempt.outcome == AttemptOutcome.retry]
     if retry:

@@ -101,9 +101,11 @@ def record(session: Session, link: Tracked, now: datetime) -> None:
                     .execution_options(synchronize_session=False))
 
 
-def follow(session: Session, text: str, now: datetime) -> Tracked | None:
-    """A tracked link opened: recorded, and what it names (None: not Patron's)."""
+def follow(session: Session, text: str, *, click: bool, now: datetime) -> Tracked | None:
+    """A tracked link opened (a click, or the open image): recorded, and what it names.
+    None, and nothing recorded, for a token that is not Patron's or not of that kind."""
     link = read_token(text)
-    if link is not None:
-        record(session, link, now)
+    if link is None or (link.target is not None) != click:
+        return None
+    record(session, link, now)
     return link

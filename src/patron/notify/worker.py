@@ -455,12 +455,9 @@ class WebhookChannel:
                                allow_private=self.allow_private, started=started)
         if isinstance(response, Attempt):
             return response
-
-        def took() -> int:
-            return int((time.monotonic() - started) * 1000)
-
         outcome = rules.webhook_outcome(response.status_code)
-        return Attempt(outcome, took(), status_code=response.status_code,
+        return Attempt(outcome, int((time.monotonic() - started) * 1000),
+                       status_code=response.status_code,
                        error=None if outcome == AttemptOutcome.delivered
                        else f"the receiver answered {response.status_code}",
                        retry_after=rules.parse_retry_after(
