@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from patron.config import get_settings
 from patron.db import Database
+from patron.notify.webpush import VapidKey
 from patron.notify.worker import Deliverer
 from patron.tenancy.models import Role
 from patron.tenancy.service import issue_key
@@ -39,6 +40,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "PUT settings":        (200, 200, 404, 403, 403, 404, 404),
     "GET templates":       (200, 200, 404, 403, 403, 404, 404),
     "PUT template":        (200, 200, 404, 403, 403, 404, 404),
+    "VAPID key":           (200, 200, 200, 200, 200, 200, 200),
 }
 WRITES = {"PATCH endpoint", "rotate secret", "replay webhook", "replay delivery",
           "create endpoint", "PUT settings", "PUT template"}
@@ -68,6 +70,7 @@ def _request(route: str, endpoint_id: str, delivery_id: str,
         "list deliveries": ("GET", "/v1/deliveries", None),
         "list events": ("GET", "/v1/events", None),
         "event types": ("GET", "/v1/event-types", None),
+        "VAPID key": ("GET", "/v1/push/vapid-key", None),
     }[route]
 
 
@@ -110,12 +113,19 @@ CASES = [pytest.param(route, principal, status, id=f"{route} as {principal}")
 @pytest.mark.parametrize(("route", "principal", "status"), CASES)
 def test_who_may_use_each_route(client: TestClient, database: Database,
                                 setting: dict[str, Any], route: str, principal: str,
-                                status: int) -> None:
+                                status: int, monkeypatch: pytest.MonkeyPatch) -> None:
     method, path, body = _request(route, setting["endpoint_id"], setting["delivery_id"],
                                   setting["merchant_id"])
     before = snapshot(database)
-    response = client.request(method, path, json=body,
-                              headers=auth(setting["keys"][principal]))
+    if route == "VAPID key":  # a deployment that sends push
+        monkeypatch.setenv("PATRON_VAPID_PRIVATE_KEY", VapidKey.generate().private_text)
+    get_settings.cache_clear()
+    try:
+        response = client.request(method, path, json=body,
+                                  headers=auth(setting["keys"][principal]))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
     assert response.status_code == status, response.text
     if status >= 400:
         assert response.headers["content-type"] == "application/problem+json"
