@@ -29,3 +29,18 @@ class NothingToReplay(PatronError):
     status = 409
     code = "delivery_not_replayable"
     title = "This delivery cannot be sent again"
+
+
+class PushNotConfigured(PatronError):
+    status = 404
+    code = "push_not_configured"
+    title = "This deployment sends no web push"
+
+
+class PushSubscriptionNotFound(NotFound):
+    title = "No such push subscription"
+
+
+class InvalidSubscription(InvalidInput):
+    code = "invalid_push_subscription"
+    title = "This push subscription cannot be used"

@@ -31,13 +31,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.config import Settings, get_settings
-from patron.errors import InvalidInput, NotFound, PatronError
 from patron.kit.clock import utcnow
 from patron.members.access import member_for
 from patron.members.models import Member
 from patron.members.schemas import MemberProof
 from patron.notify import rules, templates, webhooks
-from patron.notify.errors import TargetNotAllowed
+from patron.notify.errors import (
+    InvalidSubscription,
+    PushNotConfigured,
+    PushSubscriptionNotFound,
+    TargetNotAllowed,
+)
 from patron.notify.messages import MemberChannel, Outgoing, push_live
 from patron.notify.models import PushSubscription
 from patron.notify.rules import AttemptOutcome, DeliveryChannel
@@ -54,21 +58,6 @@ from patron.tenancy.service import Principal
 
 # A member's live subscriptions are at most this many (a new one retires the oldest).
 MAX_SUBSCRIPTIONS = 10
-
-
-class PushNotConfigured(PatronError):
-    status = 404
-    code = "push_not_configured"
-    title = "This deployment sends no web push"
-
-
-class PushSubscriptionNotFound(NotFound):
-    code = "not_found"
-
-
-class InvalidSubscription(InvalidInput):
-    code = "invalid_push_subscription"
-    title = "This push subscription cannot be used"
 
 
 def vapid_key(settings: Settings | None = None) -> VapidKey | None:
