@@ -27,8 +27,10 @@ PAGES = {
 }
 
 
-@pytest.fixture
-def server(database: Database, world: World) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def server(database: Database) -> Iterator[str]:
+    """One server for the module's tests: each test's rows are its own (the server reads
+    them from the database as it is)."""
     with live_server(database.url, workers=1) as base:
         yield base
 
