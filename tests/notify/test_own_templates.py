@@ -87,7 +87,7 @@ def test_a_japanese_sms_counts_ucs2_parts(client: TestClient, world: World) -> N
     assert longer.status_code == 422
 
 
-def test_only_an_email_has_a_subject_and_only_member_messages_have_templates(
+def test_an_sms_has_no_subject_and_only_member_messages_have_templates(
         client: TestClient, world: World) -> None:
     subject = _put(client, world, event_type="tier.changed", channel="sms", language="en",
                    subject="Hi", body="{{ tier }}")
@@ -95,3 +95,27 @@ def test_only_an_email_has_a_subject_and_only_member_messages_have_templates(
     unknown = _put(client, world, event_type="transaction.committed", channel="email",
                    language="en", body="Thanks")
     assert unknown.status_code == 422 and unknown.json()["field"] == "event_type"
+
+
+def test_a_push_template_is_saved_with_a_title_and_refused_when_a_phone_would_cut_it(
+        client: TestClient, world: World, database: Database) -> None:
+    saved = _put(client, world, event_type="tier.changed", channel="push", language="en",
+                 subject="{{ merchant }}", body="You are {{ tier }} now.")
+    assert saved.status_code == 200, saved.text
+    assert (saved.json()["subject"], saved.json()["builtin"]) == ("{{ merchant }}", False)
+    before = snapshot(database)
+    # With the longest merchant name the title passes 100 characters; the text passes 300.
+    for field, body in (("subject", {"subject": "{{ merchant }} " * 4, "body": "Hi"}),
+                        ("body", {"body": "{{ message }} " * 12})):
+        refused = _put(client, world, event_type="points.expiring", channel="push",
+                       language="ja", **body)
+        assert refused.status_code == 422, refused.text
+        assert (refused.json()["code"], refused.json()["field"]) == ("invalid_template", field)
+    assert changed_tables(before, snapshot(database)) == []
+    listed = client.get(f"/v1/merchants/{world.a.merchant_id}/message-templates",
+                        headers=auth(world.a.merchant_key)).json()["items"]
+    [builtin] = [item for item in listed if (item["event_type"], item["channel"],
+                                             item["language"]) == ("points.expiring", "push",
+                                                                   "ja")]
+    # A built-in push notification is the e-mail's subject and the SMS's text.
+    assert builtin["builtin"] and builtin["subject"] and builtin["body"]

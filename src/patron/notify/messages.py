@@ -70,18 +70,28 @@ MAX_AGE_OF = {EventType.verification_code.value: CODE_LIFETIME}
 MEMBER_CHANNELS = (DeliveryChannel.email, DeliveryChannel.sms, DeliveryChannel.push)
 
 
-def members_with_address(session: Session, channel: str, member_ids: Collection[uuid.UUID],
-                         now: datetime) -> set[uuid.UUID]:
-    """Those of ``member_ids`` a message can reach on ``channel``: an e-mail address, a
-    phone number, or a live push subscription (consent is decided apart)."""
+def members_with_address(session: Session, channels: Collection[str],
+                         member_ids: Collection[uuid.UUID], now: datetime
+                         ) -> dict[str, set[uuid.UUID]]:
+    """Per channel, those of ``member_ids`` a message can reach on it: an e-mail address,
+    a phone number, or a live push subscription (consent is decided apart). One read of
+    the members for e-mail and SMS together, one of the subscriptions for push."""
+    found: dict[str, set[uuid.UUID]] = {channel: set() for channel in channels}
     if not member_ids:
-        return set()
-    if channel == DeliveryChannel.push:
-        return set(session.scalars(select(PushSubscription.member_id).distinct().where(
-            PushSubscription.member_id.in_(member_ids), push_live(now))))
-    address = Member.email_hash if channel == DeliveryChannel.email else Member.phone_hash
-    return set(session.scalars(select(Member.id).where(Member.id.in_(member_ids),
-                                                       address.is_not(None))))
+        return found
+    if DeliveryChannel.email in found or DeliveryChannel.sms in found:
+        for member_id, email_hash, phone_hash in session.execute(
+                select(Member.id, Member.email_hash, Member.phone_hash)
+                .where(Member.id.in_(member_ids))):
+            for channel, address in ((DeliveryChannel.email, email_hash),
+                                     (DeliveryChannel.sms, phone_hash)):
+                if address is not None and channel in found:
+                    found[channel].add(member_id)
+    if DeliveryChannel.push in found:
+        found[DeliveryChannel.push] = set(session.scalars(
+            select(PushSubscription.member_id).distinct().where(
+                PushSubscription.member_id.in_(member_ids), push_live(now))))
+    return found
 
 
 def push_live(now: datetime) -> Any:
@@ -112,8 +122,7 @@ class MemberMessages:
         if not wanted:
             return []
         member_ids = {event.member_id for event in wanted if event.member_id is not None}
-        reachable = {channel: members_with_address(session, channel, member_ids, now)
-                     for channel in self.channels}
+        reachable = members_with_address(session, self.channels, member_ids, now)
         rows = []
         for event in wanted:
             channels = [channel for channel in self.channels
@@ -312,7 +321,7 @@ class MemberChannel(ABC):
             store_id: zone for store_id, zone in session.execute(
                 select(Store.id, Store.timezone).where(Store.id.in_(store_ids)))}
         verdicts = self._verdicts(session, due)
-        addresses = self.addresses(session, members.values())
+        addresses = self.addresses(session, members.values(), now)
         prepared: dict[uuid.UUID, Send | Skip | Hold] = {}
         for item in due:
             member = members.get(item.member_id) if item.member_id else None
@@ -371,7 +380,7 @@ class MemberChannel(ABC):
                     found[item.id] = by_member[item.member_id]
         return found
 
-    def addresses(self, session: Session, members: Collection[Member]
+    def addresses(self, session: Session, members: Collection[Member], now: datetime
                   ) -> dict[uuid.UUID, Any]:
         """Each member's address on this channel (left out: none)."""
         decrypted = decrypt_email if self.name == DeliveryChannel.email else decrypt_phone

@@ -14,7 +14,7 @@ from patron.errors import Forbidden, InvalidInput, NotFound
 from patron.kit.clock import utcnow
 from patron.members.access import member_for
 from patron.notify import templates
-from patron.notify.messages import MESSAGE_EVENTS
+from patron.notify.messages import MEMBER_CHANNELS, MESSAGE_EVENTS
 from patron.notify.models import MemberQuietHours, MessageSettings, MessageTemplate
 from patron.notify.schemas import (
     MemberQuietHoursRead,
@@ -160,7 +160,7 @@ def message_templates(session: Session, *, actor: Principal,
         select(MessageTemplate).where(MessageTemplate.merchant_id == merchant_id))}
     return MessageTemplates(items=[
         _template_read(event_type, channel, language, own.get((event_type, channel, language)))
-        for event_type in sorted(MESSAGE_EVENTS) for channel in ("email", "sms", "push")
+        for event_type in sorted(MESSAGE_EVENTS) for channel in MEMBER_CHANNELS
         for language in templates.LANGUAGES])
 
 

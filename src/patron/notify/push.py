@@ -106,11 +106,11 @@ def register(session: Session, *, actor: Principal, member_id: uuid.UUID,
     member's proof)."""
     # The subscription is checked first: a refusal must not spend the member's proof.
     endpoint = str(data.endpoint)
-    if urlsplit(endpoint).scheme != "https" and not get_settings().webhook_allow_private_targets:
+    allow_private = get_settings().webhook_allow_private_targets
+    if urlsplit(endpoint).scheme != "https" and not allow_private:
         raise InvalidSubscription("a push endpoint is an https:// address", field="endpoint")
     try:
-        webhooks.check_target(endpoint,
-                              allow_private=get_settings().webhook_allow_private_targets)
+        webhooks.check_target(endpoint, allow_private=allow_private)
     except TargetNotAllowed as exc:
         raise InvalidSubscription(exc.detail, field="endpoint") from None
     p256dh, auth = _keys(data)
@@ -215,12 +215,12 @@ class PushChannel(MemberChannel):
         self.ttl = settings.push_ttl_seconds
         self.allow_private = settings.webhook_allow_private_targets
 
-    def addresses(self, session: Session, members: Collection[Member]
+    def addresses(self, session: Session, members: Collection[Member], now: datetime
                   ) -> dict[uuid.UUID, Any]:
         found: dict[uuid.UUID, list[Target]] = {}
         for row in session.scalars(select(PushSubscription).where(
                 PushSubscription.member_id.in_([member.id for member in members]),
-                push_live(utcnow())).order_by(PushSubscription.created_at)):
+                push_live(now)).order_by(PushSubscription.created_at)):
             found.setdefault(row.member_id, []).append(
                 Target(row.id, row.endpoint, row.p256dh, row.auth))
         return found

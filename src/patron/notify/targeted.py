@@ -94,7 +94,7 @@ def select_audience(session: Session, *, merchant: Merchant, audience: dict[str,
 def _reachable(session: Session, *, merchant_id: uuid.UUID, channel: str,
                member_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Those with an address on the channel whom the merchant may send marketing on it."""
-    with_address = members_with_address(session, channel, member_ids, utcnow())
+    with_address = members_with_address(session, [channel], member_ids, utcnow())[channel]
     verdicts = consent.verdicts(session, member_ids=with_address, merchant_id=merchant_id,
                                 channel=channel, purpose=Purpose.marketing)
     return [member_id for member_id in member_ids
