@@ -204,3 +204,25 @@ def test_an_sms_message_has_no_open_or_click_counts(
         "audience": {"conditions": {"all": []}}, "channel": "sms", "text": "Hi"})
     assert sent.status_code == 201, sent.text
     assert (sent.json()["opened"], sent.json()["clicked"]) == (None, None)
+
+
+def test_with_tracking_off_a_targeted_email_has_plain_links_and_no_image(
+        client: TestClient, world: World, members: dict[str, dict[str, Any]],
+        mailbox: Mailbox, database: Database) -> None:
+    from tests.notify.test_email import html_of
+
+    sent = client.post("/v1/messages", headers=auth(world.a.merchant_key), json={
+        "audience": {"conditions": {"field": "member.region", "op": "eq", "value": "Kanto"}},
+        "channel": "email", "subject": "Plain", "text": "See https://shop.example/menu"})
+    assert sent.status_code == 201, sent.text
+    worker = Deliverer(database, get_settings().model_copy(
+        update={"smtp_url": mailbox.url, "email_tracking": False}))
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    [mail] = [m for m in mailbox.to("kanto@example.jp") if m["Subject"] == "Plain"]
+    html = html_of(mail)
+    assert [link for link in _links(html) if "/unsubscribe/" not in link] == [
+        "https://shop.example/menu"]
+    assert "<img" not in html and "/track/" not in text_of(mail)

@@ -16,7 +16,8 @@ def member_channels(settings: Settings, client: httpx.Client) -> list[Channel]:
     channels: list[Channel] = []
     if settings.smtp_url:
         channels.append(EmailChannel(SmtpServer(settings.smtp_url),
-                                     mail_from=settings.mail_from))
+                                     mail_from=settings.mail_from,
+                                     tracking=settings.email_tracking))
     provider = provider_for(settings, client)
     if provider is not None:
         channels.append(SmsChannel(provider))

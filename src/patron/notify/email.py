@@ -21,7 +21,6 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 from urllib.parse import unquote, urlsplit
 
-from patron.config import get_settings
 from patron.kit.clock import utcnow
 from patron.members.models import Purpose
 from patron.notify import templates, tracking
@@ -125,9 +124,11 @@ def attempt_of(error: Exception | None, took_ms: int) -> Attempt:
 class EmailChannel(MemberChannel):
     name = DeliveryChannel.email.value
 
-    def __init__(self, server: SmtpServer, *, mail_from: str) -> None:
+    def __init__(self, server: SmtpServer, *, mail_from: str, tracking: bool = True) -> None:
         self.server = server
         self.sender_address = Address(addr_spec=mail_from)
+        # Whether targeted e-mails count their opens and clicks (PATRON_EMAIL_TRACKING).
+        self.tracking = tracking
 
     def message(self, outgoing: Outgoing) -> Message:
         due = outgoing.due
@@ -136,8 +137,7 @@ class EmailChannel(MemberChannel):
             member_id=due.member_id, merchant_id=due.merchant_id,  # type: ignore[arg-type]
             channel=self.name, delivery_id=due.id)) if marketing else None
         # A targeted message's opens and clicks are counted (docs/notify.md).
-        tracked = (due.event_type == EventType.targeted_message
-                   and get_settings().email_tracking)
+        tracked = self.tracking and due.event_type == EventType.targeted_message
         track = tracking.tracker(due.merchant_id, due.event_id) if tracked else None
         open_image = tracking.open_url(due.merchant_id, due.event_id) if tracked else None
         rendered = self.render(outgoing, lambda override: templates.email(
