@@ -191,18 +191,6 @@ def payload(outgoing: Outgoing, notification: templates.Push) -> bytes:
         "code": values.get("code")}, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def push_outcome(status_code: int) -> AttemptOutcome:
-    """What a push service's answer means (RFC 8030): 201 taken; 404 and 410 the
-    subscription is gone; 429 and 5xx later; any other 4xx (too large, a bad key) final."""
-    if 200 <= status_code < 300:
-        return AttemptOutcome.delivered
-    if status_code in (404, 410):
-        return AttemptOutcome.gone
-    if status_code == 429 or status_code >= 500:
-        return AttemptOutcome.retry
-    return AttemptOutcome.failed
-
-
 class PushChannel(MemberChannel):
     name = DeliveryChannel.push.value
 
@@ -259,7 +247,7 @@ class PushChannel(MemberChannel):
                                started=started)
         if isinstance(response, Attempt):
             return response
-        outcome = push_outcome(response.status_code)
+        outcome = rules.push_outcome(response.status_code)
         return Attempt(outcome, int((time.monotonic() - started) * 1000),
                        status_code=response.status_code,
                        error=None if outcome == AttemptOutcome.delivered

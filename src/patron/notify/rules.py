@@ -82,6 +82,18 @@ def webhook_outcome(status_code: int) -> AttemptOutcome:
     return AttemptOutcome.retry
 
 
+def push_outcome(status_code: int) -> AttemptOutcome:
+    """What a push service's answer means (RFC 8030): 201 taken; 404 and 410 the
+    subscription is gone; 429 and 5xx later; any other 4xx (too large, a bad key) final."""
+    if 200 <= status_code < 300:
+        return AttemptOutcome.delivered
+    if status_code in (404, 410):
+        return AttemptOutcome.gone
+    if status_code == 429 or status_code >= 500:
+        return AttemptOutcome.retry
+    return AttemptOutcome.failed
+
+
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     """``Retry-After`` as seconds or an HTTP date (RFC 9110); None when absent or bad."""
     if not value:
