@@ -20,10 +20,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 SCREENSHOTS = Path(os.environ.get("PATRON_SCREENSHOTS", "var/screenshots"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the test process. Missing, it fails the run in CI (where `make
-    setup` installs it) and skips the test elsewhere."""
+    """One Chromium for a test module. Missing, it fails the run in CI (where `make setup`
+    installs it) and skips the test elsewhere. Not for the whole process: while Playwright's
+    sync API runs, its event loop is the thread's, and a later test's ``asyncio.run``
+    would fail."""
     if not Path(CHROMIUM).exists():
         message = "Chromium is not installed (`CI=true make setup` installs it)"
         if os.environ.get("CI") == "true":

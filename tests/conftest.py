@@ -67,7 +67,7 @@ from patron.db import Database  # noqa: E402
 from patron.kit.clock import clock  # noqa: E402
 from patron.models import metadata  # noqa: E402
 
-# The browser tests' Chromium (tests/browser.py), one per test process.
+# The browser tests' Chromium (tests/browser.py), one per test module.
 from tests.browser import browser  # noqa: E402, F401
 from tests.connection_guard import GUARD  # noqa: E402
 from tests.template import restored  # noqa: E402
