@@ -7,9 +7,22 @@ STAMP := $(VENV)/.installed-stamp
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 RUN_DB := sqlite:///./var/patron.db
 
-.PHONY: setup system run test test-sqlite test-postgres lint bench clean
+.PHONY: setup system run test test-sqlite test-postgres lint bench clean messages
 
-setup: system $(STAMP)
+# The pages' translations (src/patron/web/locale), compiled from their catalogs at build.
+LOCALE := src/patron/web/locale
+CATALOGS := $(wildcard $(LOCALE)/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGS:.po=.mo)
+
+setup: system $(STAMP) $(COMPILED)
+
+$(LOCALE)/%/LC_MESSAGES/messages.mo: $(LOCALE)/%/LC_MESSAGES/messages.po $(STAMP)
+	@$(BIN)/pybabel compile --domain messages --input-file $< --output-file $@ --statistics
+
+# After changing a page's text: extract the messages and update every catalog (the new
+# ones arrive untranslated; tests/web/test_catalog.py fails until they are translated).
+messages: $(STAMP)
+	$(BIN)/python -m patron.web.catalog
 
 # What the project needs from Debian, installed in CI (elsewhere the browser tests skip
 # without it): Chromium for the tests of pages, and CJK fonts to draw ja, zh and ko.

@@ -21,6 +21,11 @@ FILES = {
                                        "LICENSE", "NOTICE"]),
     "redoc": ("redoc", ["bundles/redoc.standalone.js",
                         "bundles/redoc.standalone.js.LICENSE.txt", "LICENSE"]),
+    # The pages' own interaction: htmx for requests, Alpine's CSP build (no eval) for state.
+    "htmx.org": ("htmx", ["dist/htmx.min.js", "LICENSE"]),
+    "@alpinejs/csp": ("alpine", ["dist/cdn.min.js"]),
+    # Loaded by the accessibility tests only (tests/web/): never by a page.
+    "axe-core": ("axe-core", ["axe.min.js", "LICENSE"]),
 }
 
 

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -19,7 +18,6 @@ from fastapi.openapi.docs import (
 )
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -377,7 +375,6 @@ async def _run_jobs(app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(deliveries.stop)
 
 
-STATIC = Path(__file__).resolve().parent / "web" / "static"
 VENDOR_URL = "/static/vendor"
 
 
@@ -416,7 +413,6 @@ def _install_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` from the files vendored in the package
     (web/static/vendor, listed in its MANIFEST): no page refers to an outside address, so
     they work on a machine without internet."""
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(_docs_router)
 
 
@@ -520,6 +516,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(imports_router)
     app.include_router(notify_router)
     app.include_router(notify_pages)
+    from patron.web.install import install as install_web
+
+    install_web(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CrashLog)
     # Inside the body limit, which then bounds what it reads and keeps.

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # Bulk code batches start in a background thread of the process that accepted them
     # (false: only `patron vouchers generate` and the scheduler's resume job run them).
     code_batches_in_background: bool = True
+    # The web app (docs/web.md): a staff user's browser session lasts this many hours; a
+    # member's wallet stays signed in on its device this many days after its last use.
+    staff_session_hours: int = Field(default=12, ge=1, le=720)
+    wallet_device_days: int = Field(default=365, ge=1, le=3650)
+    # Session cookies carry the Secure flag (browsers keep them on https, and on http for
+    # localhost only). Off only for a test deployment served over plain http elsewhere.
+    cookie_secure: bool = True
     # A pulled weather feed for the stores (docs/campaigns.md): a file or an http(s)
     # address; the weather-feed job reads it every tick. None: weather is only pushed.
     weather_feed: str | None = None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from patron.kit.i18n import LANGUAGES
 from patron.notify import rules, templates
 from patron.notify.messages import MESSAGE_EVENTS
 from patron.notify.rules import AttemptOutcome
@@ -17,7 +18,7 @@ SAMPLE = templates.SAMPLE
 
 def test_every_event_has_every_template_in_every_language() -> None:
     english = templates.catalogue("en")
-    for language in templates.LANGUAGES:
+    for language in LANGUAGES:
         catalogue = templates.catalogue(language)
         assert set(catalogue) == set(english), language
         for name, entry in english.items():
@@ -25,7 +26,7 @@ def test_every_event_has_every_template_in_every_language() -> None:
     assert set(MESSAGE_EVENTS) <= set(english)
 
 
-@pytest.mark.parametrize("language", templates.LANGUAGES)
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("event", sorted(MESSAGE_EVENTS))
 def test_each_message_renders_with_its_values(language: str, event: str) -> None:
     mail = templates.email(event, language, SAMPLE,

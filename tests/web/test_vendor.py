@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from patron.app import STATIC, VENDOR_URL
+from patron.app import VENDOR_URL
+from patron.web.render import STATIC
 
 VENDOR = STATIC / "vendor"
 
@@ -33,8 +34,9 @@ def test_the_manifest_lists_every_vendored_file_with_its_digest() -> None:
     for path, (package, version, licence, sha256) in manifest.items():
         assert package and re.fullmatch(r"\d+\.\d+\.\d+", version) and licence, path
         assert hashlib.sha256((VENDOR / path).read_bytes()).hexdigest() == sha256, path
-    assert {(p, v) for p, v, _, _ in manifest.values()} == {("swagger-ui-dist", "5.35.0"),
-                                                            ("redoc", "2.5.2")}
+    assert {(p, v) for p, v, _, _ in manifest.values()} == {
+        ("swagger-ui-dist", "5.35.0"), ("redoc", "2.5.2"), ("htmx.org", "2.0.11"),
+        ("@alpinejs/csp", "3.17.4"), ("axe-core", "4.14.1")}
 
 
 def test_the_manifest_versions_are_the_lockfiles() -> None:
@@ -67,3 +69,33 @@ def test_the_docs_load_the_vendored_files(client: TestClient) -> None:
     script = client.get(f"{VENDOR_URL}/swagger-ui/swagger-ui-bundle.js")
     assert script.status_code == 200
     assert script.content == (VENDOR / "swagger-ui" / "swagger-ui-bundle.js").read_bytes()
+
+
+OUTSIDE = re.compile(r"""(?:src|href|action|url)\s*[=(:]\s*["']?(?:https?:)?//""", re.I)
+
+
+def test_no_template_or_asset_of_the_pages_refers_to_an_outside_address() -> None:
+    """The web app's own templates, scripts and styles load nothing from another host
+    (machines are offline; the policy would refuse it too)."""
+    web = STATIC.parent
+    own = [*(web / "templates").glob("*.html"), *STATIC.glob("*.js"), *STATIC.glob("*.css")]
+    assert len(own) > 10
+    for path in own:
+        assert not OUTSIDE.search(path.read_text()), path
+    # The vendored scripts the pages load neither fetch nor import from another host.
+    for vendored in ("htmx/htmx.min.js", "alpine/cdn.min.js"):
+        text = (VENDOR / vendored).read_text()
+        assert not re.search(r"""(?:import|fetch)\s*\(?\s*["']https?://""", text), vendored
+
+
+def test_the_pages_files_are_cached_for_a_year_when_asked_for_by_their_digest(
+        client: TestClient) -> None:
+    from patron.web.render import static_url
+
+    address = static_url("app.css")
+    assert re.fullmatch(r"/static/app\.css\?v=[0-9a-f]{12}", address)
+    cached = client.get(address)
+    assert cached.status_code == 200
+    assert cached.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert client.get("/static/app.css").headers["cache-control"] == "no-cache"
+    assert "immutable" in client.get(f"{VENDOR_URL}/htmx/htmx.min.js").headers["cache-control"]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from patron.cli.imports import import_app
 from patron.cli.pos import pos_app
+from patron.cli.staff import staff_app
 from patron.cli.vouchers import vouchers_app
 from patron.config import DEV_SECRET_KEY, Settings, get_settings
 from patron.db import Database
@@ -31,6 +32,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(pos_app, name="pos")
 app.add_typer(import_app, name="import")
 app.add_typer(vouchers_app, name="vouchers")
+app.add_typer(staff_app, name="staff")
 console = Console(stderr=True)
 
 

@@ -4,6 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
+from patron import units
 from patron.http import (
     AUTHED,
     Caller,
@@ -26,7 +27,6 @@ from patron.identity.schemas import (
     QrTokenRead,
 )
 from patron.kit.pagination import Page, by_creation
-from patron.security.attempts import identification_attempt
 from patron.tenancy.rules import MemberAction
 
 router = APIRouter(prefix="/v1", tags=["identification"])
@@ -52,9 +52,7 @@ def identify(data: IdentifyRequest, db: Db, caller: Caller,
     locked-out member at every terminal. Failed identifications are throttled (429
     `too_many_failures`, docs/identification.md).
     """
-    with (identification_attempt(db, caller=caller, address=address) as attempt,
-          attempt.session() as session):
-        return service.identify(session, actor=caller, request=data)
+    return units.identify(db, caller=caller, address=address, data=data)
 
 
 @router.get("/members/{member_id}/barcode.svg", response_class=Response,

@@ -801,3 +801,4 @@ def check_invariants(session: Session) -> list[str]:
     for (lot_id,) in session.execute(owners):
         problems.append(f"lot {lot_id}: merchant or member differs from its account's")
     return problems
+

@@ -63,7 +63,9 @@ def _scope(session: Session, actor: Principal, merchant_id: uuid.UUID | None
            ) -> uuid.UUID | None:
     """The merchant the answer is narrowed to: always the caller's own for merchant and
     terminal keys (naming another is 404, as everywhere); the one named, or none, for the
-    operator."""
+    operator and for the member themselves (their wallet shows every merchant's)."""
+    if actor.role == Role.member:
+        return merchant_id
     if merchant_id is not None:
         get_merchant(session, actor=actor, merchant_id=merchant_id)
     if actor.role == Role.operator:

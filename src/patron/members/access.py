@@ -64,7 +64,8 @@ def relation(session: Session, actor: Principal, member: Member) -> Relation:
         actor.merchant_id is not None and not is_home
         and actor.role in (Role.merchant, Role.terminal)
         and is_member_of(session, member_id=member.id, merchant_id=actor.merchant_id))
-    return relation_for(role=actor.role, is_home=is_home, has_membership=has_membership)
+    return relation_for(role=actor.role, is_home=is_home, has_membership=has_membership,
+                        is_self=actor.member_id is not None and actor.member_id == member.id)
 
 
 def member_for(session: Session, *, actor: Principal, member_id: uuid.UUID,
@@ -122,7 +123,7 @@ def check_proof(session: Session, member: Member, proof: MemberProof | None) -> 
         verify_pin(session, member, proof.pin)
         return
     assert proof.verification_id is not None and proof.code is not None
-    _use_code(session, member, proof.verification_id, proof.code)
+    use_code(session, member, proof.verification_id, proof.code)
 
 
 def _code_hash(verification_id: uuid.UUID, code: str) -> str:
@@ -139,6 +140,17 @@ def send_code(session: Session, *, actor: Principal, member_id: uuid.UUID,
     if address is None:
         raise NoChannelForCode(f"the member has no {'phone' if channel == 'sms' else 'e-mail'}"
                                " on file; ask for their PIN instead", field="channel")
+    verification = issue_code(session, member=member, channel=channel,
+                              requested_by=actor.merchant_id or member.merchant_id)
+    masked = mask_phone(address) if channel == "sms" else mask_email(address)
+    return verification, masked
+
+
+def issue_code(session: Session, *, member: Member, channel: VerificationChannel,
+               requested_by: uuid.UUID) -> MemberVerification:
+    """A one-time code for ``member``, on its way to their phone or e-mail through the
+    outbox (at most ``CODES_PER_HOUR``): a till's proof of presence, and the wallet's
+    sign-in on a new device."""
     now = utcnow()
     recent = session.scalar(select(func.count()).select_from(MemberVerification).where(
         MemberVerification.member_id == member.id,
@@ -149,7 +161,7 @@ def send_code(session: Session, *, actor: Principal, member_id: uuid.UUID,
     code = f"{secrets.randbelow(1_000_000):06d}"
     verification = MemberVerification(
         merchant_id=member.merchant_id, id=verification_id, member_id=member.id,
-        requested_by_merchant_id=actor.merchant_id or member.merchant_id, channel=channel,
+        requested_by_merchant_id=requested_by, channel=channel,
         code_hash=_code_hash(verification_id, code), attempts=0, created_at=now,
         expires_at=now + CODE_LIFETIME)
     session.add(verification)
@@ -162,12 +174,12 @@ def send_code(session: Session, *, actor: Principal, member_id: uuid.UUID,
                   "code_encrypted": base64.b64encode(sealed).decode(),
                   "expires_at": verification.expires_at.isoformat()},
          occurred_at=now)
-    masked = mask_phone(address) if channel == "sms" else mask_email(address)
-    return verification, masked
+    return verification
 
 
-def _use_code(session: Session, member: Member, verification_id: uuid.UUID,
-              code: str) -> None:
+def use_code(session: Session, member: Member, verification_id: uuid.UUID,
+             code: str) -> None:
+    """Spend a one-time code of ``member``'s (``VerificationCodeIncorrect`` otherwise)."""
     now = utcnow()
     # One conditional statement counts the attempt: concurrent guesses cannot exceed it.
     counted = session.execute(

@@ -230,3 +230,26 @@ class DataExport(Base):
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor_merchant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     exported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MemberDevice(Base):
+    """A browser or phone where the member's wallet is signed in: bound at enrolment on
+    the join page, or added by a one-time code sent to the member's e-mail or phone
+    (docs/web.md, "The member's wallet"). The cookie holds a random token; the table its
+    SHA-256 only. Erasure deletes a member's rows; signing out revokes one."""
+
+    __tablename__ = "member_devices"
+
+    # The member's enrolling merchant first: the tenant key (DESIGN.md, "Scale path").
+    merchant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("merchants.id"),
+                                                   primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # How the device was bound: "join" or "code".
+    source: Mapped[str] = mapped_column(String(16))
+    # What the browser said it is (a shortened User-Agent), for the member's device list.
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

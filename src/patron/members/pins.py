@@ -4,29 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
 from patron.identity.errors import PinIncorrect, PinLocked, PinLockedNow, PinNotSet, PinRequired
 from patron.kit.clock import utcnow
+from patron.kit.passwords import hash_secret, secret_matches
 from patron.members.models import Member
-
-# OWASP's minimum argon2id profile: 19 MiB, 2 passes, 1 lane (~20 ms a check).
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_pin(pin: str) -> str:
-    return _hasher.hash(pin)
+    return hash_secret(pin)
 
 
 def pin_matches(pin_hash: str, pin: str) -> bool:
-    try:
-        return _hasher.verify(pin_hash, pin)
-    except (VerificationError, InvalidHashError):
-        return False
+    return secret_matches(pin_hash, pin)
 
 
 def locked_until(member: Member, now: datetime) -> datetime | None:

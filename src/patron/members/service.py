@@ -41,6 +41,7 @@ from patron.members.models import (
     Channel,
     IdentifierKind,
     Member,
+    MemberDevice,
     MemberIdentifier,
     Membership,
     MemberStatus,
@@ -573,6 +574,9 @@ def change_consents(session: Session, *, actor: Principal, member_id: uuid.UUID,
                 field="scope")
         if scope is not None and actor.role == Role.operator:
             get_merchant(session, actor=actor, merchant_id=scope)  # 404 for none
+        if scope is not None and actor.role == Role.member and not access.is_member_of(
+                session, member_id=member.id, merchant_id=scope):
+            raise NotFound("the member has no membership with this merchant")
 
     member = access.member_for(session, actor=actor, member_id=member_id,
                                action=MemberAction.change, proof=data.proof,
@@ -661,6 +665,10 @@ def withdraw(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Mem
         member.updated_at = member.withdrawn_at
         consent.revoke_marketing(session, member_id=member.id, source="withdrawal",
                                  now=member.withdrawn_at)
+        # A withdrawn member's wallets are signed out.
+        session.execute(update(MemberDevice).where(MemberDevice.member_id == member.id,
+                                                   MemberDevice.revoked_at.is_(None))
+                        .values(revoked_at=member.withdrawn_at))
         session.flush()
     return member
 
@@ -694,5 +702,7 @@ def erase(session: Session, *, actor: Principal, member_id: uuid.UUID) -> Member
     session.execute(delete(MemberVerification).where(MemberVerification.member_id == member.id))
     # A browser's subscription would let a push reach the person: forgotten.
     session.execute(delete(PushSubscription).where(PushSubscription.member_id == member.id))
+    # So are the wallets signed in: nothing of the member stays reachable.
+    session.execute(delete(MemberDevice).where(MemberDevice.member_id == member.id))
     session.flush()
     return member

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from patron.config import get_settings
 from patron.kit.crypto import decrypt
+from patron.kit.i18n import BABEL_LOCALES
 from patron.members import consent
 from patron.members.access import CODE_LIFETIME, VERIFICATION_CODE
 from patron.members.models import Member, Membership, Purpose
@@ -146,11 +147,11 @@ def _date(value: str | None, language: str) -> str | None:
     if not value:
         return None
     return format_date(date.fromisoformat(value[:10]), format="medium",
-                       locale=templates.BABEL_LOCALES[language])
+                       locale=BABEL_LOCALES[language])
 
 
 def _number(value: int, language: str) -> str:
-    return format_decimal(value, locale=templates.BABEL_LOCALES[language])
+    return format_decimal(value, locale=BABEL_LOCALES[language])
 
 
 def wallet_link(code: str) -> str:

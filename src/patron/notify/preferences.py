@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from patron.config import get_settings
 from patron.errors import Forbidden, InvalidInput, NotFound
 from patron.kit.clock import utcnow
+from patron.kit.i18n import LANGUAGES
 from patron.members.access import member_for
 from patron.notify import templates
 from patron.notify.messages import MEMBER_CHANNELS, MESSAGE_EVENTS
@@ -161,7 +162,7 @@ def message_templates(session: Session, *, actor: Principal,
     return MessageTemplates(items=[
         _template_read(event_type, channel, language, own.get((event_type, channel, language)))
         for event_type in sorted(MESSAGE_EVENTS) for channel in MEMBER_CHANNELS
-        for language in templates.LANGUAGES])
+        for language in LANGUAGES])
 
 
 def _check_template(data: MessageTemplateWrite, body: str, max_parts: int) -> None:

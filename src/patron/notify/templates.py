@@ -21,12 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, sel
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-LANGUAGES = ("en", "ja", "zh-Hans", "ko")
-DEFAULT_LANGUAGE = "en"
-# A merchant's country's language, for a member who never chose one.
-COUNTRY_LANGUAGES = {"JP": "ja", "CN": "zh-Hans", "SG": "zh-Hans", "KR": "ko"}
-# Babel's names of the languages.
-BABEL_LOCALES = {"en": "en", "ja": "ja", "zh-Hans": "zh_Hans", "ko": "ko"}
+from patron.kit.i18n import COUNTRY_LANGUAGES, DEFAULT_LANGUAGE, supported
 
 FOLDER = Path(__file__).resolve().parent / "templates"
 
@@ -48,15 +43,9 @@ def language_for(member_language: str | None, merchant_country: str | None) -> s
     """The language of a member's messages: theirs when Patron speaks it (``ja-JP`` is
     ``ja``, ``zh-CN`` and ``zh-Hans-*`` are ``zh-Hans``), else the merchant's country's,
     else English."""
-    if member_language:
-        tag = member_language.replace("_", "-").lower()
-        if tag.startswith("zh"):
-            if tag in ("zh", "zh-hans") or tag.startswith(("zh-hans-", "zh-cn", "zh-sg")):
-                return "zh-Hans"
-        else:
-            primary = tag.split("-")[0]
-            if primary in LANGUAGES:
-                return primary
+    language = supported(member_language)
+    if language is not None:
+        return language
     return COUNTRY_LANGUAGES.get((merchant_country or "").upper(), DEFAULT_LANGUAGE)
 
 

@@ -4,6 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
+from patron import units
 from patron.http import AUTHED, Caller, ClientAddress, Db, problems
 from patron.pos import returns, service
 from patron.pos.schemas import (
@@ -13,8 +14,6 @@ from patron.pos.schemas import (
     ReturnWrite,
     TransactionRead,
 )
-from patron.security.attempts import identification_attempt, voucher_attempt
-from patron.security.models import SecurityEventKind
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
 
@@ -31,13 +30,6 @@ _REFUSALS = """Refusals, each with its own `code`: `unknown_currency`, `currency
 `too_many_failures` with `Retry-After`; a purchase refused for a voucher counts as one."""
 
 
-def names_member(data: PurchaseWrite) -> bool:
-    """Whether the purchase identifies its member (by number, QR, card or phone) rather
-    than naming one the till has identified already (by id): an identification, counted
-    as at ``POST /v1/identify``."""
-    return data.member is not None and data.member.member_id is None
-
-
 @router.post("/quote", response_model=QuoteRead,
              responses=problems(*AUTHED, 409, 410, 423, 429))
 def quote(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress,
@@ -47,13 +39,7 @@ def quote(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress,
     `explain=true`, each campaign's verdict and its conditions'). Writes nothing.
 
     """
-    with (identification_attempt(db, caller=caller, address=address,
-                                 identifies=names_member(data)) as identifying,
-          voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_quote,
-                          codes=[use.code for use in data.vouchers]) as attempt,
-          attempt.session() as session):
-        identifying.check(session)
-        return service.quote(session, actor=caller, data=data, explain=explain)
+    return units.quote(db, caller=caller, address=address, data=data, explain=explain)
 
 
 quote.__doc__ = (quote.__doc__ or "") + _REFUSALS
@@ -77,13 +63,7 @@ def commit(data: PurchaseWrite, db: Db, caller: Caller, address: ClientAddress,
     answers the first answer without it.
 
     """
-    with (identification_attempt(db, caller=caller, address=address,
-                                 identifies=names_member(data)) as identifying,
-          voucher_attempt(db, caller=caller, address=address, kind=SecurityEventKind.pos_commit,
-                          codes=[use.code for use in data.vouchers]) as attempt,
-          attempt.session() as session):
-        identifying.check(session)
-        body = service.commit(session, actor=caller, data=data, explain=explain)
+    body = units.commit(db, caller=caller, address=address, data=data, explain=explain)
     return Response(content=body, status_code=201, media_type="application/json")
 
 

@@ -13,12 +13,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.db import Base, UTCDateTime
+from patron.db import Base, UTCDateTime, sql_in
 from patron.kit.clock import utcnow
 
 
@@ -40,6 +41,19 @@ class Role(StrEnum):
     operator = "operator"
     merchant = "merchant"
     terminal = "terminal"
+    sales_rep = "sales_rep"
+    # A member signed in on their wallet (a browser session, never an API key).
+    member = "member"
+
+
+class StaffRole(StrEnum):
+    """A person's role in the web app (docs/tenancy.md, "People"): the coalition's
+    operator staff; a merchant's owner, managers and cashiers; sales representatives."""
+
+    operator = "operator"
+    owner = "owner"
+    manager = "manager"
+    cashier = "cashier"
     sales_rep = "sales_rep"
 
 
@@ -148,3 +162,71 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # After this instant the key is refused (401 key_expired); none: it does not expire.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffUser(Base):
+    """A person who signs in to the web app: the operator's staff (no merchant), a
+    merchant's owner, managers and cashiers (a cashier may be bound to one store), and
+    sales representatives (the coalition's, or one merchant's). The e-mail is the sign-in
+    name, kept as a keyed hash for the lookup and encrypted for display; the password is
+    an argon2id hash, the TOTP secret encrypted."""
+
+    __tablename__ = "staff_users"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({sql_in(StaffRole)})", name="role"),
+        CheckConstraint("(role = 'operator' AND merchant_id IS NULL) OR role = 'sales_rep' "
+                        "OR (role <> 'operator' AND merchant_id IS NOT NULL)",
+                        name="merchant_of_role"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    merchant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("merchants.id"),
+                                                          index=True)
+    store_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("stores.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    name: Mapped[str] = mapped_column(String(200))
+    # None until the person accepts their invitation and chooses a password.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The start of the last time step whose code was accepted: a code works once.
+    totp_last_step: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    language: Mapped[str | None] = mapped_column(String(16))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffInvitation(Base):
+    """An invitation to choose a password, sent by e-mail: a one-time link whose token is
+    kept only as its SHA-256."""
+
+    __tablename__ = "staff_invitations"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A signed-in browser of a staff user. The cookie holds a random token; the table its
+    SHA-256 only, so a database read gives no session away. A session of a user with TOTP
+    is not signed in until the code passes (``second_factor_at``)."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    # The register a cashier works at in this browser (chosen after signing in).
+    terminal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("terminals.id"))
+    second_factor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from patron.tenancy.models import Role
+from patron.tenancy.models import Role, StaffRole
 
 
 class Relation(StrEnum):
@@ -25,6 +25,8 @@ class Relation(StrEnum):
     # A merchant (or its terminal) the member has nothing to do with.
     stranger = "stranger"
     sales_rep = "sales_rep"
+    # The member themselves, signed in on their wallet.
+    self = "self"
 
 
 class MemberAction(StrEnum):
@@ -67,6 +69,9 @@ MEMBER_RULES: dict[Relation, dict[MemberAction, Verdict]] = {
     Relation.member_merchant: {**_SELL_AND_READ, MemberAction.change: Verdict.forbid},
     Relation.stranger: {action: Verdict.hide for action in MemberAction},
     Relation.sales_rep: {action: Verdict.forbid for action in MemberAction},
+    # A member does everything to their own record but end a lock-out early (the lock
+    # protects them from someone who has their phone).
+    Relation.self: {**_ALL, MemberAction.unlock: Verdict.forbid},
 }
 
 
@@ -74,9 +79,13 @@ def member_verdict(action: MemberAction, relation: Relation) -> Verdict:
     return MEMBER_RULES[relation][action]
 
 
-def relation(*, role: Role, is_home: bool, has_membership: bool) -> Relation:
+def relation(*, role: Role, is_home: bool, has_membership: bool,
+             is_self: bool = False) -> Relation:
     """The relation of a key of ``role`` to a member, given whether the key's merchant is
-    the member's enrolling merchant and whether it holds a membership of the member."""
+    the member's enrolling merchant and whether it holds a membership of the member (a
+    signed-in member: whether it is the member themselves)."""
+    if role == Role.member:
+        return Relation.self if is_self else Relation.stranger
     if role == Role.operator:
         return Relation.operator
     if role == Role.sales_rep:
@@ -93,7 +102,8 @@ def sees_personal_attributes(relation: Relation) -> bool:
     """Whether a member read shows the masked phone and e-mail and the profile's attributes
     (birth year and month, gender, postcode, region): the enrolling merchant's keys and the
     operator. Another merchant sees the member number, status, language and consents."""
-    return relation in (Relation.operator, Relation.home_merchant, Relation.home_terminal)
+    return relation in (Relation.operator, Relation.home_merchant, Relation.home_terminal,
+                        Relation.self)
 
 
 def own_consent_scope(*, role: Role, key_merchant_id: uuid.UUID | None) -> uuid.UUID | None:
@@ -107,8 +117,9 @@ def may_record_consent_in(*, role: Role, key_merchant_id: uuid.UUID | None,
                           scope_merchant_id: uuid.UUID | None) -> bool:
     """Whether a key may record a member's consent in a scope (a merchant's; None: the
     coalition's): the operator in any; a merchant's keys in their own merchant's alone.
-    Whether the key may change the member at all is ``MEMBER_RULES``' ``change``."""
-    if role == Role.operator:
+    Whether the key may change the member at all is ``MEMBER_RULES``' ``change``. The
+    member themselves decides their consent in every scope."""
+    if role in (Role.operator, Role.member):
         return True
     return scope_merchant_id is not None and scope_merchant_id == key_merchant_id
 
@@ -117,14 +128,60 @@ def sees_consent_of(*, role: Role, key_merchant_id: uuid.UUID | None,
                     scope_merchant_id: uuid.UUID | None) -> bool:
     """Whether a key that may read the member sees their consent in a scope: the operator
     every scope; a merchant's keys the coalition's and their own merchant's (another
-    merchant's consent is that merchant's business)."""
-    return role == Role.operator or scope_merchant_id is None \
+    merchant's consent is that merchant's business); the member their own, every scope."""
+    return role in (Role.operator, Role.member) or scope_merchant_id is None \
         or scope_merchant_id == key_merchant_id
 
 
 def sees_consent_evidence(*, role: Role, key_merchant_id: uuid.UUID | None,
                           scope_merchant_id: uuid.UUID | None) -> bool:
     """Whether a key sees the evidence of a consent change (an address, a message id): the
-    operator; a merchant's keys of their own merchant's changes only."""
-    return role == Role.operator or (scope_merchant_id is not None
+    operator and the member; a merchant's keys of their own merchant's changes only."""
+    return role in (Role.operator, Role.member) or (scope_merchant_id is not None
                                      and scope_merchant_id == key_merchant_id)
+
+
+# --- people in the web app (docs/tenancy.md, "People") ---------------------------------
+
+class Area(StrEnum):
+    """The web app's parts, each with the staff roles that may open it. The wallet is the
+    member's alone (a member session, never a staff one)."""
+
+    register = "register"
+    console = "console"
+    # The console's staff, roles and API keys.
+    console_admin = "console_admin"
+    operator = "operator"
+    rep = "rep"
+
+
+AREA_ROLES: dict[Area, frozenset[StaffRole]] = {
+    Area.register: frozenset({StaffRole.owner, StaffRole.manager, StaffRole.cashier}),
+    Area.console: frozenset({StaffRole.owner, StaffRole.manager}),
+    Area.console_admin: frozenset({StaffRole.owner}),
+    Area.operator: frozenset({StaffRole.operator}),
+    Area.rep: frozenset({StaffRole.sales_rep}),
+}
+
+
+def may_open(role: StaffRole, area: Area) -> bool:
+    return role in AREA_ROLES[area]
+
+
+def acting_role(role: StaffRole, area: Area) -> Role:
+    """The role a staff user acts with in an area, for the services' own checks: at the
+    register every staff user acts as the register (a terminal); in the console an owner or
+    a manager acts as their merchant."""
+    if area == Area.register:
+        return Role.terminal
+    return {StaffRole.operator: Role.operator, StaffRole.owner: Role.merchant,
+            StaffRole.manager: Role.merchant, StaffRole.cashier: Role.terminal,
+            StaffRole.sales_rep: Role.sales_rep}[role]
+
+
+# Who may create a staff user of each role: the operator any; a merchant's owner the
+# merchant's owners, managers, cashiers and sales representatives.
+def may_invite(inviter: StaffRole, invitee: StaffRole) -> bool:
+    if inviter == StaffRole.operator:
+        return True
+    return inviter == StaffRole.owner and invitee != StaffRole.operator

@@ -58,6 +58,9 @@ class Principal:
     terminal_id: uuid.UUID | None = None
     store_id: uuid.UUID | None = None
     require_pin: bool = False
+    # A person signed in to the web app (key_id None): the staff user, or the member.
+    staff_id: uuid.UUID | None = None
+    member_id: uuid.UUID | None = None
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -293,6 +296,8 @@ def issue_key(session: Session, *, role: Role, merchant_id: uuid.UUID | None = N
     if expires_at is not None and key_expired(expires_at, utcnow()):
         raise InvalidKeyExpiry("expires_at is already past; give a time in the future",
                                field="expires_at")
+    if role == Role.member:
+        raise InvalidKeyScope("there are no member keys: a member signs in on the wallet")
     if role == Role.operator and (merchant_id or terminal_id):
         raise InvalidKeyScope("an operator key is bound to no merchant or terminal")
     if role == Role.merchant and (merchant_id is None or terminal_id is not None):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
+from patron import units
 from patron.http import (
     AUTHED,
     ApiKey,
@@ -27,7 +28,6 @@ from patron.security.models import SecurityEventKind
 from patron.tenancy.models import Role
 from patron.vouchers import batches, direct, offers, redemption, service
 from patron.vouchers.schemas import (
-    MAX_CODES_AT_ONCE,
     BatchRead,
     CodesRead,
     CodesWrite,
@@ -114,25 +114,10 @@ def issue_codes(offer_id: uuid.UUID, data: CodesWrite, db: Db, caller: Caller,
     More bearer codes (up to 10,000,000) run as a batch job: 202 with `batch_id` and no
     codes; follow it at `GET /v1/voucher-batches/{batch_id}` and download the codes as CSV
     from `GET /v1/voucher-batches/{batch_id}/codes.csv`."""
-    if data.count > MAX_CODES_AT_ONCE and data.member_id is None:
-        with db.session_scope() as session:
-            batch = batches.start_batch(session, actor=caller, offer_id=offer_id,
-                                        count=data.count, max_redemptions=data.max_redemptions)
-            batch_id = batch.id
-        if request.app.state.settings.code_batches_in_background:
-            batches.run_in_background(db, batch_id)
-        body = CodesRead(offer_id=offer_id, codes=[], batch_id=batch_id)
-        return Response(body.model_dump_json(), status_code=202, media_type="application/json")
-    with db.session_scope() as session:
-        if data.member_id is not None:
-            # Only into the wallet of a member the caller may see: any other id, real or
-            # not, is the same 404 (an id's existence is not revealed).
-            get_member(session, actor=caller, member_id=data.member_id)
-        issued = service.issue_codes(session, actor=caller, offer_id=offer_id,
-                                     count=data.count, member_id=data.member_id,
-                                     max_redemptions=data.max_redemptions)
-    body = CodesRead(offer_id=offer_id, codes=issued)
-    return Response(body.model_dump_json(), status_code=201, media_type="application/json")
+    body = units.issue_codes(db, caller=caller, offer_id=offer_id, data=data,
+                             in_background=request.app.state.settings.code_batches_in_background)
+    return Response(body.model_dump_json(), status_code=202 if body.batch_id else 201,
+                    media_type="application/json")
 
 
 @router.get("/voucher-batches/{batch_id}", response_model=BatchRead,

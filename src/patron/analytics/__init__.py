@@ -1,0 +1,1 @@
+"""Read-only figures for merchants and the operator."""

@@ -1,0 +1,25 @@
+"""The web app's part of ``create_app``: its routes and its files."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from patron.web.pages import console, operator, register, staff, wallet
+from patron.web.pages.common import language, remember_language
+from patron.web.render import STATIC, STATIC_URL, render
+from patron.web.routing import Static, page_router
+
+home = page_router()
+
+
+@home.get("/")
+def start_page(request: Request) -> Response:
+    return remember_language(request, render(request, "home.html", language(request)))
+
+
+def install(app: FastAPI) -> None:
+    app.mount(STATIC_URL, Static(directory=STATIC), name="static")
+    for module_router in (home, wallet.router, staff.router, register.router,
+                          console.router, operator.router):
+        app.include_router(module_router)

@@ -1,0 +1,109 @@
+"""What every page module shares: the request's language, its form with the CSRF check,
+redirects, and the answer to a refusal as a page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from patron.errors import PatronError
+from patron.kit.i18n import supported
+from patron.web import i18n
+from patron.web.render import render, translate
+from patron.web.security import (
+    PAGE_HEADERS,
+    SAFE_METHODS,
+    csrf_passes,
+    ensure_csrf_cookie,
+)
+
+LANGUAGE_COOKIE = "patron_lang"
+
+
+class PageRefused(Exception):
+    """A page request that ends in a page of its own: a redirect (to sign in) or an error
+    page (403, 404) in the request's language."""
+
+    def __init__(self, status: int, *, location: str | None = None,
+                 detail: str | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.location = location
+        self.detail = detail
+
+
+def language(request: Request, person: str | None = None) -> str:
+    """The page's language: ``?lang=`` (the language links), else the signed-in person's
+    setting, else the last one chosen in this browser, else ``Accept-Language``."""
+    return (supported(request.query_params.get("lang")) or supported(person)
+            or i18n.language_of(request.cookies.get(LANGUAGE_COOKIE),
+                                request.headers.get("accept-language")))
+
+
+def remember_language(request: Request, response: Response) -> Response:
+    chosen = supported(request.query_params.get("lang"))
+    if chosen:
+        response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=365 * 86400, path="/",
+                            samesite="lax", httponly=True)
+    return response
+
+
+async def form_of(request: Request) -> FormData:
+    """The posted form, once its CSRF token has been checked (403 otherwise)."""
+    form = await request.form()
+    if request.method not in SAFE_METHODS and not csrf_passes(request, dict(form)):
+        raise PageRefused(403, detail="csrf")
+    return form
+
+
+def text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def redirect(request: Request, location: str) -> Response:
+    response = RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
+    ensure_csrf_cookie(request, response)
+    return response
+
+
+def field_errors(exc: PatronError, language_code: str,
+                 default_field: str) -> dict[str, str]:
+    """A refusal of a form, as the message to show at its field."""
+    field = str(exc.extra.get("field") or default_field)
+    return {field: problem_text(exc, language_code)}
+
+
+def problem_text(exc: PatronError, language_code: str) -> str:
+    """What a person reads of a refusal: the title in their language (the catalog holds
+    every error title a page can meet), with the detail in English when there is no
+    translation of it."""
+    translated = translate(language_code, exc.detail)
+    if translated != exc.detail or language_code == "en":
+        return translated
+    return translate(language_code, exc.title)
+
+
+def refusal_page(request: Request, refusal: PageRefused) -> Response:
+    if refusal.location is not None:
+        return redirect(request, refusal.location)
+    code = language(request)
+    headings = {403: translate(code, "You may not open this page"),
+                404: translate(code, "Page not found")}
+    details = {
+        "csrf": translate(code, "The form had expired. Go back, reload the page and try "
+                              "again."),
+        None: translate(code, "Sign in with an account that may use it, or go back to the "
+                            "start page.") if refusal.status == 403 else
+        translate(code, "The page does not exist, or it is not yours to see."),
+    }
+    detail = details.get(refusal.detail, refusal.detail or "")
+    return render(request, "error.html", code, status=refusal.status,
+                  heading=headings.get(refusal.status, str(refusal.status)), detail=detail)
+
+
+def values(**kwargs: Any) -> dict[str, Any]:
+    return kwargs

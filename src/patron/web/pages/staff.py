@@ -1,0 +1,179 @@
+"""Staff sign-in (docs/web.md, "People"): the e-mail and password, the authenticator
+app's code when the account has one, invitations, signing out; and the one check every
+staff page makes (``staff_in``)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from patron.config import get_settings
+from patron.db import Database
+from patron.errors import PatronError
+from patron.tenancy import staff
+from patron.tenancy.models import StaffRole
+from patron.tenancy.rules import Area, may_open
+from patron.tenancy.service import Principal
+from patron.tenancy.staff import StaffContext
+from patron.web.pages.common import (
+    PageRefused,
+    field_errors,
+    form_of,
+    language,
+    redirect,
+    remember_language,
+    text,
+)
+from patron.web.render import render, translate
+from patron.web.routing import page_router
+from patron.web.security import (
+    STAFF_COOKIE,
+    clear_cookie,
+    read_cookie,
+    renew_csrf,
+    safe_next,
+    set_cookie,
+    sign_in_address,
+)
+
+router = page_router()
+
+LOGIN = "/login"
+# Where each role lands after signing in.
+HOME = {StaffRole.operator: "/operator", StaffRole.owner: "/console",
+        StaffRole.manager: "/console", StaffRole.cashier: "/register",
+        StaffRole.sales_rep: "/rep"}
+
+
+def _db(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def staff_in(session: Session, request: Request, area: Area) -> tuple[StaffContext, Principal]:
+    """The signed-in staff user and who they act as in ``area``: to the sign-in page when
+    nobody is signed in, 403 when their role may not open it (``tenancy.rules``)."""
+    found = staff.staff_of_session(session, read_cookie(request, STAFF_COOKIE))
+    if found is None:
+        raise PageRefused(303, location=sign_in_address(LOGIN, request))
+    if not may_open(found.role, area):
+        raise PageRefused(403)
+    if area == Area.register and found.terminal_id is None:
+        raise PageRefused(303, location="/register/choose")
+    return found, staff.principal_for(found, area)
+
+
+@router.get(LOGIN)
+def login_page(request: Request) -> Response:
+    code = language(request)
+    return remember_language(request, render(
+        request, "login.html", code, errors={}, values={},
+        next=safe_next(request.query_params.get("next"), "")))
+
+
+@router.post(LOGIN)
+async def login(request: Request) -> Response:
+    form = await form_of(request)
+    code = language(request)
+    email = text(form, "email")
+    target = safe_next(text(form, "next"), "")
+    try:
+        with _db(request).session_scope() as session:
+            signed_in = staff.sign_in(session, email=email,
+                                      password=str(form.get("password") or ""))
+            role = StaffRole(signed_in.user.role)
+    except PatronError as refusal:
+        return render(request, "login.html", code, status=refusal.status,
+                      errors=field_errors(refusal, code, "password"),
+                      values={"email": email}, next=target)
+    renew_csrf(request)
+    if signed_in.needs_second_factor:
+        response = redirect(request, f"{LOGIN}/second-factor?next={quote(target)}")
+    else:
+        response = redirect(request, target or HOME[role])
+    set_cookie(response, STAFF_COOKIE, signed_in.token,
+               max_age=get_settings().staff_session_hours * 3600)
+    return response
+
+
+@router.get(LOGIN + "/second-factor")
+def second_factor_page(request: Request) -> Response:
+    return render(request, "second_factor.html", language(request), errors={},
+                  next=safe_next(request.query_params.get("next"), ""))
+
+
+@router.post(LOGIN + "/second-factor")
+async def second_factor(request: Request) -> Response:
+    form = await form_of(request)
+    code = language(request)
+    target = safe_next(text(form, "next"), "")
+    token = read_cookie(request, STAFF_COOKIE)
+    if not token:
+        return redirect(request, LOGIN)
+    try:
+        with _db(request).session_scope() as session:
+            user = staff.pass_second_factor(session, token=token, code=text(form, "code"))
+            role = StaffRole(user.role)
+    except PatronError as refusal:
+        if refusal.status == 404:
+            return redirect(request, LOGIN)
+        return render(request, "second_factor.html", code, status=refusal.status,
+                      errors=field_errors(refusal, code, "code"), next=target)
+    renew_csrf(request)
+    return redirect(request, target or HOME[role])
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await form_of(request)
+    token = read_cookie(request, STAFF_COOKIE)
+    if token:
+        with _db(request).session_scope() as session:
+            staff.sign_out(session, token=token)
+    response = redirect(request, LOGIN)
+    clear_cookie(response, STAFF_COOKIE)
+    renew_csrf(request)
+    return response
+
+
+@router.get("/invitation/{token}")
+def invitation_page(request: Request, token: str) -> Response:
+    code = language(request)
+    with _db(request).session_scope() as session:
+        try:
+            user = staff.invitation_user(session, token)
+        except PatronError:
+            return render(request, "error.html", code, status=410,
+                          heading=translate(code, "This invitation cannot be used"),
+                          detail=translate(code, "It has expired or was used. Ask whoever "
+                                               "invited you for a new one."))
+        return render(request, "invitation.html", code, name=user.name,
+                      email=staff.email_of(user), token=token, errors={})
+
+
+@router.post("/invitation/{token}")
+async def accept_invitation(request: Request, token: str) -> Response:
+    form = await form_of(request)
+    code = language(request)
+    password = str(form.get("password") or "")
+    if password != str(form.get("password_again") or ""):
+        with _db(request).session_scope() as session:
+            user = staff.invitation_user(session, token)
+            return render(request, "invitation.html", code, name=user.name,
+                          email=staff.email_of(user), token=token, status=422,
+                          errors={"password_again": translate(code, "The two passwords differ.")})
+    try:
+        with _db(request).session_scope() as session:
+            staff.accept_invitation(session, token=token, password=password)
+    except PatronError as refusal:
+        if refusal.status == 410:
+            raise PageRefused(404) from refusal
+        with _db(request).session_scope() as session:
+            user = staff.invitation_user(session, token)
+            return render(request, "invitation.html", code, name=user.name,
+                          email=staff.email_of(user), token=token, status=refusal.status,
+                          errors=field_errors(refusal, code, "password"))
+    return redirect(request, f"{LOGIN}?welcome=1")
