@@ -226,7 +226,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException
+                          ) -> JSONResponse | HTMLResponse:
         if isinstance(exc.__cause__, PatronError):
             # FastAPI wraps errors raised while it reads the body (the body limit on a
             # stream without Content-Length) in a 400 "error parsing the body".
@@ -235,6 +236,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             unreadable = _body_unreadable(request, exc.__cause__)
             if unreadable is not None:
                 return await _key_refused(request) or _render_problem(unreadable)
+        page = getattr(request.app.state, "page_not_found", None)
+        if exc.status_code == 404 and page is not None and _wants_page(request):
+            return page(request)  # type: ignore[no-any-return]
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         response = problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
@@ -256,6 +260,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(SQLAlchemyTimeoutError, _database_error)
 
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, whose answers are problem+json)."""
+    path = request.url.path
+    return (not path.startswith(("/v1/", "/track/", "/static/"))
+            and "text/html" in request.headers.get("accept", ""))
 
 
 def _routes(app: FastAPI) -> RouteTable:

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from patron.web.pages import console, operator, register, staff, wallet
-from patron.web.pages.common import language, remember_language
+from patron.web.pages.common import PageRefused, language, refusal_page, remember_language
 from patron.web.render import STATIC, STATIC_URL, render
 from patron.web.routing import Static, page_router
 
@@ -18,8 +18,15 @@ def start_page(request: Request) -> Response:
     return remember_language(request, render(request, "home.html", language(request)))
 
 
+def not_found_page(request: Request) -> Response:
+    """The answer to a browser asking for a page that does not exist: a page, in its
+    language (the API's paths answer problem+json)."""
+    return refusal_page(request, PageRefused(404))
+
+
 def install(app: FastAPI) -> None:
     app.mount(STATIC_URL, Static(directory=STATIC), name="static")
+    app.state.page_not_found = not_found_page
     for module_router in (home, wallet.router, staff.router, register.router,
                           console.router, operator.router):
         app.include_router(module_router)
