@@ -15,6 +15,7 @@ from bench import (
     identify,
     imports,
     offline,
+    pages,
     rules,
     startup,
     vouchers,
@@ -29,6 +30,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Sequence[str] | None], None]], ...] = (
     ("imports", imports.main),
     ("vouchers", vouchers.main),
     ("deliveries", deliveries.main),
+    ("pages", pages.main),
     ("clv", clv.main),
     ("rules", rules.main),
 )

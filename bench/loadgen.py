@@ -12,7 +12,8 @@ runs the phases the benchmark sends it one at a time:
   queue it builds (no coordinated omission).
 
 What it sends comes from a ``RequestSource`` made by the benchmark and handed to the
-process: ``Checkouts`` here (the checkout benchmark), redemptions in ``bench.vouchers``.
+process: ``Checkouts`` here (the checkout benchmark), redemptions in ``bench.vouchers``,
+wallet pages (``GET``) in ``bench.pages``. Redirects are not followed.
 Every answer other than the source's success status is counted as an error with its
 status and body.
 """
@@ -107,6 +108,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     kind: str = ""  # latencies are kept by kind too when not empty
+    method: str = "POST"
 
 
 class OutOfRequests(Exception):
@@ -169,8 +171,11 @@ class _Recorder:
 async def _send(session: aiohttp.ClientSession, request: Request,
                 ok_status: int) -> tuple[int, str]:
     try:
-        async with session.post(request.path, data=request.body,
-                                headers=request.headers) as response:
+        # Redirects are not followed: a redirect (to a sign-in page, say) is the answer,
+        # never a success reached through another page.
+        async with session.request(request.method, request.path, data=request.body or None,
+                                   headers=request.headers,
+                                   allow_redirects=False) as response:
             payload = await response.read()
             if response.status == ok_status:
                 return ok_status, ""

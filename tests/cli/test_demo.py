@@ -287,3 +287,29 @@ def test_the_events_and_samples_follow_the_seed():
     assert opened.tzinfo == ZoneInfo("Asia/Tokyo") and 6 <= opened.hour < 7
     assert sample_card_uid(10001, 1) == "04100010000001"
     assert sample_card_uid(30003, 2) == "04300030000002"
+
+
+PERSON_LINE = re.compile(r"^  (\S.*?)\s+(\S+@demo\.patron\.example)\s+(\S+)$", re.MULTILINE)
+
+
+def test_the_printed_staff_sign_ins_open_their_pages_and_a_second_run_shows_them_again(
+        demo):
+    url, _folder, first, again = demo
+    people = PERSON_LINE.findall(first.stdout)
+    assert len(people) == 7 and PERSON_LINE.findall(again.stdout) == people
+    assert "/join?m=10001" in first.stdout
+    database = Database(url)
+    try:
+        app = create_app(get_settings(), database)
+        landing = {"operator": "/operator", "manager": "/console", "cashier": "/register"}
+        for label, email, password in people[:3]:
+            with TestClient(app, base_url="https://testserver") as browser:
+                page = browser.get("/login")
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+                signed_in = browser.post("/login", data={"csrf_token": token,
+                                                         "email": email,
+                                                         "password": password})
+                expected = landing[label.rsplit(" ", 1)[-1]]
+                assert signed_in.url.path.startswith(expected), (label, signed_in.url)
+    finally:
+        database.dispose()

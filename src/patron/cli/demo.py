@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import secrets
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -36,6 +37,7 @@ from patron.campaigns.service import create_campaign
 from patron.cli.demo_events import DemoRegister, Hours, register_events
 from patron.cli.demo_summary import (
     DemoKey,
+    DemoPerson,
     DemoSummary,
     SampleMember,
     Voucher,
@@ -54,6 +56,7 @@ from patron.identity.service import identify
 from patron.imports import runner
 from patron.imports.sample import write_history
 from patron.kit.clock import utcnow
+from patron.kit.passwords import secret_matches
 from patron.kit.validation import currency_minor_units
 from patron.ledger.service import miles_balance
 from patron.members.models import Member, MemberStatus
@@ -63,7 +66,15 @@ from patron.operations.schemas import MAX_BATCH, EventBatch
 from patron.operations.service import record_events
 from patron.pos.schemas import LineWrite, PurchaseWrite
 from patron.pos.service import commit
-from patron.tenancy.models import Merchant, Role, Store, StoreKind, TerminalKind
+from patron.tenancy.models import (
+    Merchant,
+    Role,
+    StaffRole,
+    StaffUser,
+    Store,
+    StoreKind,
+    TerminalKind,
+)
 from patron.tenancy.schemas import MerchantCreate, StoreCreate, TerminalCreate
 from patron.tenancy.service import (
     SYSTEM,
@@ -77,6 +88,8 @@ from patron.tenancy.service import (
     list_stores,
     list_terminals,
 )
+from patron.tenancy.staff import create_staff
+from patron.tenancy.staff import email_lookup as staff_email_lookup
 from patron.vouchers.codes import display
 from patron.vouchers.models import Offer, OfferKind
 from patron.vouchers.offers import create_offer
@@ -287,7 +300,7 @@ def build_demo(database: Database, *, members: int, if_empty: bool, seed: int,
 
     run_refits(database, utcnow())
     try:
-        write_keys_file(keys_file, summary.keys, summary.vouchers)
+        write_keys_file(keys_file, summary.keys, summary.vouchers, summary.people)
         kept: Path | None = keys_file
     except OSError as exc:
         console.print(f"[yellow]demo: could not keep the keys in {keys_file} ({exc}); "
@@ -360,7 +373,30 @@ def _build(session: Session, *, members: int, seed: int, console: Console
               f"{events:,} register events over {EVENT_DAYS} days, "
               f"{sales} sales at the registers in the last {LIVE_SALE_DAYS} days "
               f"({away} of them spending miles at another merchant)")
-    return DemoSummary(keys=keys, vouchers=vouchers, samples=samples, missing_keys=[]), counts
+    people = _demo_people(session, coalition)
+    return DemoSummary(keys=keys, vouchers=vouchers, samples=samples, missing_keys=[],
+                       people=people,
+                       merchant_numbers=[spec.number for spec in MERCHANTS]), counts
+
+
+def _demo_people(session: Session, coalition: list[BuiltMerchant]) -> list[DemoPerson]:
+    """Staff users to sign in to the web app with: the operator, and each merchant's
+    manager and cashier; passwords chosen at random (a demo's, kept in the keys file)."""
+    wanted: list[tuple[str, StaffRole, Merchant | None, str]] = [
+        ("operator", StaffRole.operator, None, "operator@demo.patron.example")]
+    for built in coalition:
+        number = built.spec.number
+        wanted += [(f"{built.spec.name} manager", StaffRole.manager, built.merchant,
+                    f"manager.{number:05d}@demo.patron.example"),
+                   (f"{built.spec.name} cashier", StaffRole.cashier, built.merchant,
+                    f"cashier.{number:05d}@demo.patron.example")]
+    people = []
+    for label, role, merchant, email in wanted:
+        password = secrets.token_urlsafe(9)
+        create_staff(session, inviter=None, email=email, name=label.title(), role=role,
+                     merchant_id=merchant.id if merchant else None, password=password)
+        people.append(DemoPerson(label=label, role=role.value, email=email, password=password))
+    return people
 
 
 def _enrol_members(session: Session, coalition: list[BuiltMerchant], *, members: int,
@@ -655,11 +691,13 @@ def existing_summary(session: Session, keys_file: Path) -> DemoSummary | None:
     note = None
     working: list[DemoKey] = []
     vouchers: list[Voucher] = []
+    people: list[DemoPerson] = []
     if recorded is None:
         note = (f"The demo's API keys are stored only as hashes, and {keys_file} (where "
                 "`patron demo` keeps them) is missing.")
     else:
-        keys, vouchers = recorded
+        keys, vouchers, recorded_people = recorded
+        people = [person for person in recorded_people if _signs_in(session, person)]
         for key in keys:
             try:
                 authenticate(session, key=key.key)
@@ -677,7 +715,16 @@ def existing_summary(session: Session, keys_file: Path) -> DemoSummary | None:
         "Voucher codes: issue some with POST /v1/offers/{offer_id}/codes (GET /v1/offers "
         "lists the offers).")
     return DemoSummary(keys=working, vouchers=vouchers, samples=samples,
-                       missing_keys=missing, keys_note=note, vouchers_note=vouchers_note)
+                       missing_keys=missing, keys_note=note, vouchers_note=vouchers_note,
+                       people=people, merchant_numbers=[spec.number for spec, _ in demo])
+
+
+def _signs_in(session: Session, person: DemoPerson) -> bool:
+    """Whether a recorded demo sign-in still works (its user exists, with that password)."""
+    user = session.scalars(select(StaffUser).where(
+        StaffUser.email_hash == staff_email_lookup(person.email))).first()
+    return (user is not None and user.disabled_at is None
+            and secret_matches(user.password_hash, person.password))
 
 
 def _find_samples(session: Session, demo: list[tuple[DemoMerchant, Merchant]]

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +53,16 @@ class SampleMember:
 
 
 @dataclass(frozen=True)
+class DemoPerson:
+    """A staff user of the web app the demo made, with the password it chose."""
+
+    label: str
+    role: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
 class DemoSummary:
     keys: list[DemoKey]
     vouchers: list[Voucher]
@@ -63,6 +73,9 @@ class DemoSummary:
     # Why the keys file could not be used (None: it was, or the demo was just built).
     keys_note: str | None = None
     vouchers_note: str | None = None
+    people: list[DemoPerson] = field(default_factory=list)
+    # The merchant numbers, for the join links.
+    merchant_numbers: list[int] = field(default_factory=list)
 
 
 def keys_file_path(database_url: str) -> Path:
@@ -76,13 +89,15 @@ def keys_file_path(database_url: str) -> Path:
     return Path("var") / "demo-keys.json"
 
 
-def write_keys_file(path: Path, keys: list[DemoKey], vouchers: list[Voucher]) -> None:
+def write_keys_file(path: Path, keys: list[DemoKey], vouchers: list[Voucher],
+                    people: list[DemoPerson]) -> None:
     """Replace the keys file at once, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     content = json.dumps({
         "note": KEYS_FILE_NOTE,
         "keys": [{**asdict(key), "role": key.role.value} for key in keys],
         "vouchers": [asdict(voucher) for voucher in vouchers],
+        "people": [asdict(person) for person in people],
     }, indent=2, ensure_ascii=False) + "\n"
     # mkstemp creates the file with mode 0600; os.replace swaps it in whole.
     handle, temporary = tempfile.mkstemp(prefix=".demo-keys-", dir=path.parent)
@@ -95,8 +110,9 @@ def write_keys_file(path: Path, keys: list[DemoKey], vouchers: list[Voucher]) ->
         raise
 
 
-def read_keys_file(path: Path) -> tuple[list[DemoKey], list[Voucher]] | None:
-    """The keys and codes the demo recorded; None when the file is missing or unreadable."""
+def read_keys_file(path: Path) -> tuple[list[DemoKey], list[Voucher], list[DemoPerson]] | None:
+    """The keys, codes and staff sign-ins the demo recorded; None when the file is missing
+    or unreadable."""
     try:
         document: Any = json.loads(path.read_text(encoding="utf-8"))
         keys = [DemoKey(label=str(item["label"]), role=Role(item["role"]),
@@ -105,9 +121,12 @@ def read_keys_file(path: Path) -> tuple[list[DemoKey], list[Voucher]] | None:
                 for item in document["keys"]]
         vouchers = [Voucher(label=str(item["label"]), code=str(item["code"]))
                     for item in document.get("vouchers", [])]
+        people = [DemoPerson(label=str(item["label"]), role=str(item["role"]),
+                             email=str(item["email"]), password=str(item["password"]))
+                  for item in document.get("people", [])]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return keys, vouchers
+    return keys, vouchers, people
 
 
 def patron_command(settings: Settings) -> str:
@@ -154,9 +173,20 @@ def print_summary(summary: DemoSummary, *, settings: Settings, keys_file: Path |
         print(text, file=out)
 
     say(headline)
+    say(f"  Web app:  {base}/  (members: {base}/wallet; staff: {base}/login)")
+    for number in summary.merchant_numbers[:1]:
+        say(f"  Join:     {base}/join?m={number:05d}  (a member's phone: joins and shows "
+            "the wallet)")
     say(f"  API:      {base}/v1")
     say(f"  API docs: {base}/docs")
     say(f"  Health:   {base}/health")
+    if summary.people:
+        say("Staff sign-ins for the web app (kept in the same file as the keys):")
+        for person in summary.people:
+            say(f"  {person.label:26s} {person.email:34s} {person.password}")
+    elif summary.merchant_numbers:
+        say(f"Staff sign-ins: make one with `{patron} staff add --role operator "
+            "--email you@example.com --name You` (it prints an invitation link).")
     if summary.keys:
         kept = ("shown once: they could not be kept" if keys_file is None else
                 f"kept in {_shown(keys_file)}, readable by you only, so that the next run "
