@@ -9,15 +9,16 @@ RUN_DB := sqlite:///./var/patron.db
 
 .PHONY: setup system run test test-sqlite test-postgres lint bench clean messages
 
-# The pages' translations (src/patron/web/locale), compiled from their catalogs at build.
+# The translations (src/patron/web/locale: the pages' messages, the API's problems),
+# compiled from their catalogs at build.
 LOCALE := src/patron/web/locale
-CATALOGS := $(wildcard $(LOCALE)/*/LC_MESSAGES/messages.po)
+CATALOGS := $(wildcard $(LOCALE)/*/LC_MESSAGES/*.po)
 COMPILED := $(CATALOGS:.po=.mo)
 
 setup: system $(STAMP) $(COMPILED)
 
-$(LOCALE)/%/LC_MESSAGES/messages.mo: $(LOCALE)/%/LC_MESSAGES/messages.po $(STAMP)
-	@$(BIN)/pybabel compile --domain messages --input-file $< --output-file $@ --statistics
+$(LOCALE)/%.mo: $(LOCALE)/%.po $(STAMP)
+	@$(BIN)/pybabel compile --input-file $< --output-file $@ --statistics
 
 # After changing a page's text: extract the messages and update every catalog (the new
 # ones arrive untranslated; tests/web/test_catalog.py fails until they are translated).

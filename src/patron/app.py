@@ -30,6 +30,7 @@ from patron import __version__, rawdb
 from patron.config import Settings, get_settings
 from patron.db import Database, unavailable
 from patron.errors import (
+    N_,
     BodyNotUtf8,
     BodyTooDeep,
     PatronError,
@@ -52,6 +53,7 @@ from patron.idempotency.middleware import Idempotency
 from patron.imports import IMPORT_PATHS
 from patron.kit import heap
 from patron.vouchers.fastlane import FastLane
+from patron.web.problems import ProblemLanguage
 
 log = logging.getLogger("patron")
 
@@ -170,13 +172,13 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
         errors.append(FieldError(loc=loc, msg=str(error.get("msg", "")),
                                  type=str(error.get("type", ""))).model_dump())
     if any(error["type"] == "json_invalid" for error in errors):
-        return problem_response(400, "malformed_json", "Malformed JSON",
-                                "the request body is not valid JSON", errors=errors)
+        return problem_response(400, "malformed_json", N_("Malformed JSON"),
+                                N_("the request body is not valid JSON"), errors=errors)
     if errors and all(e["type"] == "missing" and e["loc"] == ["body"] for e in errors):
-        return problem_response(422, "body_required", "Request body required",
-                                "send a JSON object as the request body", errors=errors)
+        return problem_response(422, "body_required", N_("Request body required"),
+                                N_("send a JSON object as the request body"), errors=errors)
     summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-    return problem_response(422, "validation_failed", "Invalid input", summary or "invalid",
+    return problem_response(422, "validation_failed", N_("Invalid input"), summary or "invalid",
                             errors=errors)
 
 
@@ -193,6 +195,11 @@ def _body_unreadable(request: Request, cause: BaseException | None) -> PatronErr
         return BodyTooDeep("the JSON body is nested too deeply; send at most a few levels "
                            "of arrays and objects")
     return None
+
+
+# Starlette's own answers' titles (a path or method no route has), for the problems'
+# catalog: they are translated like every other title.
+STARLETTE_TITLES = (N_("Not Found"), N_("Method Not Allowed"), N_("Unsupported Media Type"))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -315,8 +322,9 @@ def internal_error(_exc: Exception, request_id: str | None = None) -> JSONRespon
     """The answer to an error nobody expected (logged by the caller): a 500 that says
     nothing of it but the request id its log line carries."""
     extra = {"request_id": request_id} if request_id else {}
-    return problem_response(500, "internal_error", "Internal error",
-                            "something went wrong on our side; it has been logged", **extra)
+    return problem_response(500, "internal_error", N_("Internal error"),
+                            N_("something went wrong on our side; it has been logged"),
+                            **extra)
 
 
 def failure_answer(exc: Exception, request_id: str | None = None) -> JSONResponse:
@@ -328,8 +336,9 @@ def failure_answer(exc: Exception, request_id: str | None = None) -> JSONRespons
 
 def unavailable_answer() -> JSONResponse:
     """503 with Retry-After: the register retries or works offline."""
-    response = problem_response(503, "database_unavailable", "Service temporarily unavailable",
-                                "the database cannot take this request now; retry shortly")
+    response = problem_response(503, "database_unavailable",
+                                N_("Service temporarily unavailable"),
+                                N_("the database cannot take this request now; retry shortly"))
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -460,9 +469,11 @@ def with_fast_lane(app: FastAPI) -> ASGIApp:
     if app.state.database.engine.dialect.name != "postgresql":
         return app
     app.state.fast_lane = True
-    # The fast lane answers some requests without the app: the headers wrap it too.
-    return SecurityHeaders(FastLane(app, pool=lambda: app.state.raw_pool,
-                    max_body=app.state.settings.max_body_bytes, failed=failure_answer))
+    # The fast lane answers some requests without the app: the headers (and the problems'
+    # language) wrap it too.
+    return ProblemLanguage(SecurityHeaders(FastLane(
+        app, pool=lambda: app.state.raw_pool, max_body=app.state.settings.max_body_bytes,
+        failed=failure_answer)))
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -509,6 +520,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from patron.scores.endpoints import router as scores_router
     from patron.security.endpoints import router as security_router
     from patron.tenancy.endpoints import router as tenancy_router
+    from patron.vouchers.benefits.endpoints import members_router as progress_router
     from patron.vouchers.benefits.endpoints import router as benefits_router
     from patron.vouchers.endpoints import router as vouchers_router
 
@@ -519,6 +531,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(offline_router)
     app.include_router(security_router)
     app.include_router(benefits_router)
+    app.include_router(progress_router)
     app.include_router(scores_router)
     app.include_router(campaigns_router)
     app.include_router(store_environment_router)
@@ -542,4 +555,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                        larger=dict.fromkeys(IMPORT_PATHS, settings.max_import_bytes))
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ProblemLanguage)
     return app

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
+def N_(message: str) -> str:
+    """Marks a problem's title or detail written outside an error class for the problems'
+    catalog (``patron.web.catalog``), which translates answers by ``Accept-Language``."""
+    return message
+
+
 class PatronError(Exception):
     """A business error with a stable machine-readable ``code`` and an HTTP status."""
 

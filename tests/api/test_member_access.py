@@ -137,6 +137,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/members/{member_id}/vouchers", READ),
     Endpoint("GET", "/v1/members/{member_id}/scores", READ),
     Endpoint("GET", "/v1/members/{member_id}/referral", READ),
+    Endpoint("GET", "/v1/members/{member_id}/benefit-progress", READ),
     Endpoint("GET", "/v1/members/{member_id}/consents", READ),
     Endpoint("GET", "/v1/members/{member_id}/cards", READ),
     Endpoint("GET", "/v1/members/{member_id}/quiet-hours", READ),

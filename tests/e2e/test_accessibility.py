@@ -119,14 +119,21 @@ def test_no_page_has_a_serious_or_critical_accessibility_violation(
                     f"/console/batches/{content['batch']}?lang={language}",
                     f"/console/campaigns?lang={language}",
                     f"/console/campaigns/new?lang={language}",
-                    f"/console/campaigns/{content['campaign']}?lang={language}"],
+                    f"/console/campaigns/{content['campaign']}?lang={language}",
+                    *(f"/console/{section}?lang={language}" for section in (
+                        "program", "benefits", "referrals", "stores", "security",
+                        "settlements", "messages", "messages/new", "webhooks"))],
+        "owner": [f"/console/staff?lang={language}", f"/account?lang={language}"],
         "operator": [f"/operator?lang={language}",
-                     f"/operator/merchants/{world.a.merchant_id}?lang={language}"],
+                     f"/operator/merchants/{world.a.merchant_id}?lang={language}",
+                     *(f"/operator/{section}?lang={language}" for section in (
+                         "rates", "settlements", "staff", "keys", "jobs", "deliveries"))],
     }
     emails = {"cashier": add_staff(database, StaffRole.cashier,
                                    merchant_id=world.a.merchant_id),
               "manager": add_staff(database, StaffRole.manager,
                                    merchant_id=world.a.merchant_id),
+              "owner": add_staff(database, StaffRole.owner, merchant_id=world.a.merchant_id),
               "operator": add_staff(database, StaffRole.operator)}
     found: dict[str, list[dict[str, Any]]] = {}
     for person, paths in people.items():

@@ -40,6 +40,24 @@ MATRIX: dict[str, dict[str, object]] = {
                                      "cashier": 403, "manager": 200, "owner": 200,
                                      "operator": 403, "sales_rep": 403,
                                      "other_manager": 404},
+    **{page: {"anonymous": SIGN_IN, "member": SIGN_IN, "cashier": 403, "manager": 200,
+              "owner": 200, "operator": 403, "sales_rep": 403, "other_manager": 200}
+       for page in ("/console/program", "/console/benefits", "/console/referrals",
+                    "/console/stores", "/console/security", "/console/settlements",
+                    "/console/messages", "/console/webhooks", "/console/offers",
+                    "/console/campaigns")},
+    # The merchant's staff and its roles: the owner's alone.
+    "/console/staff": {"anonymous": SIGN_IN, "member": SIGN_IN, "cashier": 403,
+                       "manager": 403, "owner": 200, "operator": 403, "sales_rep": 403,
+                       "other_manager": 403},
+    **{page: {"anonymous": SIGN_IN, "member": SIGN_IN, "cashier": 403, "manager": 403,
+              "owner": 403, "operator": 200, "sales_rep": 403, "other_manager": 403}
+       for page in ("/operator", "/operator/rates", "/operator/settlements",
+                    "/operator/staff", "/operator/keys", "/operator/jobs",
+                    "/operator/deliveries")},
+    # Every staff user's own account; nobody else's.
+    "/account": {"anonymous": SIGN_IN, "member": SIGN_IN, "cashier": 200, "manager": 200,
+                 "owner": 200, "operator": 200, "sales_rep": 200, "other_manager": 200},
     "/join": {p: 200 for p in PEOPLE},
     "/login": {p: 200 for p in PEOPLE},
     "/": {p: 200 for p in PEOPLE},

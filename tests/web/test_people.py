@@ -3,6 +3,7 @@ invitations, the session cookie (flags, fixation, signing out) and CSRF."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -160,3 +161,30 @@ def test_a_page_names_no_outside_address_and_carries_the_security_headers(
     assert "unsafe-eval" not in policy and "frame-ancestors 'none'" in policy
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_staff_user_sets_up_an_authenticator_on_their_account_page(
+        app: Any, database: Database, world: World) -> None:
+    email = add_staff(database, StaffRole.cashier, merchant_id=world.a.merchant_id)
+    client = browser(app)
+    landed = sign_in(client, email)
+    account = client.get("/account")
+    assert account.status_code == 200 and email in account.text
+    started = client.post("/account/totp", data={"csrf_token": csrf(landed)})
+    secret = re.search(r'name="secret" value="([A-Z2-7]+)"', started.text)
+    assert started.status_code == 200 and secret
+    wrong = client.post("/account/totp/confirm", data={
+        "csrf_token": csrf(started), "secret": secret.group(1), "code": "000000"})
+    assert wrong.status_code == 401 and 'id="e-code"' in wrong.text
+    tampered = client.post("/account/totp/confirm", data={
+        "csrf_token": csrf(started), "secret": "not base32!", "code": "123456"})
+    assert tampered.status_code == 401
+    done = client.post("/account/totp/confirm", data={
+        "csrf_token": csrf(started), "secret": secret.group(1),
+        "code": totp.totp(secret.group(1), time.time())})
+    assert done.url.path == "/account" and "set up" in text_of(done)
+    # Signing in again now asks for the code.
+    again = browser(app)
+    assert sign_in(again, email).url.path == "/login/second-factor"
+    # Nobody signed in: the account page sends to the sign-in page.
+    assert browser(app).get("/account", follow_redirects=False).status_code == 303

@@ -21,6 +21,14 @@ def new_secret() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode()
 
 
+def valid_secret(secret: str) -> bool:
+    """Whether ``secret`` is base32 of at least 80 bits (what an authenticator takes)."""
+    try:
+        return len(base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))) >= 10
+    except (ValueError, TypeError):
+        return False
+
+
 def hotp(secret: str, counter: int) -> str:
     key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
     digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()

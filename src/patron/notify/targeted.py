@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -143,6 +144,41 @@ def send(session: Session, *, actor: Principal, data: MessageWrite) -> MessageRe
                                       voucher_id=voucher_id))
     session.flush()
     return _read(session, message)
+
+
+@dataclass(frozen=True)
+class MessageListed:
+    """A targeted message in a list: what it said, when, and to how many."""
+
+    id: uuid.UUID
+    merchant_id: uuid.UUID
+    channel: str
+    subject: str | None
+    text: str
+    created_at: datetime
+    selected: int
+    sent: int  # messages made (the reachable members)
+
+
+def list_messages(session: Session, *, actor: Principal,
+                  limit: int = 100) -> list[MessageListed]:
+    """The merchant's targeted messages, newest first (the operator: every merchant's);
+    each one's figures are ``get_message``'s."""
+    actor.require(Role.operator, Role.merchant)
+    sent = (select(func.count()).select_from(TargetedRecipient)
+            .where(TargetedRecipient.merchant_id == TargetedMessage.merchant_id,
+                   TargetedRecipient.message_id == TargetedMessage.id)
+            .correlate(TargetedMessage).scalar_subquery())
+    statement = select(TargetedMessage, sent)
+    if actor.role != Role.operator:
+        statement = statement.where(TargetedMessage.merchant_id == actor.merchant_id)
+    rows = session.execute(statement.order_by(TargetedMessage.created_at.desc(),
+                                              TargetedMessage.id.desc()).limit(limit))
+    return [MessageListed(id=message.id, merchant_id=message.merchant_id,
+                          channel=message.channel, subject=message.subject, text=message.text,
+                          created_at=message.created_at, selected=message.selected,
+                          sent=int(count or 0))
+            for message, count in rows]
 
 
 def get_message(session: Session, *, actor: Principal, message_id: uuid.UUID) -> MessageRead:

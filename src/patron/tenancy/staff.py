@@ -6,6 +6,7 @@ module keeps the accounts and answers who a browser's session is."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from patron.config import get_settings
 from patron.db import flush_or_raise, rowcount
-from patron.errors import Forbidden, NotFound
+from patron.errors import Conflict, Forbidden, NotFound
 from patron.kit import totp
 from patron.kit.clock import utcnow
 from patron.kit.crypto import decrypt, encrypt, lookup_hash, random_token, token_hash
@@ -46,6 +47,7 @@ from patron.tenancy.service import Principal
 
 STAFF_EMAIL = "staff.email"
 TOTP_SECRET = "staff.totp"  # noqa: S105 - an encryption context, not a secret
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PASSWORD_MIN = 10
 PASSWORD_MAX = 200
 INVITATION_LIFETIME = timedelta(days=7)
@@ -87,6 +89,11 @@ def create_staff(session: Session, *, inviter: StaffUser | None, email: str, nam
         if inviter_role != StaffRole.operator:
             merchant_id = inviter.merchant_id
     _check_scope(session, role=role, merchant_id=merchant_id, store_id=store_id)
+    if not EMAIL.fullmatch(email.strip()) or len(email.strip()) > 254:
+        raise InvalidStaffScope("give the person's e-mail address, such as "
+                                "hana@example.com", field="email")
+    if not name.strip() or len(name) > 200:
+        raise InvalidStaffScope("give the person's name, up to 200 characters", field="name")
     if password is not None:
         check_password(password)
     key = get_settings().encryption_key
@@ -160,6 +167,37 @@ def list_staff(session: Session, *, viewer: StaffUser) -> list[StaffUser]:
     if StaffRole(viewer.role) != StaffRole.operator:
         query = query.where(StaffUser.merchant_id == viewer.merchant_id)
     return list(session.scalars(query))
+
+
+class StaffSelfDisable(Conflict):
+    code = "staff_self_disable"
+    title = "You cannot disable your own account"
+
+
+def disable_staff(session: Session, *, actor_user: StaffUser, staff_id: uuid.UUID
+                  ) -> StaffUser:
+    """Disable a staff user of the actor's merchant: they can no longer sign in, and every
+    browser they are signed in on is signed out at once (their sessions are deleted).
+
+    Only the merchant's owner, and never their own account (so that a merchant keeps an
+    owner who can sign in). Another merchant's staff, the operator's and the coalition's
+    sales representatives are not found (404, as an unknown id). Disabling a disabled
+    user changes nothing."""
+    user = session.get(StaffUser, staff_id)
+    if (user is None or user.merchant_id is None
+            or user.merchant_id != actor_user.merchant_id):
+        raise NotFound("no such staff user")
+    if StaffRole(actor_user.role) != StaffRole.owner or actor_user.disabled_at is not None:
+        raise Forbidden("only the merchant's owner disables its staff")
+    if user.id == actor_user.id:
+        raise StaffSelfDisable("ask another owner of the merchant to disable your account",
+                               field="staff_id")
+    session.execute(update(StaffUser).where(StaffUser.id == user.id,
+                                            StaffUser.disabled_at.is_(None))
+                    .values(disabled_at=utcnow()))
+    session.execute(delete(StaffSession).where(StaffSession.staff_user_id == user.id))
+    session.refresh(user)
+    return user
 
 
 # --- signing in ------------------------------------------------------------------------
@@ -278,8 +316,14 @@ def start_totp(user: StaffUser) -> tuple[str, str]:
 
 
 def enable_totp(session: Session, *, user: StaffUser, secret: str, code: str) -> None:
+    """Turn the second factor on with ``secret``, once a code made from it passes; an
+    account that has one keeps it (a new one needs the old one removed first)."""
     now = utcnow()
-    if totp.matching_step(secret, code.strip(), now.timestamp()) is None:
+    if user.totp_secret_enc is not None:
+        raise SecondFactorIncorrect("the authenticator is already set up for this account",
+                                    field="code")
+    if not totp.valid_secret(secret) or \
+            totp.matching_step(secret, code.strip(), now.timestamp()) is None:
         raise SecondFactorIncorrect("the code does not match; scan the QR code again and "
                                     "enter the code the app shows now", field="code")
     user.totp_secret_enc = encrypt(get_settings().encryption_key, secret, context=TOTP_SECRET)

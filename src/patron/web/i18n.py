@@ -20,27 +20,30 @@ from babel.support import NullTranslations, Translations
 from patron.kit.i18n import BABEL_LOCALES, DEFAULT_LANGUAGE, from_accept_language, supported
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+# The pages' text; and the API's problems (titles and details), by Accept-Language.
 DOMAIN = "messages"
+PROBLEMS = "problems"
+DOMAINS = (DOMAIN, PROBLEMS)
 
 
-@lru_cache(maxsize=len(BABEL_LOCALES))
-def translations(language: str) -> NullTranslations:
+@lru_cache(maxsize=len(BABEL_LOCALES) * len(DOMAINS))
+def translations(language: str, domain: str = DOMAIN) -> NullTranslations:
     """The catalog of ``language``: the compiled ``.mo`` that ``make setup`` writes, else
     the ``.po`` it is compiled from (an install that did not run the build step); English
     is the messages themselves."""
     if language == DEFAULT_LANGUAGE:
         return NullTranslations()
     folder = LOCALE_DIR / BABEL_LOCALES[language] / "LC_MESSAGES"
-    compiled = folder / f"{DOMAIN}.mo"
+    compiled = folder / f"{domain}.mo"
     if compiled.exists():
         with compiled.open("rb") as source:
-            return Translations(source, domain=DOMAIN)
-    with (folder / f"{DOMAIN}.po").open("rb") as source:
+            return Translations(source, domain=domain)
+    with (folder / f"{domain}.po").open("rb") as source:
         catalog = read_po(source)
     buffer = io.BytesIO()
     write_mo(buffer, catalog)
     buffer.seek(0)
-    return Translations(buffer, domain=DOMAIN)
+    return Translations(buffer, domain=domain)
 
 
 def language_of(chosen: str | None, accept_language: str | None) -> str:

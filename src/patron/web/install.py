@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from patron.web.pages import console, operator, register, staff, wallet
+from patron.web.pages import (
+    console,
+    console_activity,
+    console_setup,
+    operator,
+    operator_sections,
+    register,
+    staff,
+    wallet,
+)
 from patron.web.pages.common import PageRefused, language, refusal_page, remember_language
 from patron.web.render import STATIC, STATIC_URL, render
 from patron.web.routing import Static, page_router
@@ -28,5 +37,6 @@ def install(app: FastAPI) -> None:
     app.mount(STATIC_URL, Static(directory=STATIC), name="static")
     app.state.page_not_found = not_found_page
     for module_router in (home, wallet.router, staff.router, register.router,
-                          console.router, operator.router):
+                          console.router, console_setup.router, console_activity.router,
+                          operator.router, operator_sections.router):
         app.include_router(module_router)

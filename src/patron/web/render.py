@@ -50,10 +50,9 @@ def _gettext(context: Context, message: str, **variables: Any) -> str:
 
 
 @pass_context
-def _ngettext(context: Context, singular: str, plural: str, count: int,
-              **variables: Any) -> str:
-    text = i18n.translations(_language(context)).ungettext(singular, plural, count)
-    return text % {"num": count, **variables}
+def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
+    # Jinja's newstyle call fills the placeholders (`num` and the others) itself.
+    return str(i18n.translations(_language(context)).ungettext(singular, plural, count))
 
 
 def _environment() -> Environment:

@@ -7,9 +7,14 @@ from fastapi import APIRouter
 from patron.http import AUTHED, Caller, Db, NoBody, PageQuery, problems
 from patron.kit.pagination import Page, by_creation
 from patron.vouchers.benefits import service
-from patron.vouchers.benefits.schemas import BenefitRuleRead, BenefitRuleWrite
+from patron.vouchers.benefits.schemas import (
+    BenefitProgressRead,
+    BenefitRuleRead,
+    BenefitRuleWrite,
+)
 
 router = APIRouter(prefix="/v1/benefit-rules", tags=["benefits"])
+members_router = APIRouter(prefix="/v1/members", tags=["benefits"])
 
 
 @router.post("", status_code=201, response_model=BenefitRuleRead,
@@ -54,3 +59,17 @@ def deactivate_rule(rule_id: uuid.UUID, db: Db, caller: Caller) -> BenefitRuleRe
     in the wallets. Deactivating a stopped rule answers the same and changes nothing."""
     with db.session_scope() as session:
         return service.deactivate_rule(session, actor=caller, rule_id=rule_id)
+
+
+@members_router.get("/{member_id}/benefit-progress", response_model=Page[BenefitProgressRead],
+                    responses=problems(*AUTHED))
+def member_progress(member_id: uuid.UUID, db: Db, caller: Caller,
+                    paging: PageQuery) -> Page[BenefitProgressRead]:
+    """The member's place on each active benefit rule, as a stamp card shows it ("7 of
+    10"): a merchant's keys see their own merchant's rules and the coalition's, the
+    operator every rule of the merchants the member belongs to. Who may: as for reading the
+    member (docs/tenancy.md)."""
+    with db.read_scope() as session:
+        return paging.page(service.member_progress(session, actor=caller,
+                                                   member_id=member_id),
+                           key=lambda card: (card.created_at, str(card.rule_id)))

@@ -110,3 +110,12 @@ def to_issue(span: tuple[int, int] | None) -> list[int]:
         return []
     first, last = span
     return list(range(first, min(last, first + MAX_BENEFITS_PER_PURCHASE - 1) + 1))
+
+
+def position(mode: Mode, *, threshold: int, count: int) -> tuple[int, int]:
+    """Where a member's count stands on a rule, as a card shows it: (filled, completed).
+    ``every``: the stamps on the current card (``count`` mod ``threshold``) and the cards
+    completed; ``once``: the count up to the threshold, and 1 once it is reached."""
+    if mode == Mode.every:
+        return count % threshold, count // threshold
+    return min(count, threshold), 1 if count >= threshold else 0

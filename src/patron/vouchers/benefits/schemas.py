@@ -46,3 +46,21 @@ class BenefitRuleRead(BaseModel):
     issued: int = Field(description="Benefits issued by this rule and not revoked")
     created_at: datetime
     deactivated_at: datetime | None
+
+
+class BenefitProgressRead(BaseModel):
+    """A member's place on one active benefit rule: a stamp card's "7 of 10"."""
+
+    rule_id: uuid.UUID
+    merchant_id: uuid.UUID | None = Field(description="null: a coalition (miles) rule")
+    merchant_name: str | None
+    name: str
+    measure: Measure
+    mode: Mode
+    threshold: int
+    count: int = Field(description="What the member has counted towards it so far, in all")
+    filled: int = Field(description="On the current card: `count` mod `threshold` for "
+                                    "`every`, `count` up to `threshold` for `once`")
+    completed: int = Field(description="Cards completed (benefits earned by this rule)")
+    offer_name: str = Field(description="What a completed card gives")
+    created_at: datetime = Field(description="When the rule was made (the list's order)")

@@ -33,6 +33,8 @@ from sqlalchemy.orm import Session
 from patron.db import insert_for, rowcount
 from patron.errors import Forbidden
 from patron.kit.clock import utcnow
+from patron.members.models import Membership
+from patron.members.service import get_member
 from patron.notify.outbox import EventType, emit
 from patron.pos.models import PosTransactionLine
 from patron.pos.schemas import IssuedBenefitRead
@@ -56,7 +58,11 @@ from patron.vouchers.benefits.models import (
     IssuedBenefit,
 )
 from patron.vouchers.benefits.rules import Measure, Mode
-from patron.vouchers.benefits.schemas import BenefitRuleRead, BenefitRuleWrite
+from patron.vouchers.benefits.schemas import (
+    BenefitProgressRead,
+    BenefitRuleRead,
+    BenefitRuleWrite,
+)
 from patron.vouchers.errors import OfferNotFound
 from patron.vouchers.models import Offer, Voucher
 
@@ -195,6 +201,41 @@ def deactivate_rule(session: Session, *, actor: Principal,
                     .values(deactivated_at=utcnow()))
     session.refresh(rule)
     return read_rule(session, rule)
+
+
+def member_progress(session: Session, *, actor: Principal,
+                    member_id: uuid.UUID) -> list[BenefitProgressRead]:
+    """The member's place on every active rule that counts for them: for a merchant's keys
+    their own merchant's rules and the coalition's; for the operator and the member
+    themselves every merchant the member belongs to, and the coalition's. Rules without a
+    count yet show 0."""
+    member = get_member(session, actor=actor, member_id=member_id)
+    merchants: list[uuid.UUID] | None
+    if actor.role in (Role.operator, Role.member):
+        merchants = list(session.scalars(select(Membership.merchant_id).where(
+            Membership.member_id == member.id)))
+    else:
+        merchants = [actor.merchant_id] if actor.merchant_id else []
+    rows = session.execute(
+        select(BenefitRule, Offer.name, Merchant.name, BenefitProgress.count)
+        .join(Offer, Offer.id == BenefitRule.offer_id)
+        .outerjoin(Merchant, Merchant.id == BenefitRule.merchant_id)
+        .outerjoin(BenefitProgress, (BenefitProgress.rule_id == BenefitRule.id)
+                   & (BenefitProgress.member_id == member.id))
+        .where(BenefitRule.deactivated_at.is_(None),
+               BenefitRule.merchant_id.in_(merchants) | BenefitRule.merchant_id.is_(None))
+        .order_by(Merchant.name, BenefitRule.created_at, BenefitRule.id))
+    answer = []
+    for rule, offer_name, merchant_name, count in rows:
+        mode = Mode(rule.mode)
+        filled, completed = rules.position(mode, threshold=rule.threshold,
+                                           count=int(count or 0))
+        answer.append(BenefitProgressRead(
+            rule_id=rule.id, merchant_id=rule.merchant_id, merchant_name=merchant_name,
+            name=rule.name, measure=Measure(rule.measure), mode=mode,
+            threshold=rule.threshold, count=int(count or 0), filled=filled,
+            completed=completed, offer_name=offer_name, created_at=rule.created_at))
+    return answer
 
 
 # --- a purchase -------------------------------------------------------------------------

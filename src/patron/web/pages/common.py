@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from patron.errors import PatronError
 from patron.kit.i18n import supported
 from patron.web import i18n
+from patron.web.i18n import PROBLEMS
 from patron.web.render import render, translate
 from patron.web.security import (
     PAGE_HEADERS,
@@ -78,13 +79,14 @@ def field_errors(exc: PatronError, language_code: str,
 
 
 def problem_text(exc: PatronError, language_code: str) -> str:
-    """What a person reads of a refusal: the title in their language (the catalog holds
-    every error title a page can meet), with the detail in English when there is no
-    translation of it."""
-    translated = translate(language_code, exc.detail)
-    if translated != exc.detail or language_code == "en":
-        return translated
-    return translate(language_code, exc.title)
+    """What a person reads of a refusal, in their language: its detail where the problems'
+    catalog holds it (a fixed sentence), else its title (every title is there); English
+    as it is."""
+    catalog = i18n.translations(language_code, PROBLEMS)
+    if language_code == "en":
+        return exc.detail
+    detail = catalog.ugettext(exc.detail)
+    return detail if detail != exc.detail else catalog.ugettext(exc.title)
 
 
 def refusal_page(request: Request, refusal: PageRefused) -> Response:

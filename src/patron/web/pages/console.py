@@ -425,16 +425,19 @@ def _campaign_errors(errors: list[dict[str, Any]], origin: list[int], code: str
     shown: dict[str, str] = {}
     for error in errors:
         loc = [part for part in error.get("loc", ()) if part != "body"]
-        message = _problem_message(str(error.get("type", "")), str(error.get("msg", "")), code)
+        detail = str(error.get("msg", ""))
         if loc[:1] == ["conditions"]:
             index = next((part for part in loc if isinstance(part, int)), None)
             part = next((p for p in reversed(loc) if p in ("field", "key", "op", "value")),
-                        "value")
+                        "")
+            message = _problem_message(part, detail, code)
             if index is not None and index < len(origin):
-                shown.setdefault(f"cond_{part}_{origin[index]}", message)
+                shown.setdefault(f"cond_{part or 'field'}_{origin[index]}", message)
             else:
                 shown.setdefault("conditions", message)
-        elif loc[:1] == ["actions"]:
+            continue
+        message = _problem_message("", detail, code)
+        if loc[:1] == ["actions"]:
             field = {"offer_id": "offer_id", "points": "points",
                      "multiplier_bp": "multiplier", "text": "message"}.get(
                 str(loc[-1]), "action")
@@ -448,15 +451,15 @@ def _campaign_errors(errors: list[dict[str, Any]], origin: list[int], code: str
     return shown
 
 
-def _problem_message(kind: str, detail: str, code: str) -> str:
+def _problem_message(part: str, detail: str, code: str) -> str:
+    """A condition row's problem, said for the part of the row it is at."""
     messages = {
-        "unknown_field": translate(code, "Choose a field from the list."),
         "field": translate(code, "Choose a field from the list."),
         "op": translate(code, "This comparison does not fit the field."),
         "value": translate(code, "This value does not fit the field and comparison."),
         "key": translate(code, "This field needs a key (a category or item code)."),
     }
-    return messages.get(kind) or translate(code, "Check this value: %(problem)s",
+    return messages.get(part) or translate(code, "Check this value: %(problem)s",
                                            problem=detail)
 
 

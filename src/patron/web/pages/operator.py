@@ -24,6 +24,7 @@ from patron.tenancy.schemas import MerchantCreate, StoreCreate, TerminalCreate
 from patron.tenancy.service import Principal
 from patron.tenancy.staff import StaffContext
 from patron.web.pages.common import (
+    PageRefused,
     field_errors,
     form_of,
     language,
@@ -207,6 +208,8 @@ async def invite_staff(request: Request, merchant_id: uuid.UUID) -> Response:
             raise ValueError(values["role"])
         with _db(request).session_scope() as session:
             inviter = session.get(StaffUser, found.user_id)
+            if inviter is None:  # signed out since: never invite as the system
+                raise PageRefused(303, location="/login")
             _user, token = accounts.create_staff(
                 session, inviter=inviter, email=values["email"], name=values["name"][:200],
                 role=role, merchant_id=merchant_id)

@@ -4,6 +4,7 @@ staff page makes (``staff_in``)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
@@ -13,8 +14,10 @@ from sqlalchemy.orm import Session
 from patron.config import get_settings
 from patron.db import Database
 from patron.errors import PatronError
+from patron.identity import images
+from patron.kit import totp
 from patron.tenancy import staff
-from patron.tenancy.models import StaffRole
+from patron.tenancy.models import StaffRole, StaffUser
 from patron.tenancy.rules import Area, may_open
 from patron.tenancy.service import Principal
 from patron.tenancy.staff import StaffContext
@@ -27,7 +30,7 @@ from patron.web.pages.common import (
     remember_language,
     text,
 )
-from patron.web.render import render, translate
+from patron.web.render import data_uri, render, translate
 from patron.web.routing import page_router
 from patron.web.security import (
     STAFF_COOKIE,
@@ -42,10 +45,11 @@ from patron.web.security import (
 router = page_router()
 
 LOGIN = "/login"
-# Where each role lands after signing in.
+# Where each role lands after signing in. A sales representative's own pages (the map,
+# the visit plan) are not built yet: until then, their account.
 HOME = {StaffRole.operator: "/operator", StaffRole.owner: "/console",
         StaffRole.manager: "/console", StaffRole.cashier: "/register",
-        StaffRole.sales_rep: "/rep"}
+        StaffRole.sales_rep: "/account"}
 
 
 def _db(request: Request) -> Database:
@@ -177,3 +181,70 @@ async def accept_invitation(request: Request, token: str) -> Response:
                           email=staff.email_of(user), token=token, status=refusal.status,
                           errors=field_errors(refusal, code, "password"))
     return redirect(request, f"{LOGIN}?welcome=1")
+
+
+# --- the staff user's own account --------------------------------------------------------------
+
+def _account(session: Session, request: Request) -> tuple[StaffContext, str]:
+    found = staff.staff_of_session(session, read_cookie(request, STAFF_COOKIE))
+    if found is None:
+        raise PageRefused(303, location=sign_in_address(LOGIN, request))
+    return found, language(request, found.language)
+
+
+def _account_page(request: Request, session: Session, found: StaffContext, code: str,
+                  **values: Any) -> Response:
+    user = session.get(StaffUser, found.user_id)
+    assert user is not None
+    return remember_language(request, render(
+        request, "account.html", code, staff=found, email=staff.email_of(user),
+        has_totp=user.totp_secret_enc is not None, home=HOME[found.role],
+        **{"errors": {}, "enrol": None, "done": request.query_params.get("done"),
+           **values}))
+
+
+@router.get("/account")
+def account_page(request: Request) -> Response:
+    """A signed-in staff user's own account: who they are, their second factor."""
+    with _db(request).session_scope() as session:
+        found, code = _account(session, request)
+        return _account_page(request, session, found, code)
+
+
+@router.post("/account/totp")
+async def start_second_factor(request: Request) -> Response:
+    """A new authenticator secret to scan (not saved until a code made from it passes)."""
+    await form_of(request)
+    with _db(request).session_scope() as session:
+        found, code = _account(session, request)
+        user = session.get(StaffUser, found.user_id)
+        assert user is not None
+        secret, address = staff.start_totp(user)
+        return _account_page(request, session, found, code, enrol={
+            "secret": secret, "qr": data_uri(images.qr_svg(address))})
+
+
+@router.post("/account/totp/confirm")
+async def confirm_second_factor(request: Request) -> Response:
+    form = await form_of(request)
+    secret = text(form, "secret")
+    try:
+        with _db(request).session_scope() as session:
+            found, code = _account(session, request)
+            user = session.get(StaffUser, found.user_id)
+            assert user is not None
+            staff.enable_totp(session, user=user, secret=secret, code=text(form, "code"))
+    except PatronError as refusal:
+        if refusal.status in (403, 404):
+            raise
+        with _db(request).session_scope() as session:
+            found, code = _account(session, request)
+            user = session.get(StaffUser, found.user_id)
+            assert user is not None
+            enrol = ({"secret": secret, "qr": data_uri(images.qr_svg(totp.provisioning_uri(
+                secret, account=staff.email_of(user), issuer="Patron")))}
+                if totp.valid_secret(secret) else None)
+            return _account_page(request, session, found, code, enrol=enrol,
+                                 errors=field_errors(refusal, code, "code"),
+                                 status=refusal.status)
+    return redirect(request, "/account?done=totp")

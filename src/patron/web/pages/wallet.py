@@ -37,6 +37,7 @@ from patron.privacy import export as member_export
 from patron.referrals import service as referrals
 from patron.tenancy.models import Merchant
 from patron.vouchers import service as vouchers
+from patron.vouchers.benefits import service as benefits
 from patron.web.pages.common import (
     PageRefused,
     field_errors,
@@ -170,12 +171,14 @@ def wallet_page(request: Request) -> Response:
         codes = vouchers.wallet(session, member_id=member.id, merchant_id=None)
         referral = referrals.member_referral(session, member=member, now=utcnow())
         consents = members.consent_history(session, actor=actor, member_id=member.id)
+        progress = benefits.member_progress(session, actor=actor, member_id=member.id)
         merchant_names = {b.merchant_id: b.merchant_name for b in balances.points}
         response = render(
             request, "wallet.html", code, member=member, balances=balances,
             history=history.items, vouchers=[v for v in codes if v.status == "active"],
             past_vouchers=[v for v in codes if v.status != "active"],
-            referral=referral, consent_rows=_consent_rows(consents, merchant_names),
+            referral=referral, progress=progress,
+            consent_rows=_consent_rows(consents, merchant_names),
             consent_history=consents.history, merchant_names=merchant_names,
             card=_card(member), barcodes=_voucher_barcodes(codes),
             devices=wallet.devices(session, member_id=member.id), this_device=me.device_id,
