@@ -5,6 +5,7 @@ from patron.coalition import models as coalition_models
 from patron.db import Base
 from patron.idempotency import models as idempotency_models
 from patron.identity import models as identity_models
+from patron.jobs import models as jobs_models
 from patron.ledger import models as ledger_models
 from patron.members import models as members_models
 from patron.notify import models as notify_models
@@ -30,3 +31,4 @@ __all__ += ["security_models"]
 __all__ += ["campaigns_models"]
 __all__ += ["referrals_models"]
 __all__ += ["idempotency_models"]
+__all__ += ["jobs_models"]

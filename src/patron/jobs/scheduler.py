@@ -27,6 +27,7 @@ from patron.jobs.background import Background
 from patron.jobs.expiry import run_expiry, run_expiry_notices
 from patron.jobs.holds import run_hold_release
 from patron.jobs.lease import Lease, lease_for
+from patron.jobs.status import record_run
 from patron.kit.clock import utcnow
 from patron.scores.refit import PENALISED, run_refits
 from patron.vouchers.batches import resume_stale
@@ -139,14 +140,20 @@ def run_all(database: Database, now: datetime | None = None, *,
     now = now or utcnow()
     reports = []
     for job in jobs:
+        started = utcnow()
         try:
-            reports.append(JobReport(job.name, job.run(database, now, None), failed=False))
+            report = JobReport(job.name, job.run(database, now, None), failed=False)
+            outcome = "ok"
         except JobFailed as exc:
-            reports.append(JobReport(job.name, str(exc), failed=True))
+            report, outcome = JobReport(job.name, str(exc), failed=True), "partial"
         except Exception as exc:
             log.exception("job %s failed", job.name)
-            reports.append(JobReport(job.name, f"failed: {type(exc).__name__} (see the log)",
-                                     failed=True))
+            report = JobReport(job.name, f"failed: {type(exc).__name__} (see the log)",
+                               failed=True)
+            outcome = "failed"
+        reports.append(report)
+        record_run(database, job=job.name, started_at=started, finished_at=utcnow(),
+                   outcome=outcome, summary=report.summary)
     return reports
 
 
@@ -193,20 +200,29 @@ class Scheduler(Background):
             if job.every is not None and last is not None \
                     and started - last < job.every.total_seconds():
                 continue
+            started_at = utcnow()
             try:
-                summary = job.run(self.database, utcnow(), self._stop)
+                summary = job.run(self.database, started_at, self._stop)
             except JobFailed as exc:
                 self._last_run[job.name] = started
                 log.error("job %s failed in part: %s (%.1f s)", job.name, exc,
                           time.monotonic() - started)
+                self._record(job, started_at, "partial", str(exc))
                 continue
-            except Exception:
+            except Exception as exc:
                 # Jobs are safe to repeat: the next tick tries again.
                 log.exception("job %s failed", job.name)
+                self._record(job, started_at, "failed",
+                             f"failed: {type(exc).__name__} (see the log)")
                 continue
             self._last_run[job.name] = started
             log.info("job %s: %s (%.1f s)", job.name, summary, time.monotonic() - started)
+            self._record(job, started_at, "ok", summary)
         return True
+
+    def _record(self, job: Job, started_at: datetime, outcome: str, summary: str) -> None:
+        record_run(self.database, job=job.name, started_at=started_at, finished_at=utcnow(),
+                   outcome=outcome, summary=summary)
 
 
 def start_scheduler(database: Database, settings: Settings) -> Scheduler | None:

@@ -1,67 +1,69 @@
-"""What can be known of the scheduled jobs without changing how they run (read only).
-
-Nothing records a job's runs: the scheduler keeps the time of each job's last run in the
-memory of the process that holds the lease (for ``every``), and writes each run's summary
-to the log (logger ``patron.jobs``). What the database does hold is the work some jobs
-leave behind, so this reads, per job, its schedule and the newest trace of its own work —
-the last time it *did* something, which is not the last time it ran (a run with nothing
-to do leaves nothing). A job whose work is also done elsewhere, or leaves no row, has no
-trace here. On PostgreSQL it also tells whether some process holds the jobs' lease (the
-advisory lock ``patron.jobs.lease`` takes), without taking it.
-"""
+"""The scheduled jobs' runs: each run recorded when it ends (``record_run``, by the
+scheduler and by ``patron jobs run``), and what the operator's console reads of them
+(``job_statuses``); whether some process holds the jobs' lease (PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from patron.campaigns.models import CampaignOutcome, StoreWeather
+from patron.db import Database, insert_for
 from patron.jobs.lease import LOCK_KEYS
-from patron.jobs.scheduler import JOBS, Job
-from patron.ledger.models import EntryKind, JournalEntry
-from patron.notify.models import OutboxEvent
-from patron.notify.outbox import EventType
-from patron.scores.models import ScoreModel
+from patron.jobs.models import JobRun
 
-# The newest trace of each job's own work: which trace it is (what the page calls it)
-# and the statement that reads its time.
-TRACES: dict[str, tuple[str, Callable[[], Select[Any]]]] = {
-    "expire-points": ("expiry_entry", lambda: select(func.max(JournalEntry.created_at)).where(
-        JournalEntry.kind == EntryKind.expire.value)),
-    "expiry-notices": ("expiry_notice", lambda: select(func.max(OutboxEvent.created_at)).where(
-        OutboxEvent.type == EventType.points_expiring.value)),
-    "refit-scores": ("score_refit", lambda: select(func.max(ScoreModel.fitted_at))),
-    "campaign-calendar": ("calendar_outcome", lambda: select(
-        func.max(CampaignOutcome.created_at)).where(or_(
-            CampaignOutcome.occasion.like("birthday:%"),
-            CampaignOutcome.occasion.like("schedule:%")))),
-    # Weather a store's system pushes is recorded as "api"; the feed names itself.
-    "weather-feed": ("weather_pull", lambda: select(func.max(StoreWeather.updated_at)).where(
-        StoreWeather.source != "api")),
-}
+if TYPE_CHECKING:
+    from patron.jobs.scheduler import Job
+
+log = logging.getLogger("patron.jobs")
+
+OUTCOMES = ("ok", "partial", "failed")
+SUMMARY_CHARS = 500
+
+
+def record_run(database: Database, *, job: str, started_at: datetime, finished_at: datetime,
+               outcome: str, summary: str) -> None:
+    """Keep a job's run as its last (one statement, in a transaction of its own, after the
+    job's): a run is recorded whatever it did, and failing to record it never fails the
+    job — it is logged."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    values = {"job": job, "started_at": started_at, "finished_at": finished_at,
+              "outcome": outcome, "summary": summary[:SUMMARY_CHARS],
+              "last_ok_at": finished_at if outcome == "ok" else None, "runs": 1}
+    try:
+        with database.session_scope() as session:
+            statement = insert_for(session, JobRun).values(**values)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=["job"],
+                set_={"started_at": statement.excluded.started_at,
+                      "finished_at": statement.excluded.finished_at,
+                      "outcome": statement.excluded.outcome,
+                      "summary": statement.excluded.summary,
+                      "last_ok_at": func.coalesce(statement.excluded.last_ok_at,
+                                                  JobRun.last_ok_at),
+                      "runs": JobRun.runs + 1}))
+    except Exception:
+        log.exception("could not record the run of job %s", job)
 
 
 @dataclass(frozen=True)
 class JobStatus:
     name: str
     every: timedelta | None  # None: at every tick of the scheduler
-    trace: str | None  # which trace of its work is read; None: it leaves none of its own
-    last_trace_at: datetime | None
+    last: JobRun | None  # its last run; None: never ran here
 
 
-def job_statuses(session: Session, *, jobs: Sequence[Job] = JOBS) -> list[JobStatus]:
-    statuses = []
-    for job in jobs:
-        trace, statement = TRACES.get(job.name, (None, None))
-        statuses.append(JobStatus(
-            name=job.name, every=job.every, trace=trace,
-            last_trace_at=session.scalar(statement()) if statement is not None else None))
-    return statuses
+def job_statuses(session: Session, *, jobs: Sequence[Job]) -> list[JobStatus]:
+    """Each job, in the order they run, with its last recorded run."""
+    runs = {run.job: run for run in session.scalars(select(JobRun))}
+    return [JobStatus(name=job.name, every=job.every, last=runs.get(job.name))
+            for job in jobs]
 
 
 def lease_held(session: Session, purpose: str = "jobs") -> bool | None:

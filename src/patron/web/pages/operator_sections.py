@@ -22,6 +22,7 @@ from patron.coalition.schemas import RatesWrite
 from patron.db import Database
 from patron.errors import PatronError
 from patron.jobs import status as job_status
+from patron.jobs.scheduler import JOBS
 from patron.kit.clock import utcnow
 from patron.notify.health import delivery_health
 from patron.tenancy import service as tenancy
@@ -305,7 +306,7 @@ def jobs_page(request: Request) -> Response:
     with _db(request).session_scope() as session:
         found, _principal, code = _operator(session, request)
         return _page(request, "operator_jobs.html", code, found,
-                     jobs=job_status.job_statuses(session),
+                     jobs=job_status.job_statuses(session, jobs=JOBS),
                      leader=job_status.lease_held(session),
                      interval=settings.jobs_interval_seconds)
 
