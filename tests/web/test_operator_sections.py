@@ -7,7 +7,6 @@ changed."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,6 @@ from patron.db import Database
 from patron.jobs.models import JobRun
 from patron.jobs.scheduler import JOBS, run_all
 from patron.kit.clock import clock
-from patron.notify.outbox import EventType, emit
 from patron.notify.worker import dispatch
 from patron.tenancy.models import ApiKey, StaffRole, StaffUser
 from tests.api.snapshot import changed_tables, snapshot

@@ -3,12 +3,15 @@ redirects, and the answer to a refusal as a page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from patron.db import Database
 from patron.errors import PatronError
 from patron.kit.i18n import supported
 from patron.web import i18n
@@ -17,11 +20,34 @@ from patron.web.render import render, translate
 from patron.web.security import (
     PAGE_HEADERS,
     SAFE_METHODS,
+    clear_cookie,
     csrf_passes,
     ensure_csrf_cookie,
+    read_cookie,
+    renew_csrf,
 )
 
 LANGUAGE_COOKIE = "patron_lang"
+
+
+def database_of(request: Request) -> Database:
+    """The app's database (every page opens its own units of work on it)."""
+    database: Database = request.app.state.database
+    return database
+
+
+def signing_out(request: Request, *, cookie: str, end: Callable[[Session, str], None],
+                to: str) -> Response:
+    """Sign this browser out: the session the cookie holds ended on the server (``end``),
+    the cookie cleared, a new CSRF cookie, and on to ``to``."""
+    token = read_cookie(request, cookie)
+    if token:
+        with database_of(request).session_scope() as session:
+            end(session, token)
+    response = redirect(request, to)
+    clear_cookie(response, cookie)
+    renew_csrf(request)
+    return response
 
 
 class PageRefused(Exception):

@@ -25,7 +25,6 @@ from patron.campaigns import simulation
 from patron.campaigns.conditions import FIELDS, OPERATORS
 from patron.campaigns.models import CampaignStatus, Trigger
 from patron.campaigns.schemas import CampaignWrite, ResultsUplift
-from patron.db import Database
 from patron.errors import NotFound, PatronError
 from patron.kit.clock import utcnow
 from patron.ledger import views as ledger_views
@@ -39,6 +38,7 @@ from patron.vouchers import batches, offers
 from patron.vouchers.schemas import CodesRead, CodesWrite, OfferWrite
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
@@ -55,12 +55,8 @@ from patron.web.routing import page_router
 router = page_router()
 
 
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
-
-def _console(session: Session, request: Request
+def console_of(session: Session, request: Request
              ) -> tuple[StaffContext, Principal, Merchant, str]:
     found, principal = staff_in(session, request, Area.console)
     merchant = session.get(Merchant, principal.merchant_id)
@@ -69,7 +65,7 @@ def _console(session: Session, request: Request
     return found, principal, merchant, language(request, found.language)
 
 
-def _page(request: Request, template: str, code: str, found: StaffContext,
+def console_page(request: Request, template: str, code: str, found: StaffContext,
           merchant: Merchant, section: str, **values: Any) -> Response:
     return remember_language(request, render(request, template, code, staff=found,
                                              merchant=merchant, section=section,
@@ -86,11 +82,11 @@ def offer_kind_names(code: str) -> dict[str, str]:
 
 @router.get("/console")
 def home(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, _principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, _principal, merchant, code = console_of(session, request)
         figures = day_figures(session, merchant_id=merchant.id, timezone=merchant.timezone,
                               now=utcnow())
-        return _page(request, "console_home.html", code, found, merchant, "home",
+        return console_page(request, "console_home.html", code, found, merchant, "home",
                      figures=figures)
 
 
@@ -98,9 +94,9 @@ def home(request: Request) -> Response:
 
 @router.get("/console/members")
 def members_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, _principal, merchant, code = _console(session, request)
-        return _page(request, "console_members.html", code, found, merchant, "members",
+    with database_of(request).session_scope() as session:
+        found, _principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_members.html", code, found, merchant, "members",
                      errors={}, values={})
 
 
@@ -112,8 +108,8 @@ async def find_member(request: Request) -> Response:
     form = await form_of(request)
     query = text(form, "query")
     how = text(form, "how") or "auto"
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         if how == "external_ref" and query:
             matches = members.find_by_external_ref(session, actor=principal,
                                                    merchant_id=merchant.id,
@@ -123,10 +119,10 @@ async def find_member(request: Request) -> Response:
     refusal_text = translate(code, "No member of yours matches.")
     if how != "external_ref" and query:
         try:
-            identified = units.identify(_db(request), caller=principal,
+            identified = units.identify(database_of(request), caller=principal,
                                         address=request_address(request),
                                         data=identification_of(query, how))
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 members.get_member(session, actor=principal,
                                    member_id=identified.member_id)
             return redirect(request, f"/console/members/{identified.member_id}")
@@ -135,9 +131,9 @@ async def find_member(request: Request) -> Response:
         except PatronError as refusal:
             if refusal.status not in (404, 410):
                 refusal_text = problem_text(refusal, code)
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_members.html", code, found, merchant, "members",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_members.html", code, found, merchant, "members",
                      errors={"query": refusal_text}, values={"query": query, "how": how},
                      status=404)
 
@@ -156,9 +152,9 @@ def _member_view(session: Session, principal: Principal, member_id: uuid.UUID
 
 @router.get("/console/members/{member_id}")
 def member_page(request: Request, member_id: uuid.UUID) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_member.html", code, found, merchant, "members",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_member.html", code, found, merchant, "members",
                      errors={}, values={}, adjusted=request.query_params.get("adjusted"),
                      key=uuid.uuid4().hex, **_member_view(session, principal, member_id))
 
@@ -169,8 +165,8 @@ async def adjust(request: Request, member_id: uuid.UUID) -> Response:
     points_text = text(form, "points")
     reason = text(form, "reason")
     try:
-        with _db(request).session_scope() as session:
-            found, principal, merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            found, principal, merchant, code = console_of(session, request)
             try:
                 points = int(points_text)
             except ValueError:
@@ -187,9 +183,9 @@ async def adjust(request: Request, member_id: uuid.UUID) -> Response:
         errors = field_errors(refusal, code, "points")
     else:
         return redirect(request, f"/console/members/{member_id}?adjusted={points}")
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_member.html", code, found, merchant, "members",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_member.html", code, found, merchant, "members",
                      errors=errors, values={"points": points_text, "reason": reason},
                      adjusted=None, key=text(form, "key") or uuid.uuid4().hex, status=422,
                      **_member_view(session, principal, member_id))
@@ -206,9 +202,9 @@ OFFER_KINDS = ("amount_off", "percent_off", "bonus_points", "points_multiplier",
 
 @router.get("/console/offers")
 def offers_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_offers.html", code, found, merchant, "offers",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_offers.html", code, found, merchant, "offers",
                      offers=offers.list_offers(session, actor=principal), errors={},
                      values={}, kinds=OFFER_KINDS)
 
@@ -228,25 +224,25 @@ async def create_offer(request: Request) -> Response:
             valid_days=int(values["valid_days"]) if values["valid_days"] else None,
             item_sku=values["item_sku"] or None)
     except ValueError as invalid:
-        errors = _form_errors(invalid, code)
+        errors = form_errors(invalid, code)
     if not errors:
         try:
-            with _db(request).session_scope() as session:
-                _found, principal, _merchant, code = _console(session, request)
+            with database_of(request).session_scope() as session:
+                _found, principal, _merchant, code = console_of(session, request)
                 offer = offers.create_offer(session, actor=principal, data=data)
                 return redirect(request, f"/console/offers/{offer.id}")
         except PatronError as refusal:
             if refusal.status in (403, 404):
                 raise
             errors = field_errors(refusal, code, "value")
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_offers.html", code, found, merchant, "offers",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_offers.html", code, found, merchant, "offers",
                      offers=offers.list_offers(session, actor=principal), errors=errors,
                      values=values, kinds=OFFER_KINDS, status=422)
 
 
-def _form_errors(invalid: ValueError, code: str) -> dict[str, str]:
+def form_errors(invalid: ValueError, code: str) -> dict[str, str]:
     """A form's values refused by the API's own schema, each at its field."""
     if not isinstance(invalid, ValidationError):
         return {"value": translate(code, "Give whole numbers.")}
@@ -260,10 +256,10 @@ def _form_errors(invalid: ValueError, code: str) -> dict[str, str]:
 
 @router.get("/console/offers/{offer_id}")
 def offer_page(request: Request, offer_id: uuid.UUID) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         offer = offers.get_offer(session, actor=principal, offer_id=offer_id)
-        return _page(request, "console_offer.html", code, found, merchant, "offers",
+        return console_page(request, "console_offer.html", code, found, merchant, "offers",
                      offer=offer, errors={}, values={}, issued=[], batch=None)
 
 
@@ -273,9 +269,9 @@ async def generate_codes(request: Request, offer_id: uuid.UUID) -> Response:
     progress the page follows and whose codes download as CSV (``units.issue_codes``)."""
     form = await form_of(request)
     values = {"count": text(form, "count"), "max_redemptions": text(form, "max_redemptions")}
-    database = _db(request)
+    database = database_of(request)
     with database.session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+        found, principal, merchant, code = console_of(session, request)
     errors: dict[str, str] = {}
     issued = CodesRead(offer_id=offer_id, codes=[])
     try:
@@ -287,7 +283,7 @@ async def generate_codes(request: Request, offer_id: uuid.UUID) -> Response:
                                    in_background=request.app.state.settings
                                    .code_batches_in_background)
     except ValueError as invalid:
-        errors = _form_errors(invalid, code)
+        errors = form_errors(invalid, code)
     except PatronError as refusal:
         if refusal.status in (403, 404):
             raise
@@ -296,7 +292,7 @@ async def generate_codes(request: Request, offer_id: uuid.UUID) -> Response:
         return redirect(request, f"/console/batches/{issued.batch_id}")
     with database.session_scope() as session:
         offer = offers.get_offer(session, actor=principal, offer_id=offer_id)
-        return _page(request, "console_offer.html", code, found, merchant, "offers",
+        return console_page(request, "console_offer.html", code, found, merchant, "offers",
                      offer=offer, errors=errors, values=values, issued=issued.codes,
                      batch=None, status=422 if errors else 200)
 
@@ -304,8 +300,8 @@ async def generate_codes(request: Request, offer_id: uuid.UUID) -> Response:
 @router.post("/console/offers/{offer_id}/revoke")
 async def revoke_offer(request: Request, offer_id: uuid.UUID) -> Response:
     await form_of(request)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, _code = console_of(session, request)
         offers.revoke_offer(session, actor=principal, offer_id=offer_id)
     return redirect(request, f"/console/offers/{offer_id}")
 
@@ -313,21 +309,21 @@ async def revoke_offer(request: Request, offer_id: uuid.UUID) -> Response:
 @router.get("/console/batches/{batch_id}")
 def batch_page(request: Request, batch_id: uuid.UUID) -> Response:
     """A batch's progress: the whole page, or (htmx, every second) its progress alone."""
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         batch = batches.get_batch(session, actor=principal, batch_id=batch_id)
         if request.headers.get("hx-request"):
             return render(request, "_batch_progress.html", code, batch=batch)
         offer = offers.get_offer(session, actor=principal, offer_id=batch.offer_id)
-        return _page(request, "console_offer.html", code, found, merchant, "offers",
+        return console_page(request, "console_offer.html", code, found, merchant, "offers",
                      offer=offer, errors={}, values={}, issued=[], batch=batch)
 
 
 @router.get("/console/batches/{batch_id}/codes.csv")
 def batch_csv(request: Request, batch_id: uuid.UUID) -> Response:
-    database = _db(request)
+    database = database_of(request)
     with database.session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+        _found, principal, _merchant, _code = console_of(session, request)
     lines = batches.csv_lines(database, actor=principal, batch_id=batch_id)
     first = next(lines)  # the batch is the caller's, or 404 before the answer starts
     return StreamingResponse(chain([first], lines), media_type="text/csv",
@@ -511,19 +507,19 @@ def trigger_names(code: str) -> dict[str, str]:
 
 @router.get("/console/campaigns")
 def campaigns_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         listed = [campaigns.to_read(c) for c in
                   campaigns.list_campaigns(session, actor=principal)]
-        return _page(request, "console_campaigns.html", code, found, merchant, "campaigns",
+        return console_page(request, "console_campaigns.html", code, found, merchant, "campaigns",
                      campaigns=listed, trigger_names=trigger_names(code))
 
 
 @router.get("/console/campaigns/new")
 def new_campaign_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_campaign_form.html", code, found, merchant,
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_campaign_form.html", code, found, merchant,
                      "campaigns", form=CampaignForm.empty(), errors={},
                      **_campaign_choices(session, principal, code))
 
@@ -537,8 +533,8 @@ async def create_campaign(request: Request) -> Response:
         data, errors, origin = _campaign_write(posted, code)
         if data is not None:
             try:
-                with _db(request).session_scope() as session:
-                    _found, principal, _merchant, code = _console(session, request)
+                with database_of(request).session_scope() as session:
+                    _found, principal, _merchant, code = console_of(session, request)
                     created = campaigns.create_campaign(session, actor=principal, data=data)
                     return redirect(request, f"/console/campaigns/{created.id}")
             except PatronError as refusal:
@@ -547,9 +543,9 @@ async def create_campaign(request: Request) -> Response:
                 errors = _campaign_errors(refusal.extra.get("errors") or [
                     {"loc": ["body", str(refusal.extra.get("field") or "name")],
                      "msg": refusal.detail, "type": "invalid"}], origin, code)
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_campaign_form.html", code, found, merchant,
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_campaign_form.html", code, found, merchant,
                      "campaigns", form=posted, errors=errors,
                      status=422 if errors else 200,
                      **_campaign_choices(session, principal, code))
@@ -557,12 +553,12 @@ async def create_campaign(request: Request) -> Response:
 
 @router.get("/console/campaigns/{campaign_id}")
 def campaign_page(request: Request, campaign_id: uuid.UUID) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         campaign = campaigns.visible_campaign(session, principal, campaign_id)
         outcome = campaign_results.results(session, campaign=campaign, now=utcnow(),
                                            until=None, days=None)
-        return _page(request, "console_campaign.html", code, found, merchant, "campaigns",
+        return console_page(request, "console_campaign.html", code, found, merchant, "campaigns",
                      campaign=campaigns.to_read(campaign), results=outcome,
                      simulated=None, chart=uplift_chart(outcome.uplift),
                      trigger_names=trigger_names(code))
@@ -572,15 +568,15 @@ def campaign_page(request: Request, campaign_id: uuid.UUID) -> Response:
 async def simulate_campaign(request: Request, campaign_id: uuid.UUID) -> Response:
     form = await form_of(request)
     days = text(form, "days")
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         campaign = campaigns.visible_campaign(session, principal, campaign_id)
         simulated = simulation.simulate(
             session, campaign=campaign,
             days=min(max(int(days), 1), 366) if days.isdigit() else 30, now=utcnow())
         outcome = campaign_results.results(session, campaign=campaign, now=utcnow(),
                                            until=None, days=None)
-        return _page(request, "console_campaign.html", code, found, merchant, "campaigns",
+        return console_page(request, "console_campaign.html", code, found, merchant, "campaigns",
                      campaign=campaigns.to_read(campaign), results=outcome,
                      simulated=simulated, chart=uplift_chart(outcome.uplift),
                      trigger_names=trigger_names(code))
@@ -593,8 +589,8 @@ async def set_campaign_status(request: Request, campaign_id: uuid.UUID,
     status = {"activate": CampaignStatus.active, "pause": CampaignStatus.paused}.get(action)
     if status is None:
         raise PageRefused(404)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, _code = console_of(session, request)
         campaigns.set_status(session, actor=principal, campaign_id=campaign_id, status=status)
     return redirect(request, f"/console/campaigns/{campaign_id}")
 

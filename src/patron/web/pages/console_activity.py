@@ -1,6 +1,6 @@
 """The merchant console's activity (docs/web.md, "The merchant console"): security events,
 coalition settlements, targeted messages and webhooks. An owner or a manager acts as their
-merchant (``pages.console._console``), through the services the API's merchant key calls
+merchant (``pages.console.console_of``), through the services the API's merchant key calls
 (``security.service``, ``coalition.service``, ``notify.targeted``, ``notify.webhooks``,
 ``notify.service``), so the console sees what that key sees: another merchant's message
 or endpoint is a 404 page, another merchant's events and settlement lines never show."""
@@ -22,7 +22,6 @@ from starlette.datastructures import FormData
 from patron.campaigns.conditions import FIELDS, OPERATORS
 from patron.coalition import service as coalition
 from patron.coalition.schemas import SettlementRead
-from patron.db import Database
 from patron.errors import PatronError
 from patron.kit.clock import utcnow
 from patron.notify import service as deliveries
@@ -41,8 +40,16 @@ from patron.tenancy import service as tenancy
 from patron.tenancy.models import Merchant
 from patron.tenancy.service import Principal
 from patron.vouchers import offers
-from patron.web.pages.common import PageRefused, field_errors, form_of, language, redirect, text
-from patron.web.pages.console import CampaignForm, _console, _page
+from patron.web.pages.common import (
+    PageRefused,
+    database_of,
+    field_errors,
+    form_of,
+    language,
+    redirect,
+    text,
+)
+from patron.web.pages.console import CampaignForm, console_of, console_page
 from patron.web.render import translate
 from patron.web.routing import page_router
 
@@ -55,10 +62,6 @@ CHANNELS = ("email", "sms", "push")
 MEMBER_FIELDS = sorted(name for name in FIELDS if name.startswith("member."))
 MEMBER_OPERATORS = sorted(set().union(*(OPERATORS[FIELDS[name]] for name in MEMBER_FIELDS)))
 
-
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 def _schema_errors(invalid: ValidationError, code: str, default: str) -> dict[str, str]:
@@ -108,8 +111,8 @@ def security_page(request: Request) -> Response:
     values = {name: (query.get(name) or "").strip()[:64] for name in ("kind", "terminal",
                                                                       "since")}
     cursor_text = query.get("cursor") or ""
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         terminals = _terminals(session, principal, merchant)
         errors: dict[str, str] = {}
         kind = values["kind"] or None
@@ -139,7 +142,7 @@ def security_page(request: Request) -> Response:
                     kind=kind, terminal_id=terminal_id, since=since, cursor=cursor,
                     limit=EVENTS_PER_PAGE))
         filters = {name: value for name, value in values.items() if value}
-        return _page(request, "console_security.html", code, found, merchant, "security",
+        return console_page(request, "console_security.html", code, found, merchant, "security",
                      events=events, terminals=terminals, kinds=[str(k) for k in
                                                                 SecurityEventKind],
                      kind_names=kind_names(code), errors=errors, values=values,
@@ -175,11 +178,11 @@ def this_month() -> str:
 @router.get("/console/settlements")
 def settlements_page(request: Request) -> Response:
     period = (request.query_params.get("period") or this_month()).strip()[:16]
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         settlement, errors, months = settlement_of(session, principal, period, code)
         line = settlement.merchants[0] if settlement and settlement.merchants else None
-        return _page(request, "console_settlements.html", code, found, merchant,
+        return console_page(request, "console_settlements.html", code, found, merchant,
                      "settlements", settlement=settlement, line=line, months=months,
                      errors=errors, values={"period": period},
                      status=422 if errors else 200)
@@ -260,8 +263,8 @@ def _audience_errors(refusal: PatronError, origin: list[int], code: str) -> dict
 def _compose(request: Request, session: Session, posted: MessageForm, *,
              errors: dict[str, str], preview: AudiencePreview | None = None,
              status: int = 200) -> Response:
-    found, principal, merchant, code = _console(session, request)
-    return _page(request, "console_message_form.html", code, found, merchant, "messages",
+    found, principal, merchant, code = console_of(session, request)
+    return console_page(request, "console_message_form.html", code, found, merchant, "messages",
                  form=posted, errors=errors, preview=preview, fields=MEMBER_FIELDS,
                  operators=MEMBER_OPERATORS, channels=CHANNELS,
                  channel_names=channel_names(code),
@@ -271,16 +274,16 @@ def _compose(request: Request, session: Session, posted: MessageForm, *,
 
 @router.get("/console/messages")
 def messages_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
-        return _page(request, "console_messages.html", code, found, merchant, "messages",
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
+        return console_page(request, "console_messages.html", code, found, merchant, "messages",
                      messages=targeted.list_messages(session, actor=principal),
                      channel_names=channel_names(code))
 
 
 @router.get("/console/messages/new")
 def new_message_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _compose(request, session, MessageForm.empty(), errors={})
 
 
@@ -290,8 +293,8 @@ async def preview_message(request: Request) -> Response:
     (``POST /v1/messages/preview``): nothing is sent."""
     posted = MessageForm.of(await form_of(request))
     body, origin = posted.body()
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, code = console_of(session, request)
         if posted.adding_row:
             return _compose(request, session, posted, errors={})
         try:
@@ -305,7 +308,7 @@ async def preview_message(request: Request) -> Response:
             errors = _audience_errors(refusal, origin, code)
         else:
             return _compose(request, session, posted, errors={}, preview=preview)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _compose(request, session, posted, errors=errors, status=422)
 
 
@@ -317,8 +320,8 @@ async def send_message(request: Request) -> Response:
     body, origin = posted.body()
     code = language(request)
     try:
-        with _db(request).session_scope() as session:
-            _found, principal, _merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, _merchant, code = console_of(session, request)
             sent = targeted.send(session, actor=principal,
                                  data=MessageWrite.model_validate(body))
         return redirect(request, f"/console/messages/{sent.id}?sent=1")
@@ -327,19 +330,19 @@ async def send_message(request: Request) -> Response:
     except PatronError as refusal:
         _refused(refusal)
         errors = _audience_errors(refusal, origin, code)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _compose(request, session, posted, errors=errors, status=422)
 
 
 @router.get("/console/messages/{message_id:uuid}")
 def message_page(request: Request, message_id: uuid.UUID) -> Response:
     """A message and its figures (``GET /v1/messages/{id}``)."""
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         message = targeted.get_message(session, actor=principal, message_id=message_id)
         offer = (offers.get_offer(session, actor=principal, offer_id=message.offer_id)
                  if message.offer_id else None)
-        return _page(request, "console_message.html", code, found, merchant, "messages",
+        return console_page(request, "console_message.html", code, found, merchant, "messages",
                      message=message, offer=offer, channel_names=channel_names(code),
                      sent=request.query_params.get("sent") == "1")
 
@@ -352,17 +355,17 @@ def status_names(code: str) -> dict[str, str]:
 
 
 def _webhooks(request: Request, session: Session, **values: Any) -> Response:
-    found, principal, merchant, code = _console(session, request)
+    found, principal, merchant, code = console_of(session, request)
     shown = {"errors": {}, "values": {"events": []}, "created": None, "status": 200,
              **values}
-    return _page(request, "console_webhooks.html", code, found, merchant, "webhooks",
+    return console_page(request, "console_webhooks.html", code, found, merchant, "webhooks",
                  endpoints=webhooks.list_endpoints(session, actor=principal),
                  event_types=webhooks.event_catalogue(), **shown)
 
 
 @router.get("/console/webhooks")
 def webhooks_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _webhooks(request, session)
 
 
@@ -376,13 +379,13 @@ async def create_webhook(request: Request) -> Response:
                                          ][:60]}
     code = language(request)
     try:
-        with _db(request).session_scope() as session:
-            _found, principal, _merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, _merchant, code = console_of(session, request)
             data = WebhookEndpointCreate.model_validate(
                 {"url": values["url"], "events": values["events"],
                  "description": values["description"] or None})
             created = webhooks.create_endpoint(session, actor=principal, data=data)
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             return _webhooks(request, session, created=created)
     except ValidationError as invalid:
         errors = _schema_errors(invalid, code, "url")
@@ -390,7 +393,7 @@ async def create_webhook(request: Request) -> Response:
     except PatronError as refusal:
         _refused(refusal)
         errors, status = field_errors(refusal, code, "url"), refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _webhooks(request, session, errors=errors, values=values, status=status)
 
 
@@ -399,8 +402,8 @@ def webhook_page(request: Request, endpoint_id: uuid.UUID) -> Response:
     """An endpoint and its recent deliveries, each with its attempts
     (``GET /v1/webhook-endpoints/{id}/deliveries``), by status if asked."""
     chosen = (request.query_params.get("status") or "").strip()[:32]
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         endpoint = webhooks.get_endpoint(session, actor=principal, endpoint_id=endpoint_id)
         errors: dict[str, str] = {}
         status = None
@@ -412,7 +415,7 @@ def webhook_page(request: Request, endpoint_id: uuid.UUID) -> Response:
         listed = [] if errors else deliveries.list_deliveries(
             session, actor=principal, query=deliveries.DeliveryQuery(
                 endpoint_id=endpoint.id, status=status, limit=DELIVERIES_SHOWN)).deliveries
-        return _page(request, "console_webhook.html", code, found, merchant, "webhooks",
+        return console_page(request, "console_webhook.html", code, found, merchant, "webhooks",
                      endpoint=endpoint, deliveries=listed, statuses=[str(s) for s in
                                                                       DeliveryStatus],
                      status_names=status_names(code), errors=errors,
@@ -425,8 +428,8 @@ async def switch_webhook(request: Request, endpoint_id: uuid.UUID, action: str) 
     deletes none."""
     await form_of(request)
     enabled = {"enable": True, "disable": False}.get(action)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, _code = console_of(session, request)
         if enabled is None:
             raise PageRefused(404)
         webhooks.update_endpoint(session, actor=principal, endpoint_id=endpoint_id,

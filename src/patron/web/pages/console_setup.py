@@ -49,6 +49,7 @@ from patron.vouchers.benefits.rules import Measure, Mode
 from patron.vouchers.benefits.schemas import BenefitRuleWrite
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
@@ -56,7 +57,7 @@ from patron.web.pages.common import (
     redirect,
     text,
 )
-from patron.web.pages.console import _console, _db, _form_errors, _page
+from patron.web.pages.console import console_of, console_page, form_errors
 from patron.web.pages.staff import staff_in
 from patron.web.render import translate
 from patron.web.routing import page_router
@@ -66,7 +67,7 @@ router = page_router()
 
 def _admin(session: Session, request: Request
            ) -> tuple[StaffContext, Principal, Merchant, str]:
-    """``_console`` for the console's administration: the owner's (a manager gets 403)."""
+    """``console_of`` for the console's administration: the owner's (a manager gets 403)."""
     found, principal = staff_in(session, request, Area.console_admin)
     merchant = session.get(Merchant, principal.merchant_id)
     if merchant is None:
@@ -246,7 +247,7 @@ def _program_page(request: Request, session: Session, principal: Principal,
                   status: int = 200) -> Response:
     read = programs.to_read(programs.read_program(session, actor=principal,
                                                   merchant_id=merchant.id))
-    return _page(request, "console_program.html", code, found, merchant, "program",
+    return console_page(request, "console_program.html", code, found, merchant, "program",
                  program=read, form=form or ProgramForm.of_program(read),
                  errors=errors or {}, roundings=[rounding.value for rounding in Rounding],
                  saved=request.query_params.get("saved") == "1", status=status)
@@ -254,8 +255,8 @@ def _program_page(request: Request, session: Session, principal: Principal,
 
 @router.get("/console/program")
 def program_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _program_page(request, session, principal, found, merchant, code)
 
 
@@ -273,8 +274,8 @@ async def put_program(request: Request) -> Response:
     if not errors:
         try:
             data = ProgramWrite.model_validate(body)
-            with _db(request).session_scope() as session:
-                _found, principal, merchant, code = _console(session, request)
+            with database_of(request).session_scope() as session:
+                _found, principal, merchant, code = console_of(session, request)
                 programs.put_program(session, actor=principal, merchant_id=merchant.id,
                                      data=data)
             return redirect(request, "/console/program?saved=1")
@@ -291,8 +292,8 @@ async def put_program(request: Request) -> Response:
             where = _loc_of(str(refusal.extra.get("field") or "earn_points"))
             errors[_program_field(where, category_rows, tier_rows,
                                   category_name=True)] = problem_text(refusal, code)
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _program_page(request, session, principal, found, merchant, code,
                              form=posted.padded(), errors=errors, status=status)
 
@@ -308,7 +309,7 @@ def _benefits_page(request: Request, session: Session, principal: Principal,
                    errors: dict[str, str] | None = None,
                    values: dict[str, str] | None = None, status: int = 200) -> Response:
     listed = offers.list_offers(session, actor=principal)
-    return _page(request, "console_benefits.html", code, found, merchant, "benefits",
+    return console_page(request, "console_benefits.html", code, found, merchant, "benefits",
                  rules=benefits.list_rules(session, actor=principal),
                  offer_names={offer.id: offer.name for offer in listed},
                  live_offers=[offer for offer in listed if offer.revoked_at is None],
@@ -320,8 +321,8 @@ def _benefits_page(request: Request, session: Session, principal: Principal,
 
 @router.get("/console/benefits")
 def benefits_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _benefits_page(request, session, principal, found, merchant, code)
 
 
@@ -335,17 +336,17 @@ async def create_benefit_rule(request: Request) -> Response:
             "name": values["name"], "measure": values["measure"], "mode": values["mode"],
             "threshold": _whole(values["threshold"]), "offer_id": values["offer_id"],
             "sku": values["sku"] or None, "category": values["category"] or None})
-        with _db(request).session_scope() as session:
-            _found, principal, _merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, _merchant, code = console_of(session, request)
             benefits.create_rule(session, actor=principal, data=data)
         return redirect(request, "/console/benefits")
     except ValidationError as invalid:
-        errors, status = _form_errors(invalid, code), 422
+        errors, status = form_errors(invalid, code), 422
     except PatronError as refusal:
         _refused(refusal)
         errors, status = field_errors(refusal, code, "threshold"), refusal.status
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _benefits_page(request, session, principal, found, merchant, code,
                               errors=errors, values=values, status=status)
 
@@ -353,8 +354,8 @@ async def create_benefit_rule(request: Request) -> Response:
 @router.post("/console/benefits/{rule_id}/deactivate")
 async def deactivate_benefit_rule(request: Request, rule_id: uuid.UUID) -> Response:
     await form_of(request)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, _code = console_of(session, request)
         benefits.deactivate_rule(session, actor=principal, rule_id=rule_id)
     return redirect(request, "/console/benefits")
 
@@ -380,7 +381,7 @@ def _referrals_page(request: Request, session: Session, principal: Principal,
                   "min_purchase_minor": str(program.min_purchase_minor),
                   "monthly_cap": "" if program.monthly_cap is None
                   else str(program.monthly_cap)}
-    return _page(request, "console_referrals.html", code, found, merchant, "referrals",
+    return console_page(request, "console_referrals.html", code, found, merchant, "referrals",
                  program=program, offer_names={str(o.id): o.name for o in listed},
                  live_offers=[offer for offer in listed if offer.revoked_at is None],
                  errors=errors or {}, values=values,
@@ -389,8 +390,8 @@ def _referrals_page(request: Request, session: Session, principal: Principal,
 
 @router.get("/console/referrals")
 def referrals_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _referrals_page(request, session, principal, found, merchant, code)
 
 
@@ -410,18 +411,18 @@ async def put_referral_program(request: Request) -> Response:
             "referee_offer_id": values["referee_offer_id"] or None,
             "min_purchase_minor": _whole(values["min_purchase_minor"] or "0"),
             "monthly_cap": _whole(values["monthly_cap"]) if values["monthly_cap"] else None})
-        with _db(request).session_scope() as session:
-            _found, principal, merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, merchant, code = console_of(session, request)
             referrals.put_program(session, actor=principal, merchant_id=merchant.id,
                                   data=data)
         return redirect(request, "/console/referrals?saved=1")
     except ValidationError as invalid:
-        errors, status = _form_errors(invalid, code), 422
+        errors, status = form_errors(invalid, code), 422
     except PatronError as refusal:
         _refused(refusal)
         errors, status = field_errors(refusal, code, "active"), refusal.status
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _referrals_page(request, session, principal, found, merchant, code,
                                errors=errors, values=values, status=status)
 
@@ -443,7 +444,7 @@ def _stores_page(request: Request, session: Session, principal: Principal,
         terminal_codes.update({terminal.id: f"{store.code}/{terminal.code}"
                                for terminal in terminals})
     administers = may_open(found.role, Area.console_admin)
-    return _page(request, "console_stores.html", code, found, merchant, "stores",
+    return console_page(request, "console_stores.html", code, found, merchant, "stores",
                  stores=stores, store_kinds=[kind.value for kind in StoreKind],
                  terminal_kinds=[kind.value for kind in TerminalKind],
                  keys=tenancy.list_keys(session, actor=principal) if administers else [],
@@ -453,8 +454,8 @@ def _stores_page(request: Request, session: Session, principal: Principal,
 
 @router.get("/console/stores")
 def stores_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _stores_page(request, session, principal, found, merchant, code)
 
 
@@ -466,19 +467,19 @@ async def add_store(request: Request) -> Response:
     try:
         data = StoreCreate.model_validate({name: value or None
                                            for name, value in values.items()})
-        with _db(request).session_scope() as session:
-            _found, principal, merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, merchant, code = console_of(session, request)
             tenancy.create_store(session, actor=principal, merchant_id=merchant.id,
                                  data=data)
         return redirect(request, "/console/stores")
     except ValidationError as invalid:
-        errors, status = _prefixed("store", _form_errors(invalid, code)), 422
+        errors, status = _prefixed("store", form_errors(invalid, code)), 422
     except PatronError as refusal:
         _refused(refusal)
         errors = _prefixed("store", field_errors(refusal, code, "code"))
         status = refusal.status
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _stores_page(request, session, principal, found, merchant, code,
                             errors=errors, values=_prefixed("store", values), status=status)
 
@@ -490,8 +491,8 @@ async def add_terminal(request: Request, store_id: uuid.UUID) -> Response:
     values = {"code": text(form, "code"), "kind": text(form, "kind") or "pos",
               "points_per_tap": text(form, "points_per_tap")}
     code = language(request)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, code = console_of(session, request)
         tenancy.get_store(session, actor=principal, store_id=store_id)
     suffix = f"-{store_id}"
     try:
@@ -499,22 +500,22 @@ async def add_terminal(request: Request, store_id: uuid.UUID) -> Response:
         if values["points_per_tap"]:
             body["points_per_tap"] = _whole(values["points_per_tap"])
         data = TerminalCreate.model_validate(body)
-        with _db(request).session_scope() as session:
-            found, principal, merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            found, principal, merchant, code = console_of(session, request)
             terminal, secret = tenancy.create_terminal(session, actor=principal,
                                                        store_id=store_id, data=data)
             new_key = {"terminal": terminal.code, "key": secret}
-        with _db(request).session_scope() as session:
-            found, principal, merchant, code = _console(session, request)
+        with database_of(request).session_scope() as session:
+            found, principal, merchant, code = console_of(session, request)
             return _stores_page(request, session, principal, found, merchant, code,
                                 new_key=new_key)
     except ValidationError as invalid:
-        errors, status = _form_errors(invalid, code), 422
+        errors, status = form_errors(invalid, code), 422
     except PatronError as refusal:
         _refused(refusal)
         errors, status = field_errors(refusal, code, "code"), refusal.status
-    with _db(request).session_scope() as session:
-        found, principal, merchant, code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, merchant, code = console_of(session, request)
         return _stores_page(
             request, session, principal, found, merchant, code,
             errors={f"terminal_{name}{suffix}": message for name, message in errors.items()},
@@ -531,8 +532,8 @@ async def set_terminal_active(request: Request, terminal_id: uuid.UUID,
     active = {"deactivate": False, "reactivate": True}.get(action)
     if active is None:
         raise PageRefused(404)
-    with _db(request).session_scope() as session:
-        _found, principal, _merchant, _code = _console(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _merchant, _code = console_of(session, request)
         tenancy.update_terminal(session, actor=principal, terminal_id=terminal_id,
                                 data=TerminalUpdate(active=active))
     return redirect(request, "/console/stores#terminals")
@@ -544,7 +545,7 @@ async def create_key(request: Request) -> Response:
     form = await form_of(request)
     values = {"label": text(form, "label"), "expires_days": text(form, "expires_days")}
     code = language(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         _found, _principal, _merchant, code = _admin(session, request)
     errors: dict[str, str] = {}
     status = 422
@@ -560,21 +561,21 @@ async def create_key(request: Request) -> Response:
             data = ApiKeyCreate.model_validate({"role": Role.merchant.value,
                                                 "label": values["label"] or None,
                                                 "expires_at": expires_at})
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 found, principal, merchant, code = _admin(session, request)
                 api_key, secret = tenancy.create_key(session, actor=principal, data=data)
                 new_key = {"terminal": "", "key": secret, "prefix": api_key.prefix}
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 found, principal, merchant, code = _admin(session, request)
                 return _stores_page(request, session, principal, found, merchant, code,
                                     new_key=new_key)
         except ValidationError as invalid:
-            errors = _key_errors(_form_errors(invalid, code))
+            errors = _key_errors(form_errors(invalid, code))
         except PatronError as refusal:
             _refused(refusal)
             status = refusal.status
             errors = _key_errors(field_errors(refusal, code, "label"))
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, principal, merchant, code = _admin(session, request)
         return _stores_page(request, session, principal, found, merchant, code,
                             errors=errors, values=_prefixed("key", values), status=status)
@@ -591,7 +592,7 @@ async def revoke_key(request: Request, key_id: uuid.UUID) -> Response:
     """Revoke one of the merchant's keys (its own or a terminal's): refused from the next
     request on."""
     await form_of(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         _found, principal, _merchant, _code = _admin(session, request)
         tenancy.revoke_key(session, actor=principal, key_id=key_id)
     return redirect(request, "/console/stores#keys")
@@ -613,7 +614,7 @@ def _staff_page(request: Request, session: Session, found: StaffContext,
         raise PageRefused(404)
     people = [{"user": user, "email": accounts.email_of(user)}
               for user in accounts.list_staff(session, viewer=viewer)]
-    return _page(request, "console_staff.html", code, found, merchant, "staff",
+    return console_page(request, "console_staff.html", code, found, merchant, "staff",
                  people=people, roles=STAFF_ROLES, now=utcnow(), errors=errors or {},
                  values=values or {"role": StaffRole.cashier.value},
                  invitation=invitation, status=status)
@@ -621,7 +622,7 @@ def _staff_page(request: Request, session: Session, found: StaffContext,
 
 @router.get("/console/staff")
 def staff_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, _principal, merchant, code = _admin(session, request)
         return _staff_page(request, session, found, merchant, code)
 
@@ -633,7 +634,7 @@ async def invite_staff(request: Request) -> Response:
     form = await form_of(request)
     values = {name: text(form, name) for name in ("name", "email", "role")}
     code = language(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, _principal, merchant, code = _admin(session, request)
     errors: dict[str, str] = {}
     if not values["name"]:
@@ -650,7 +651,7 @@ async def invite_staff(request: Request) -> Response:
     status = 422
     if not errors:
         try:
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 found, _principal, merchant, code = _admin(session, request)
                 inviter = session.get(StaffUser, found.user_id)
                 _user, token = accounts.create_staff(
@@ -658,14 +659,14 @@ async def invite_staff(request: Request) -> Response:
                     role=StaffRole(values["role"]), merchant_id=merchant.id)
             invitation = (f"{request.app.state.settings.public_base_url.rstrip('/')}"
                           f"/invitation/{token}")
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 found, _principal, merchant, code = _admin(session, request)
                 return _staff_page(request, session, found, merchant, code,
                                    invitation=invitation)
         except PatronError as refusal:
             _refused(refusal)
             errors, status = field_errors(refusal, code, "email"), refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, _principal, merchant, code = _admin(session, request)
         return _staff_page(request, session, found, merchant, code, errors=errors,
                            values=values, status=status)
@@ -678,7 +679,7 @@ async def disable_staff(request: Request, staff_id: uuid.UUID) -> Response:
     await form_of(request)
     code = language(request)
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             found, _principal, merchant, code = _admin(session, request)
             actor = session.get(StaffUser, found.user_id)
             if actor is None:
@@ -689,7 +690,7 @@ async def disable_staff(request: Request, staff_id: uuid.UUID) -> Response:
         _refused(refusal)
         errors = {f"disable-{staff_id}": problem_text(refusal, code)}
         status = refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, _principal, merchant, code = _admin(session, request)
         return _staff_page(request, session, found, merchant, code, errors=errors,
                            status=status)

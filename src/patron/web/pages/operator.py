@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from patron.analytics.figures import day_figures
-from patron.db import Database
 from patron.errors import PatronError
 from patron.kit.clock import utcnow
 from patron.tenancy import service as tenancy
@@ -25,6 +24,7 @@ from patron.tenancy.service import Principal
 from patron.tenancy.staff import StaffContext
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
@@ -39,17 +39,13 @@ from patron.web.routing import page_router
 router = page_router()
 
 
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
-
-def _operator(session: Session, request: Request) -> tuple[StaffContext, Principal, str]:
+def operator_of(session: Session, request: Request) -> tuple[StaffContext, Principal, str]:
     found, principal = staff_in(session, request, Area.operator)
     return found, principal, language(request, found.language)
 
 
-def _page(request: Request, template: str, code: str, found: StaffContext,
+def operator_page(request: Request, template: str, code: str, found: StaffContext,
           **values: Any) -> Response:
     return remember_language(request, render(request, template, code, staff=found,
                                              **values))
@@ -79,9 +75,9 @@ def _merchants(session: Session, principal: Principal) -> list[dict[str, Any]]:
 
 @router.get("/operator")
 def home(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, code = _operator(session, request)
-        return _page(request, "operator_home.html", code, found,
+    with database_of(request).session_scope() as session:
+        found, principal, code = operator_of(session, request)
+        return operator_page(request, "operator_home.html", code, found,
                      merchants=_merchants(session, principal), errors={}, values={})
 
 
@@ -95,8 +91,8 @@ async def add_merchant(request: Request) -> Response:
         data = MerchantCreate.model_validate(
             {**values, "number": int(values["number"]) if values["number"].isdigit()
              else values["number"]})
-        with _db(request).session_scope() as session:
-            _found, principal, code = _operator(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, code = operator_of(session, request)
             merchant = tenancy.create_merchant(session, actor=principal, data=data)
             return redirect(request, f"/operator/merchants/{merchant.id}")
     except ValidationError as invalid:
@@ -105,16 +101,16 @@ async def add_merchant(request: Request) -> Response:
         if refusal.status in (403, 404):
             raise
         errors, status = field_errors(refusal, code, "number"), refusal.status
-    with _db(request).session_scope() as session:
-        found, principal, code = _operator(session, request)
-        return _page(request, "operator_home.html", code, found,
+    with database_of(request).session_scope() as session:
+        found, principal, code = operator_of(session, request)
+        return operator_page(request, "operator_home.html", code, found,
                      merchants=_merchants(session, principal), errors=errors, values=values,
                      status=status)
 
 
 def _merchant_page(request: Request, session: Session, merchant_id: uuid.UUID,
                    **extra: Any) -> Response:
-    found, principal, code = _operator(session, request)
+    found, principal, code = operator_of(session, request)
     merchant = tenancy.get_merchant(session, actor=principal, merchant_id=merchant_id)
     stores = [{"store": store,
                "terminals": tenancy.list_terminals(session, actor=principal,
@@ -122,7 +118,7 @@ def _merchant_page(request: Request, session: Session, merchant_id: uuid.UUID,
               for store in tenancy.list_stores(session, actor=principal,
                                                merchant_id=merchant.id)]
     values = {"errors": {}, "values": {}, "new_key": None, "invitation": None, **extra}
-    return _page(request, "operator_merchant.html", code, found, merchant=merchant,
+    return operator_page(request, "operator_merchant.html", code, found, merchant=merchant,
                  stores=stores, kinds=[kind.value for kind in TerminalKind],
                  roles=[StaffRole.owner.value, StaffRole.manager.value,
                         StaffRole.cashier.value, StaffRole.sales_rep.value],
@@ -133,7 +129,7 @@ def _merchant_page(request: Request, session: Session, merchant_id: uuid.UUID,
 
 @router.get("/operator/merchants/{merchant_id}")
 def merchant_page(request: Request, merchant_id: uuid.UUID) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _merchant_page(request, session, merchant_id)
 
 
@@ -144,8 +140,8 @@ async def add_store(request: Request, merchant_id: uuid.UUID) -> Response:
     code = language(request)
     try:
         data = StoreCreate.model_validate({k: v or None for k, v in values.items()})
-        with _db(request).session_scope() as session:
-            _found, principal, code = _operator(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, code = operator_of(session, request)
             tenancy.create_store(session, actor=principal, merchant_id=merchant_id, data=data)
         return redirect(request, f"/operator/merchants/{merchant_id}#stores")
     except ValidationError as invalid:
@@ -155,7 +151,7 @@ async def add_store(request: Request, merchant_id: uuid.UUID) -> Response:
             raise
         errors = _prefixed("store", field_errors(refusal, code, "code"))
         status = refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _merchant_page(request, session, merchant_id, errors=errors,
                               values=_prefixed("store", values), status=status)
 
@@ -166,17 +162,17 @@ async def add_terminal(request: Request, store_id: uuid.UUID) -> Response:
     form = await form_of(request)
     values = {"code": text(form, "code"), "kind": text(form, "kind") or "pos"}
     code = language(request)
-    with _db(request).session_scope() as session:
-        _found, principal, code = _operator(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, code = operator_of(session, request)
         merchant_id = tenancy.get_store(session, actor=principal, store_id=store_id).merchant_id
     try:
         data = TerminalCreate.model_validate(values)
-        with _db(request).session_scope() as session:
-            _found, principal, code = _operator(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, code = operator_of(session, request)
             terminal, secret = tenancy.create_terminal(session, actor=principal,
                                                        store_id=store_id, data=data)
             new_key = {"terminal": terminal.code, "key": secret}
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             return _merchant_page(request, session, merchant_id, new_key=new_key)
     except ValidationError as invalid:
         errors, status = _prefixed("terminal", _schema_errors(invalid, code)), 422
@@ -185,7 +181,7 @@ async def add_terminal(request: Request, store_id: uuid.UUID) -> Response:
             raise
         errors = _prefixed("terminal", field_errors(refusal, code, "code"))
         status = refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _merchant_page(request, session, merchant_id, errors=errors,
                               values=_prefixed("terminal", values),
                               store_with_error=str(store_id), status=status)
@@ -197,8 +193,8 @@ async def invite_staff(request: Request, merchant_id: uuid.UUID) -> Response:
     form = await form_of(request)
     values = {name: text(form, name) for name in ("email", "name", "role")}
     code = language(request)
-    with _db(request).session_scope() as session:
-        found, principal, code = _operator(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, code = operator_of(session, request)
         tenancy.get_merchant(session, actor=principal, merchant_id=merchant_id)
     errors: dict[str, str] = {}
     invitation = None
@@ -206,7 +202,7 @@ async def invite_staff(request: Request, merchant_id: uuid.UUID) -> Response:
         role = StaffRole(values["role"])
         if role == StaffRole.operator or "@" not in values["email"] or not values["name"]:
             raise ValueError(values["role"])
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             inviter = session.get(StaffUser, found.user_id)
             if inviter is None:  # signed out since: never invite as the system
                 raise PageRefused(303, location="/login")
@@ -222,7 +218,7 @@ async def invite_staff(request: Request, merchant_id: uuid.UUID) -> Response:
         if refusal.status in (403, 404):
             raise
         errors = _prefixed("staff", field_errors(refusal, code, "email"))
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _merchant_page(request, session, merchant_id, errors=errors,
                               values=_prefixed("staff", values) if errors else {},
                               invitation=invitation, status=422 if errors else 200)

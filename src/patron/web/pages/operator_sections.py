@@ -1,7 +1,7 @@
 """The operator console's sections (docs/web.md, "The operator console"): the coalition's
 miles rates, the settlements across merchants, staff, API keys, the scheduled jobs and
 the health of deliveries. The operator's staff act as the operator
-(``pages.operator._operator``), through the services the operator key's endpoints call."""
+(``pages.operator.operator_of``), through the services the operator key's endpoints call."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from starlette.datastructures import FormData
 
 from patron.coalition import service as coalition
 from patron.coalition.schemas import RatesWrite
-from patron.db import Database
 from patron.errors import PatronError
 from patron.jobs import status as job_status
 from patron.jobs.scheduler import JOBS
@@ -31,6 +30,7 @@ from patron.tenancy.models import Merchant, Role, StaffRole, StaffUser, Store, T
 from patron.tenancy.schemas import ApiKeyCreate
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
@@ -39,7 +39,7 @@ from patron.web.pages.common import (
     text,
 )
 from patron.web.pages.console_activity import channel_names, settlement_of, this_month
-from patron.web.pages.operator import _operator, _page
+from patron.web.pages.operator import operator_of, operator_page
 from patron.web.render import translate
 from patron.web.routing import page_router
 
@@ -49,10 +49,6 @@ router = page_router()
 NEW_RATE_ROWS = 3
 KEY_ROLES = (Role.operator, Role.merchant, Role.terminal, Role.sales_rep)
 
-
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 def _refused(refusal: PatronError) -> None:
@@ -84,20 +80,20 @@ def _whole(value: str) -> Any:
 
 
 def _rates(request: Request, session: Session, **values: Any) -> Response:
-    found, principal, code = _operator(session, request)
+    found, principal, code = operator_of(session, request)
     rates = coalition.get_rates(session, actor=principal)
     rows = values.pop("rows", None) or [
         {"currency": rate.currency, "spend_per_mile": str(rate.spend_per_mile),
          "mile_value_milli": str(rate.mile_value_milli)} for rate in rates.rates]
     rows = rows + [dict.fromkeys(RATE_FIELDS, "") for _ in range(NEW_RATE_ROWS)]
     shown = {"errors": {}, "saved": False, "status": 200, **values}
-    return _page(request, "operator_rates.html", code, found, rates=rates.rates, rows=rows,
+    return operator_page(request, "operator_rates.html", code, found, rates=rates.rates, rows=rows,
                  **shown)
 
 
 @router.get("/operator/rates")
 def rates_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _rates(request, session, saved=request.query_params.get("saved") == "1")
 
 
@@ -114,8 +110,8 @@ async def put_rates(request: Request) -> Response:
     code = language(request)
     errors: dict[str, str] = {}
     try:
-        with _db(request).session_scope() as session:
-            _found, principal, code = _operator(session, request)
+        with database_of(request).session_scope() as session:
+            _found, principal, code = operator_of(session, request)
             coalition.put_rates(session, actor=principal, data=RatesWrite.model_validate(body))
         return redirect(request, "/operator/rates?saved=1")
     except ValidationError as invalid:
@@ -128,7 +124,7 @@ async def put_rates(request: Request) -> Response:
         at = re.fullmatch(r"rates\[(\d+)\]\.(\w+)", str(refusal.extra.get("field") or ""))
         errors = {_rate_field(("rates", int(at.group(1)), at.group(2)) if at else (), origin):
                   problem_text(refusal, code)}
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _rates(request, session, rows=rows, errors=errors, status=422)
 
 
@@ -148,10 +144,10 @@ def _rate_field(loc: Any, origin: list[int]) -> str:
 def settlements_page(request: Request) -> Response:
     """Every merchant's line and the coalition's (``GET /v1/coalition/settlements``)."""
     period = (request.query_params.get("period") or this_month()).strip()[:16]
-    with _db(request).session_scope() as session:
-        found, principal, code = _operator(session, request)
+    with database_of(request).session_scope() as session:
+        found, principal, code = operator_of(session, request)
         settlement, errors, months = settlement_of(session, principal, period, code)
-        return _page(request, "operator_settlements.html", code, found,
+        return operator_page(request, "operator_settlements.html", code, found,
                      settlement=settlement, months=months, errors=errors,
                      values={"period": period}, status=422 if errors else 200)
 
@@ -159,7 +155,7 @@ def settlements_page(request: Request) -> Response:
 # --- staff ------------------------------------------------------------------------------
 
 def _staff(request: Request, session: Session, **values: Any) -> Response:
-    found, _principal, code = _operator(session, request)
+    found, _principal, code = operator_of(session, request)
     viewer = session.get(StaffUser, found.user_id)
     assert viewer is not None
     merchants = _merchant_names(session)
@@ -171,12 +167,12 @@ def _staff(request: Request, session: Session, **values: Any) -> Response:
                          else "invited" if user.password_hash is None else "active")}
               for user in accounts.list_staff(session, viewer=viewer)]
     shown = {"errors": {}, "values": {}, "invitation": None, "status": 200, **values}
-    return _page(request, "operator_staff.html", code, found, people=people, **shown)
+    return operator_page(request, "operator_staff.html", code, found, people=people, **shown)
 
 
 @router.get("/operator/staff")
 def staff_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _staff(request, session)
 
 
@@ -187,8 +183,8 @@ async def invite_operator(request: Request) -> Response:
     form = await form_of(request)
     values = {name: text(form, name) for name in ("email", "name")}
     code = language(request)
-    with _db(request).session_scope() as session:
-        found, _principal, code = _operator(session, request)
+    with database_of(request).session_scope() as session:
+        found, _principal, code = operator_of(session, request)
     errors: dict[str, str] = {}
     status = 422
     if not values["name"]:
@@ -197,7 +193,7 @@ async def invite_operator(request: Request) -> Response:
         errors["email"] = translate(code, "Give an e-mail address, such as ana@example.com.")
     if not errors:
         try:
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 inviter = session.get(StaffUser, found.user_id)
                 if inviter is None:  # signed out meanwhile: never invite as the system
                     raise PageRefused(403)
@@ -205,19 +201,19 @@ async def invite_operator(request: Request) -> Response:
                     session, inviter=inviter, email=values["email"],
                     name=values["name"][:200], role=StaffRole.operator)
             base = request.app.state.settings.public_base_url.rstrip("/")
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 return _staff(request, session, invitation=f"{base}/invitation/{token}")
         except PatronError as refusal:
             _refused(refusal)
             errors, status = field_errors(refusal, code, "email"), refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _staff(request, session, errors=errors, values=values, status=status)
 
 
 # --- API keys -----------------------------------------------------------------------------
 
 def _keys(request: Request, session: Session, **values: Any) -> Response:
-    found, principal, code = _operator(session, request)
+    found, principal, code = operator_of(session, request)
     now = utcnow()
     terminals = {terminal.id: f"{merchant.number:05d} {store.code}/{terminal.code}"
                  for terminal, store, merchant in session.execute(
@@ -230,7 +226,7 @@ def _keys(request: Request, session: Session, **values: Any) -> Response:
                                    else "active")}
             for key in tenancy.list_keys(session, actor=principal)]
     shown = {"errors": {}, "values": {}, "new_key": None, "status": 200, **values}
-    return _page(request, "operator_keys.html", code, found, keys=keys,
+    return operator_page(request, "operator_keys.html", code, found, keys=keys,
                  merchants=_merchant_names(session), terminals=terminals,
                  roles=[role.value for role in KEY_ROLES],
                  revoked=request.query_params.get("revoked") == "1", **shown)
@@ -238,7 +234,7 @@ def _keys(request: Request, session: Session, **values: Any) -> Response:
 
 @router.get("/operator/keys")
 def keys_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _keys(request, session)
 
 
@@ -264,11 +260,11 @@ async def create_key(request: Request) -> Response:
                 "role": values["role"], "merchant_id": values["merchant_id"] or None,
                 "terminal_id": values["terminal_id"] or None,
                 "label": values["label"] or None, "expires_at": expires_at})
-            with _db(request).session_scope() as session:
-                _found, principal, code = _operator(session, request)
+            with database_of(request).session_scope() as session:
+                _found, principal, code = operator_of(session, request)
                 api_key, secret = tenancy.create_key(session, actor=principal, data=data)
                 new_key = {"prefix": api_key.prefix, "role": api_key.role, "key": secret}
-            with _db(request).session_scope() as session:
+            with database_of(request).session_scope() as session:
                 return _keys(request, session, new_key=new_key)
         except ValidationError as invalid:
             for error in invalid.errors():
@@ -282,7 +278,7 @@ async def create_key(request: Request) -> Response:
             errors = {"expires_on" if field == "expires_at" else field:
                       problem_text(refusal, code)}
             status = refusal.status
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         return _keys(request, session, errors=errors, values=values, status=status)
 
 
@@ -290,8 +286,8 @@ async def create_key(request: Request) -> Response:
 async def revoke_key(request: Request, key_id: uuid.UUID) -> Response:
     """Revoke a key (``POST /v1/keys/{id}/revoke``): it stops working at once."""
     await form_of(request)
-    with _db(request).session_scope() as session:
-        _found, principal, _code = _operator(session, request)
+    with database_of(request).session_scope() as session:
+        _found, principal, _code = operator_of(session, request)
         tenancy.revoke_key(session, actor=principal, key_id=key_id)
     return redirect(request, "/operator/keys?revoked=1")
 
@@ -303,9 +299,9 @@ def jobs_page(request: Request) -> Response:
     """The scheduled jobs, their schedules and the newest trace of each one's work
     (``jobs.status``: nothing records the runs themselves)."""
     settings = request.app.state.settings
-    with _db(request).session_scope() as session:
-        found, _principal, code = _operator(session, request)
-        return _page(request, "operator_jobs.html", code, found,
+    with database_of(request).session_scope() as session:
+        found, _principal, code = operator_of(session, request)
+        return operator_page(request, "operator_jobs.html", code, found,
                      jobs=job_status.job_statuses(session, jobs=JOBS),
                      leader=job_status.lease_held(session),
                      interval=settings.jobs_interval_seconds)
@@ -315,9 +311,9 @@ def jobs_page(request: Request) -> Response:
 
 @router.get("/operator/deliveries")
 def deliveries_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
-        found, principal, code = _operator(session, request)
-        return _page(request, "operator_deliveries.html", code, found,
+    with database_of(request).session_scope() as session:
+        found, principal, code = operator_of(session, request)
+        return operator_page(request, "operator_deliveries.html", code, found,
                      health=delivery_health(session, actor=principal, now=utcnow()),
                      channel_names=channel_names(code),
                      worker_in_serve=request.app.state.settings.deliveries_in_serve)

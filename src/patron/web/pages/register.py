@@ -24,7 +24,6 @@ from starlette.datastructures import FormData
 
 from patron import units
 from patron.config import get_settings
-from patron.db import Database
 from patron.errors import PatronError
 from patron.identity import images
 from patron.identity.schemas import IdentifyRequest, MemberIdentification
@@ -39,6 +38,7 @@ from patron.tenancy.rules import Area, may_open
 from patron.vouchers import service as vouchers
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     form_of,
     language,
     problem_text,
@@ -57,10 +57,6 @@ MAX_PAGE_LINES = 50
 SEEN_AT_LIMIT = timedelta(minutes=10)
 
 
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
 
 def request_address(request: Request) -> str:
     """The browser's address, as the API's throttles see a caller's."""
@@ -73,7 +69,7 @@ def request_address(request: Request) -> str:
 
 @router.get("/register/choose")
 def choose_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found = staff_accounts.staff_of_session(session, read_cookie(request, STAFF_COOKIE))
         if found is None:
             raise PageRefused(303, location="/login?next=/register")
@@ -89,7 +85,7 @@ def choose_page(request: Request) -> Response:
 @router.post("/register/choose")
 async def choose(request: Request) -> Response:
     form = await form_of(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found = staff_accounts.staff_of_session(session, read_cookie(request, STAFF_COOKIE))
         if found is None:
             raise PageRefused(303, location="/login?next=/register")
@@ -178,7 +174,7 @@ def _till(session: Any, principal: Any) -> tuple[Terminal, Store, Merchant]:
 
 def _page(request: Request, sale: Sale, *, status: int = 200, quote: Any = None,
           errors: dict[str, str] | None = None, notice: str | None = None) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, principal = staff_in(session, request, Area.register)
         terminal, store, merchant = _till(session, principal)
         codes = (vouchers.usable_personal_codes(session, merchant_id=merchant.id,
@@ -221,13 +217,13 @@ async def identify(request: Request) -> Response:
     sale = Sale(form)
     code = language(request)
     image = text(form, "image")
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         _found, principal = staff_in(session, request, Area.register)
     try:
         data = (IdentifyRequest(image=image) if image else
                 identification_of(text(form, "scan"), text(form, "how") or "auto"))
-        found = units.identify(_db(request), caller=principal, address=request_address(request),
-                               data=data)
+        found = units.identify(database_of(request), caller=principal,
+                               address=request_address(request), data=data)
     except ValidationError:
         return _page(request, sale, status=422, errors={"scan": translate(
             code, "Scan the member's card or code, or type a phone number.")})
@@ -284,13 +280,13 @@ def _quoted(request: Request, sale: Sale, code: str
             ) -> tuple[Any, dict[str, str], int]:
     if not sale.lines:
         return None, {"new_sku": translate(code, "Add at least one item.")}, 422
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         _found, principal = staff_in(session, request, Area.register)
         _terminal, _store, merchant = _till(session, principal)
         currency = merchant.currency
     try:
         purchase = sale.purchase(currency)
-        return units.quote(_db(request), caller=principal, address=request_address(request),
+        return units.quote(database_of(request), caller=principal, address=request_address(request),
                            data=purchase), {}, 200
     except ValidationError as invalid:
         return None, {"basket": _validation_text(invalid, code)}, 422
@@ -319,13 +315,13 @@ async def commit(request: Request) -> Response:
     if not sale.lines:
         return _page(request, sale, status=422,
                      errors={"new_sku": translate(code, "Add at least one item.")})
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         _found, principal = staff_in(session, request, Area.register)
         _terminal, _store, merchant = _till(session, principal)
         currency = merchant.currency
     try:
-        body = units.commit(_db(request), caller=principal, address=request_address(request),
-                            data=sale.purchase(currency))
+        body = units.commit(database_of(request), caller=principal,
+                            address=request_address(request), data=sale.purchase(currency))
     except ValidationError as invalid:
         return _page(request, sale, status=422, errors={"basket": _validation_text(invalid,
                                                                                    code)})
@@ -340,7 +336,7 @@ async def commit(request: Request) -> Response:
 
 @router.get("/register/receipts/{transaction_id}")
 def receipt(request: Request, transaction_id: uuid.UUID) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, principal = staff_in(session, request, Area.register)
         terminal, store, merchant = _till(session, principal)
         sale = json.loads(pos.get_transaction(session, actor=principal,
@@ -361,7 +357,7 @@ async def take_return(request: Request, transaction_id: uuid.UUID) -> Response:
     """The whole purchase comes back (what is not returned yet)."""
     await form_of(request)
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             _found, principal = staff_in(session, request, Area.register)
             pos_returns.record_return(session, actor=principal,
                                       transaction_id=transaction_id,

@@ -12,7 +12,6 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.db import Database
 from patron.errors import PatronError
 from patron.identity import images
 from patron.kit import totp
@@ -23,18 +22,19 @@ from patron.tenancy.service import Principal
 from patron.tenancy.staff import StaffContext
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
     redirect,
     remember_language,
+    signing_out,
     text,
 )
 from patron.web.render import data_uri, render, translate
 from patron.web.routing import page_router
 from patron.web.security import (
     STAFF_COOKIE,
-    clear_cookie,
     read_cookie,
     renew_csrf,
     safe_next,
@@ -51,10 +51,6 @@ HOME = {StaffRole.operator: "/operator", StaffRole.owner: "/console",
         StaffRole.manager: "/console", StaffRole.cashier: "/register",
         StaffRole.sales_rep: "/account"}
 
-
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 def staff_in(session: Session, request: Request, area: Area) -> tuple[StaffContext, Principal]:
@@ -85,7 +81,7 @@ async def login(request: Request) -> Response:
     email = text(form, "email")
     target = safe_next(text(form, "next"), "")
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             signed_in = staff.sign_in(session, email=email,
                                       password=str(form.get("password") or ""))
             role = StaffRole(signed_in.user.role)
@@ -118,7 +114,7 @@ async def second_factor(request: Request) -> Response:
     if not token:
         return redirect(request, LOGIN)
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             user = staff.pass_second_factor(session, token=token, code=text(form, "code"))
             role = StaffRole(user.role)
     except PatronError as refusal:
@@ -133,20 +129,14 @@ async def second_factor(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     await form_of(request)
-    token = read_cookie(request, STAFF_COOKIE)
-    if token:
-        with _db(request).session_scope() as session:
-            staff.sign_out(session, token=token)
-    response = redirect(request, LOGIN)
-    clear_cookie(response, STAFF_COOKIE)
-    renew_csrf(request)
-    return response
+    return signing_out(request, cookie=STAFF_COOKIE, to=LOGIN,
+                       end=lambda session, token: staff.sign_out(session, token=token))
 
 
 @router.get("/invitation/{token}")
 def invitation_page(request: Request, token: str) -> Response:
     code = language(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         try:
             user = staff.invitation_user(session, token)
         except PatronError:
@@ -164,18 +154,18 @@ async def accept_invitation(request: Request, token: str) -> Response:
     code = language(request)
     password = str(form.get("password") or "")
     if password != str(form.get("password_again") or ""):
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             user = staff.invitation_user(session, token)
             return render(request, "invitation.html", code, name=user.name,
                           email=staff.email_of(user), token=token, status=422,
                           errors={"password_again": translate(code, "The two passwords differ.")})
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             staff.accept_invitation(session, token=token, password=password)
     except PatronError as refusal:
         if refusal.status == 410:
             raise PageRefused(404) from refusal
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             user = staff.invitation_user(session, token)
             return render(request, "invitation.html", code, name=user.name,
                           email=staff.email_of(user), token=token, status=refusal.status,
@@ -206,7 +196,7 @@ def _account_page(request: Request, session: Session, found: StaffContext, code:
 @router.get("/account")
 def account_page(request: Request) -> Response:
     """A signed-in staff user's own account: who they are, their second factor."""
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, code = _account(session, request)
         return _account_page(request, session, found, code)
 
@@ -215,7 +205,7 @@ def account_page(request: Request) -> Response:
 async def start_second_factor(request: Request) -> Response:
     """A new authenticator secret to scan (not saved until a code made from it passes)."""
     await form_of(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         found, code = _account(session, request)
         user = session.get(StaffUser, found.user_id)
         assert user is not None
@@ -229,7 +219,7 @@ async def confirm_second_factor(request: Request) -> Response:
     form = await form_of(request)
     secret = text(form, "secret")
     try:
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             found, code = _account(session, request)
             user = session.get(StaffUser, found.user_id)
             assert user is not None
@@ -237,7 +227,7 @@ async def confirm_second_factor(request: Request) -> Response:
     except PatronError as refusal:
         if refusal.status in (403, 404):
             raise
-        with _db(request).session_scope() as session:
+        with database_of(request).session_scope() as session:
             found, code = _account(session, request)
             user = session.get(StaffUser, found.user_id)
             assert user is not None

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.config import get_settings
-from patron.db import Database
 from patron.errors import PatronError
 from patron.identity import images
 from patron.identity.service import current_qr_token
@@ -40,11 +39,13 @@ from patron.vouchers import service as vouchers
 from patron.vouchers.benefits import service as benefits
 from patron.web.pages.common import (
     PageRefused,
+    database_of,
     field_errors,
     form_of,
     language,
     redirect,
     remember_language,
+    signing_out,
     text,
 )
 from patron.web.render import STATIC, data_uri, render, static_url, translate
@@ -63,10 +64,6 @@ router = page_router()
 
 SIGN_IN = "/wallet/sign-in"
 
-
-def _db(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
 
 
 def _member_session(session: Session, request: Request) -> wallet.WalletSession:
@@ -105,7 +102,7 @@ def _join_merchant(session: Session, request: Request, form: Any = None) -> Merc
 @router.get("/join")
 def join_page(request: Request) -> Response:
     code = language(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         already = wallet.session_of_device(session, read_cookie(request, WALLET_COOKIE))
         merchant = _join_merchant(session, request)
         merchants = [] if merchant else members_choices(session)
@@ -129,7 +126,7 @@ async def join(request: Request) -> Response:
     ref = text(form, "ref") or None
     marketing = Consents(email=True if email and form.get("consent_email") else None,
                          push=True if form.get("consent_push") else None)
-    database = _db(request)
+    database = database_of(request)
     try:
         with database.session_scope() as session:
             merchant = _join_merchant(session, request, form)
@@ -160,7 +157,7 @@ async def join(request: Request) -> Response:
 
 @router.get("/wallet")
 def wallet_page(request: Request) -> Response:
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         code = language(request, me.language)
         actor = me.principal
@@ -209,7 +206,7 @@ def _voucher_barcodes(codes: list[Any]) -> dict[str, str]:
 @router.get("/wallet/card")
 def wallet_card(request: Request) -> Response:
     """The membership card alone, refreshed by the wallet before its QR expires."""
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         member = members.get_member(session, actor=me.principal, member_id=me.member_id)
         return render(request, "_wallet_card.html", language(request, me.language),
@@ -230,7 +227,7 @@ def _consent_rows(consents: Any, merchant_names: dict[uuid.UUID, str]
 @router.post("/wallet/consents")
 async def change_consent(request: Request) -> Response:
     form = await form_of(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         try:
             scope = uuid.UUID(text(form, "merchant_id"))
@@ -248,7 +245,7 @@ async def change_consent(request: Request) -> Response:
 async def change_language(request: Request) -> Response:
     form = await form_of(request)
     chosen = text(form, "language")
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         try:
             members.update_member(session, actor=me.principal, member_id=me.member_id,
@@ -260,7 +257,7 @@ async def change_language(request: Request) -> Response:
 
 @router.get("/wallet/export")
 def download_my_data(request: Request) -> Response:
-    database = _db(request)
+    database = database_of(request)
     with database.session_scope() as session:
         me = _member_session(session, request)
         prepared = member_export.prepare(session, actor=me.principal, member_id=me.member_id)
@@ -275,7 +272,7 @@ async def delete_my_account(request: Request) -> Response:
     form = await form_of(request)
     if text(form, "confirm") != "delete":
         return redirect(request, "/wallet#settings")
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         members.erase(session, actor=me.principal, member_id=me.member_id)
     response = redirect(request, "/?deleted=1")
@@ -287,7 +284,7 @@ async def delete_my_account(request: Request) -> Response:
 @router.post("/wallet/devices/{device_id}/sign-out")
 async def sign_out_device(request: Request, device_id: uuid.UUID) -> Response:
     await form_of(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         try:
             wallet.revoke_device(session, member_id=me.member_id, device_id=device_id)
@@ -304,14 +301,8 @@ async def sign_out_device(request: Request, device_id: uuid.UUID) -> Response:
 @router.post("/wallet/sign-out")
 async def sign_out(request: Request) -> Response:
     await form_of(request)
-    token = read_cookie(request, WALLET_COOKIE)
-    if token:
-        with _db(request).session_scope() as session:
-            wallet.sign_out(session, token=token)
-    response = redirect(request, SIGN_IN)
-    clear_cookie(response, WALLET_COOKIE)
-    renew_csrf(request)
-    return response
+    return signing_out(request, cookie=WALLET_COOKIE, to=SIGN_IN,
+                       end=lambda session, token: wallet.sign_out(session, token=token))
 
 
 # --- signing in on another device ---------------------------------------------------------
@@ -334,7 +325,7 @@ async def send_code(request: Request) -> Response:
                       errors={"address": translate(code, "Enter your e-mail address or phone "
                                                        "number.")},
                       values={}, status=422)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         try:
             verification_id = wallet.request_code(
                 session, address=address, channel=channel,
@@ -358,7 +349,7 @@ async def check_code(request: Request) -> Response:
     except ValueError:
         return redirect(request, SIGN_IN)
     install_id = _install_id(request)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         try:
             _member, token = wallet.sign_in_with_code(
                 session, verification_id=verification_id, code=text(form, "code"),
@@ -408,7 +399,7 @@ async def subscribe_push(request: Request) -> Response:
         data = PushSubscriptionWrite.model_validate_json(await request.body())
     except ValidationError:
         return Response(status_code=422)
-    with _db(request).session_scope() as session:
+    with database_of(request).session_scope() as session:
         me = _member_session(session, request)
         web_push.register(session, actor=me.principal, member_id=me.member_id, data=data)
     return Response(status_code=204)
