@@ -214,3 +214,18 @@ def test_signing_a_device_out_from_another_ends_its_session(
     assert done.url.path == "/wallet"
     assert second.get("/wallet", follow_redirects=False).status_code == 303
     assert first.client.get("/wallet").status_code == 200
+
+
+def test_a_device_is_named_by_its_browser_and_system() -> None:
+    from patron.web.pages.wallet import device_label
+
+    assert device_label("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+                        "(KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36") == \
+        "Chrome · Android"
+    assert device_label("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
+                        "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 "
+                        "Safari/604.1") == "Safari · iPhone"
+    assert device_label("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                        "(KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0") == \
+        "Edge · Windows"
+    assert device_label("curl/8.5") == ""

@@ -75,7 +75,23 @@ def _member_session(session: Session, request: Request) -> wallet.WalletSession:
 
 
 def _label(request: Request) -> str:
-    return (request.headers.get("user-agent") or "")[:100]
+    return device_label(request.headers.get("user-agent") or "")
+
+
+# (what the User-Agent says, what the member reads), first match wins
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("SamsungBrowser/", "Samsung Internet"),
+             ("Firefox/", "Firefox"), ("CriOS/", "Chrome"), ("Chrome/", "Chrome"),
+             ("Safari/", "Safari"))
+_SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+            ("Linux", "Linux"))
+
+
+def device_label(user_agent: str) -> str:
+    """A device as its member recognises it in their list: "Chrome · Android"."""
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), "")
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), "")
+    return " · ".join(part for part in (browser, system) if part)[:100]
 
 
 def _install_id(request: Request) -> str:
