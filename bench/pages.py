@@ -11,12 +11,15 @@ What it does, on a fresh database (SQLite unless ``--database-url``):
    and tiers; a store with a POS terminal; the coalition's miles rate); ``--members``
    members (``members.service.enrol``, each with an e-mail address and e-mail consent),
    each with a wallet device bound as the join page binds one
-   (``members.wallet.bind_device``: the cookie's token) and a personal 100-yen voucher
+   (``members.wallet.bind_device``: the cookie's token), the referral code the wallet's
+   first view makes (joining lands on the wallet: these are returning members, whose
+   views only read) and a personal 100-yen voucher
    (``vouchers.service.issue_personal``, as a campaign issues one); ``--purchases``
    purchases each, committed by the terminal (``pos.service.commit``, baskets of the
    checkout benchmark's catalogue, the last one burning 100 points when the member holds
    them), so each wallet shows points, a tier, miles, history lines and a voucher. Staff:
    a cashier, a manager and an operator with passwords (``tenancy.staff.create_staff``).
+   On PostgreSQL then ``VACUUM ANALYZE`` (what autovacuum would have done).
 2. **The server** in its production configuration, ``patron serve --workers N``.
 3. **The wallet under load.** Before any load, one wallet is fetched and must be that
    member's (200, their 14-digit number in the page), and a cookie the server did not
@@ -61,12 +64,16 @@ from datetime import timedelta
 from email.message import Message
 from html.parser import HTMLParser
 
+import psycopg
+from sqlalchemy import func, select
+
 from bench.baskets import Kind, Purchase, PurchaseMaker, request_body
 from bench.environment import (
     add_database_option,
     describe_database,
     describe_machine,
     fresh_database,
+    is_postgres,
     say,
     some_numbers,
     stop_on_sigterm,
@@ -74,14 +81,17 @@ from bench.environment import (
 )
 from bench.loadgen import LoadGenerator, Phase, PhaseResult, Request, RequestSource
 from bench.servers import BenchSetupError, Server, running_server
-from bench.shop import Shop, build_shop
+from bench.shop import Shop, build_shop, libpq_url
+from patron.config import get_settings
 from patron.db import Database
 from patron.kit.clock import utcnow
 from patron.members.schemas import MemberCreate
 from patron.members.service import enrol
 from patron.members.wallet import bind_device
+from patron.notify.models import OutboxEvent
 from patron.pos import service as pos
 from patron.pos.schemas import PurchaseWrite
+from patron.referrals.service import code_of as referral_code_of
 from patron.tenancy.models import Role, StaffRole
 from patron.tenancy.service import Principal
 from patron.tenancy.staff import create_staff
@@ -138,6 +148,18 @@ class Data:
     seconds: float
 
 
+def vacuum_analyze(database: Database) -> float | None:
+    """On PostgreSQL, what autovacuum would have done to tables that grew from nothing
+    (without statistics the planner reads a member's journal entries through the
+    merchant's index); its seconds. None on SQLite, which the product never analyses."""
+    if not is_postgres(database.url):
+        return None
+    started = time.perf_counter()
+    with psycopg.connect(libpq_url(database.url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - started
+
+
 def _terminal(shop: Shop) -> Principal:
     till = shop.tills[0]
     return Principal(key_id=None, role=Role.terminal, merchant_id=shop.merchant_id,
@@ -169,6 +191,9 @@ def prepare(database: Database, *, members: int, purchases: int) -> Data:
                     email=f"member{index}@bench.example", language="en",
                     consents={"email": True}))
                 token = bind_device(session, member=member, source="join", label="bench")
+                # Joining lands on the wallet, whose first view makes the member's referral
+                # code: the members here are returning ones, whose views only read.
+                referral_code_of(session, member.id, now=now)
                 issue_personal(session, offer=offer_row, member_id=member.id,
                                merchant_number=shop.merchant_number, source="bench", now=now)
                 wallets.append(Wallet(member.member_number, token, secrets.token_urlsafe(32)))
@@ -274,6 +299,28 @@ class Browser:
             else:
                 self.cookies[name] = value
         return answer
+
+
+def settle(database: Database, *, timeout: float = 60.0) -> str:
+    """Wait (at most ``timeout``) for the server's delivery worker to dispatch the outbox
+    events the set-up wrote, so that the measured phases do not carry that backlog."""
+    started = time.perf_counter()
+    query = select(func.count()).select_from(OutboxEvent).where(
+        OutboxEvent.delivered_at.is_(None))
+    with database.session_scope() as session:
+        written = session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+    if not get_settings().deliveries_in_serve:
+        return f"{written:,} outbox events (no delivery worker in the server)"
+    while True:
+        with database.session_scope() as session:
+            pending = session.scalar(query) or 0
+        waited = time.perf_counter() - started
+        if not pending or waited > timeout:
+            break
+        time.sleep(0.5)
+    return (f"{written:,} outbox events from the set-up, "
+            + (f"{pending:,} still undispatched after {waited:.0f} s" if pending else
+               "dispatched by the server's delivery worker before the load"))
 
 
 def check_wallet(server: Server, wallet: Wallet) -> int:
@@ -568,11 +615,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             backend = described.split(" ", 1)[0]
             say(f"database: {described}")
             data = prepare(database, members=args.members, purchases=args.purchases)
+            analysed = vacuum_analyze(database)
             say(f"set-up:   {len(data.wallets):,} members with a wallet device and a voucher "
                 f"each, {data.purchases:,} purchases ({data.burns:,} burning points), 3 staff, "
-                f"through the services in {data.seconds:.1f} s")
+                f"through the services in {data.seconds:.1f} s"
+                + (f"; VACUUM ANALYZE {analysed:.1f} s" if analysed is not None else ""))
             with running_server(database.url, workers=args.workers) as server:
-                say(f"server:   patron serve --workers {args.workers}")
+                say(f"server:   patron serve --workers {args.workers}; {settle(database)}")
                 run = measure_wallet(server, database.url, data, args)
                 sizes = measure_sizes(server, data)
     except BenchSetupError as exc:

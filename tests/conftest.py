@@ -77,12 +77,13 @@ IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     if IS_POSTGRES:
-        # What a page's markup is does not depend on the database: checked once, in the
-        # SQLite pass (the pages' behaviour is tested on both).
-        markup_only = pytest.mark.skip(reason="the pages' markup: checked in the SQLite pass")
+        # What a page's markup is, and what a browser does with it, does not depend on the
+        # database: the browser tests run once, in the SQLite pass (the pages' behaviour,
+        # through the same requests, is tested on both by tests/web).
+        once = pytest.mark.skip(reason="in a browser: run in the SQLite pass")
         for item in items:
-            if "markup" in item.keywords:
-                item.add_marker(markup_only)
+            if "markup" in item.keywords or "/tests/e2e/" in str(item.fspath):
+                item.add_marker(once)
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL pass")
     for item in items:
