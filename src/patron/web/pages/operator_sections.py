@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -21,7 +21,6 @@ from patron.coalition import service as coalition
 from patron.coalition.schemas import RatesWrite
 from patron.errors import PatronError
 from patron.jobs import status as job_status
-from patron.jobs.scheduler import JOBS
 from patron.kit.clock import utcnow
 from patron.notify.health import delivery_health
 from patron.tenancy import service as tenancy
@@ -42,6 +41,9 @@ from patron.web.pages.console_activity import channel_names, settlement_of, this
 from patron.web.pages.operator import operator_of, operator_page
 from patron.web.render import translate
 from patron.web.routing import page_router
+
+if TYPE_CHECKING:
+    from patron.jobs.scheduler import Job
 
 router = page_router()
 
@@ -302,9 +304,17 @@ def jobs_page(request: Request) -> Response:
     with database_of(request).session_scope() as session:
         found, _principal, code = operator_of(session, request)
         return operator_page(request, "operator_jobs.html", code, found,
-                     jobs=job_status.job_statuses(session, jobs=JOBS),
+                     jobs=job_status.job_statuses(session, jobs=_jobs()),
                      leader=job_status.lease_held(session),
                      interval=settings.jobs_interval_seconds)
+
+
+def _jobs() -> tuple[Job, ...]:
+    # The job list imports what the jobs run (NumPy and SciPy among it): read when the
+    # page is asked for, not when a server worker starts (tests/test_startup.py).
+    from patron.jobs.scheduler import JOBS
+
+    return JOBS
 
 
 # --- delivery health --------------------------------------------------------------------
